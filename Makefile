@@ -1,0 +1,23 @@
+# syncl_ros developer entry points. `make demo` runs the main job, `make test` the suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+
+.PHONY: setup test lint demo clean
+
+setup:
+	@scripts/setup_env.sh
+
+test: setup
+	$(PY) -m pytest -q test
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+demo: setup
+	@scripts/demo.sh
+
+clean:
+	rm -rf build log install demo_out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The `syncl` command line lists its subcommands and refuses unimplemented ones clearly."""
+import subprocess
+import sys
+
+from syncl_ros.cli import COMMANDS, NOT_IMPLEMENTED_EXIT, main
+
+EXPECTED = {"synth", "convert", "play", "track", "eval", "train", "export", "build-engine", "bench", "node"}
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "syncl_ros.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert set(COMMANDS) == EXPECTED
+    for name in EXPECTED:
+        assert f"    {name} " in result.stdout or f"    {name}\n" in result.stdout, name
+
+
+def test_unimplemented_subcommand_says_so_and_exits_2(capsys) -> None:  # type: ignore[no-untyped-def]
+    missing = [name for name, cmd in COMMANDS.items() if cmd.module is None]
+    for name in missing:
+        assert main([name, "whatever"]) == NOT_IMPLEMENTED_EXIT
+        assert "not implemented" in capsys.readouterr().err
+
+
+def test_unknown_subcommand_is_an_argparse_error() -> None:
+    result = run_cli("frobnicate")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_console_script_is_installed() -> None:
+    from shutil import which
+
+    script = which("syncl", path=str(__import__("pathlib").Path(sys.executable).parent))
+    assert script is not None
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "synth" in result.stdout

@@ -21,7 +21,9 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "synth": Command("generate a synthetic six-camera dataset in nuScenes format", "syncl_ros.data.synth.cli"),
+    "synth": Command(
+        "generate a synthetic six-camera dataset in nuScenes format", "syncl_ros.data.synth.cli"
+    ),
     "convert": Command("convert a nuScenes scene to a rosbag2 bag (MCAP or sqlite3)", None),
     "play": Command("replay a rosbag2 bag through rclpy with /clock", None),
     "track": Command("run the tracker offline over a split; write nuScenes tracking results", None),

@@ -1,0 +1,51 @@
+"""Launch the syncl_ros tracker node.
+
+    ros2 launch syncl_ros tracker.launch.py [params_file:=...] [model:=...] [backend:=...]
+        [use_sim_time:=true] [namespace:=...] [cam_front:=/my/front/image ...]
+"""
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = Path(get_package_share_directory("syncl_ros"))
+    args = [
+        DeclareLaunchArgument("params_file", default_value=str(share / "config" / "tracker.yaml"),
+                              description="node parameters (YAML)"),
+        DeclareLaunchArgument("model", default_value="", description="checkpoint or ONNX directory; "
+                              "empty: the shipped default model"),
+        DeclareLaunchArgument("backend", default_value="auto",
+                              description="auto | tensorrt | onnxruntime | torch"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
+        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+    ]
+    remaps = []
+    for channel in CAMERAS:
+        key = channel.lower()
+        args.append(DeclareLaunchArgument(key, default_value=f"/{channel}/image_rect_compressed",
+                                          description=f"{channel} image topic"))
+        args.append(DeclareLaunchArgument(f"{key}_info", default_value=f"/{channel}/camera_info",
+                                          description=f"{channel} CameraInfo topic"))
+        remaps.append((f"~/{key}/image", LaunchConfiguration(key)))
+        remaps.append((f"~/{key}/camera_info", LaunchConfiguration(f"{key}_info")))
+    node = Node(
+        package="syncl_ros",
+        executable="tracker_node",
+        name="syncl_tracker",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {"model": LaunchConfiguration("model"), "backend": LaunchConfiguration("backend"),
+             "use_sim_time": LaunchConfiguration("use_sim_time")},
+        ],
+        remappings=remaps,
+        output="screen",
+    )
+    return LaunchDescription([*args, node])

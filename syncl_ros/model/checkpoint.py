@@ -1,0 +1,74 @@
+"""Checkpoints: weights + the experiment configuration + training metadata.
+
+Only tensors, numbers, strings, lists and dicts are stored, so every
+checkpoint loads with torch.load(weights_only=True): loading never runs
+pickled code from a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from syncl_ros.experiment import Experiment
+from syncl_ros.model.network import TrackerNet
+
+FORMAT = "syncl_ros.checkpoint/1"
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    experiment: Experiment,
+    metadata: dict[str, Any],
+    extra_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "experiment": experiment.to_dict(),
+        "metadata": metadata,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **(extra_state or {}),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, or a pickle that is not weights-only
+        raise ValueError(f"{path} is not a readable syncl_ros checkpoint: {err}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a syncl_ros checkpoint (format {FORMAT})")
+    return payload
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[TrackerNet, Experiment, dict[str, Any]]:
+    """Network in eval mode, its experiment, and the training metadata.
+
+    Train-only parameters (e.g. SynCL's contrastive projector) are stored
+    apart from the network's ("train_only") and are not loaded here.
+    """
+    payload = read_checkpoint(path)
+    experiment = Experiment.from_dict(payload["experiment"], where=str(path))
+    model = TrackerNet(experiment.model)
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), experiment, payload["metadata"]

@@ -1,0 +1,48 @@
+"""Typed model configuration (the `model:` section of config/<name>.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+_POS = {"gt": 0}
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How a full camera image becomes the network input: resize, then crop (PETR-style)."""
+
+    height: int = field(default=128, metadata=_POS)  # network input rows
+    width: int = field(default=352, metadata=_POS)  # network input columns
+    # Source images are resized to width `width` keeping their aspect; rows
+    # above the bottom `height` rows (mostly sky) are cropped away.
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: Literal["small", "resnet50"] = "small"
+    embed_dim: int = field(default=128, metadata=_POS)
+    num_heads: int = field(default=4, metadata=_POS)
+    ffn_dim: int = field(default=256, metadata=_POS)
+    num_layers: int = field(default=6, metadata={"min": 1, "max": 12})
+    num_queries: int = field(default=300, metadata=_POS)  # detection queries (learned anchors)
+    num_slots: int = field(default=64, metadata=_POS)  # track slots (static shapes for export)
+    num_classes: int = field(default=10, metadata=_POS)
+    depth_bins: int = field(default=32, metadata=_POS)  # PETR frustum depth bins
+    depth_range: tuple[float, float] = (1.0, 60.0)  # metres, linear-increasing spacing
+    pc_range: tuple[float, float, float, float, float, float] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
+    dropout: float = field(default=0.0, metadata={"min": 0.0, "max": 0.9})
+    # Convergence aids (train-time heads; queries from dense predictions also run at inference).
+    dense_heads: bool = True  # per-camera center heatmap + depth heads on the image features
+    dense_queries: int = field(
+        default=0, metadata={"min": 0}
+    )  # extra detection queries from the heatmap top-k
+    input: InputConfig = field(default_factory=InputConfig)
+
+    def __post_init__(self) -> None:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if not 0 < self.depth_range[0] < self.depth_range[1]:
+            raise ValueError(f"depth_range must be increasing and positive, got {self.depth_range}")

@@ -1,0 +1,189 @@
+"""The tracker network: image encoder + PETR-style decoder over detection and track queries.
+
+Two entry points mirror the two exported graphs:
+- `encode(images)`: six images -> stride-16 features (heavy, stateless);
+- `decode(features, img2lidar, track slots)`: detection queries (learned
+  anchors, optionally plus queries seeded from the dense heatmap) and the S
+  track slots go through the decoder; every layer predicts class logits and a
+  box relative to its query's reference point, which the next layer refines.
+What a track carries to the next frame is its output embedding and refined
+reference point; `decode` turns the carried embedding into the track query
+through a small learned update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+from torch import nn
+
+from syncl_ros.model.backbone import STRIDE, build_backbone
+from syncl_ros.model.box_coder import CODE_DIM, BoxCoder
+from syncl_ros.model.config import ModelConfig
+from syncl_ros.model.decoder import DecoderLayer, key_bias_from_mask, mlp
+from syncl_ros.model.position import PositionEmbedding3D, sine_embed
+
+
+@dataclass
+class DecoderOutput:
+    logits: torch.Tensor  # (L, B, M, classes) per decoder layer; M = detection queries + slots (+ extra)
+    codes: torch.Tensor  # (L, B, M, 10) metric box codes
+    refs: torch.Tensor  # (L, B, M, 3) refined normalized reference points
+    embeddings: torch.Tensor  # (B, M, C) last-layer query features
+    num_det: int  # detection queries come first, then the S slots, then any extra (denoising) queries
+
+
+@dataclass
+class DenseOutput:
+    heatmap: torch.Tensor  # (B, N, classes, h, w) logits of object centers per camera
+    depth: torch.Tensor  # (B, N, 1, h, w) depth of the center in metres (softplus)
+
+
+class TrackerNet(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.embed_dim
+        self.coder = BoxCoder(cfg.pc_range)
+        self.backbone = build_backbone(cfg.backbone, dim)
+        self.position = PositionEmbedding3D(dim, cfg.depth_bins, cfg.depth_range, cfg.pc_range, STRIDE)
+        self.anchors = nn.Embedding(cfg.num_queries, 3)
+        nn.init.uniform_(self.anchors.weight, 0.0, 1.0)
+        self.det_content = nn.Embedding(cfg.num_queries, dim)
+        pos_in = sine_embed(torch.zeros(1, 3), dim).shape[-1]
+        self.query_pos = mlp(pos_in, dim, dim)
+        self.track_update = mlp(dim, cfg.ffn_dim, dim)
+        self.track_norm = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList(
+            DecoderLayer(dim, cfg.num_heads, cfg.ffn_dim, cfg.dropout) for _ in range(cfg.num_layers)
+        )
+        prior = -4.6  # class bias for a 1% prior: stable focal-loss start
+        cls_heads = [mlp(dim, dim, cfg.num_classes) for _ in range(cfg.num_layers)]
+        for head in cls_heads:
+            nn.init.constant_(cast(nn.Linear, head[-1]).bias, prior)
+        self.cls_heads = nn.ModuleList(cls_heads)
+        self.reg_heads = nn.ModuleList(mlp(dim, dim, CODE_DIM) for _ in range(cfg.num_layers))
+        if cfg.dense_heads:
+            self.heatmap_head = nn.Sequential(
+                nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, cfg.num_classes, 1)
+            )
+            nn.init.constant_(cast(torch.Tensor, cast(nn.Conv2d, self.heatmap_head[-1]).bias), prior)
+            self.depth_head = nn.Sequential(
+                nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, 1, 1)
+            )
+            self.dense_content = nn.Linear(dim, dim)
+
+    # -- encoder ---------------------------------------------------------------
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, N, 3, H, W) normalized images -> (B, N, C, H/16, W/16) features."""
+        b, n = images.shape[:2]
+        feats = self.backbone(images.flatten(0, 1))
+        return feats.reshape(b, n, *feats.shape[1:])
+
+    def dense(self, feats: torch.Tensor) -> DenseOutput:
+        if not self.cfg.dense_heads:
+            raise RuntimeError("this model was built without dense heads")
+        b, n = feats.shape[:2]
+        flat = feats.flatten(0, 1)
+        heat = self.heatmap_head(flat)
+        depth = nn.functional.softplus(self.depth_head(flat)) + self.cfg.depth_range[0]
+        return DenseOutput(heat.reshape(b, n, *heat.shape[1:]), depth.reshape(b, n, *depth.shape[1:]))
+
+    # -- queries -----------------------------------------------------------------
+
+    def _detection_queries(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        content = self.det_content.weight.unsqueeze(0).expand(b, -1, -1)
+        refs = self.anchors.weight.clamp(0.0, 1.0)
+        return content, refs.unsqueeze(0).expand(b, -1, -1)
+
+    def _dense_queries(
+        self, feats: torch.Tensor, img2lidar: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k heatmap cells over all cameras -> (content, normalized refs); k is a constant (export)."""
+        dense = self.dense(feats)
+        b, n, _, h, w = dense.heatmap.shape
+        score = dense.heatmap.amax(dim=2).reshape(b, n * h * w)
+        idx = score.topk(self.cfg.dense_queries, dim=1).indices  # (B, k)
+        cam, cell = idx // (h * w), idx % (h * w)
+        v, u = (cell // w).float(), (cell % w).float()
+        depth = dense.depth.reshape(b, n * h * w).gather(1, idx)
+        uvd = torch.stack(
+            [(u + 0.5) * STRIDE * depth, (v + 0.5) * STRIDE * depth, depth, torch.ones_like(depth)], dim=-1
+        )  # (B, k, 4)
+        mats = img2lidar.gather(1, cam[..., None, None].expand(-1, -1, 4, 4))  # (B, k, 4, 4)
+        xyz = torch.matmul(mats, uvd.unsqueeze(-1)).squeeze(-1)[..., :3]
+        refs = self.coder.normalize(xyz).clamp(0.0, 1.0)
+        tokens = feats.permute(0, 1, 3, 4, 2).reshape(b, n * h * w, -1)
+        content = self.dense_content(tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1])))
+        return content, refs.detach()
+
+    def _track_queries(self, track_emb: torch.Tensor) -> torch.Tensor:
+        return self.track_norm(track_emb + self.track_update(track_emb))
+
+    # -- decoder -------------------------------------------------------------------
+
+    def memory(self, feats: torch.Tensor, img2lidar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image tokens of all cameras and their 3D position embedding, (B, N*h*w, C) each."""
+        b, n, c, h, w = feats.shape
+        pos = self.position(img2lidar, h, w).reshape(b, n * h * w, c)
+        return feats.permute(0, 1, 3, 4, 2).reshape(b, n * h * w, c), pos
+
+    def decode(
+        self,
+        feats: torch.Tensor,
+        img2lidar: torch.Tensor,
+        track_emb: torch.Tensor,
+        track_ref: torch.Tensor,
+        track_mask: torch.Tensor,
+        self_attention: bool = True,
+        extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> DecoderOutput:
+        """Decode one frame.
+
+        track_emb (B, S, C), track_ref (B, S, 3) normalized, track_mask (B, S) live slots.
+        extra: optional (content (B, E, C), refs (B, E, 3), attention bias (B, M, M)) for training-time
+        queries (denoising) that must stay invisible to the others.
+        """
+        b = feats.shape[0]
+        det_c, det_r = self._detection_queries(b)
+        parts_c, parts_r = [det_c], [det_r]
+        if self.cfg.dense_queries:
+            dc, dr = self._dense_queries(feats, img2lidar)
+            parts_c.append(dc)
+            parts_r.append(dr)
+        num_det = sum(p.shape[1] for p in parts_c)
+        parts_c.append(self._track_queries(track_emb))
+        parts_r.append(track_ref)
+        valid = [torch.ones(b, num_det, device=feats.device), track_mask.float()]
+        if extra is not None:
+            parts_c.append(extra[0])
+            parts_r.append(extra[1])
+            valid.append(torch.ones(b, extra[0].shape[1], device=feats.device))
+        x, ref = torch.cat(parts_c, 1), torch.cat(parts_r, 1)
+        bias = key_bias_from_mask(torch.cat(valid, 1))[:, None, :]
+        if extra is not None:
+            bias = bias + extra[2]
+        memory, memory_pos = self.memory(feats, img2lidar)
+        logits, codes, refs = [], [], []
+        for layer, cls_head, reg_head in zip(self.layers, self.cls_heads, self.reg_heads, strict=True):
+            pos = self.query_pos(sine_embed(ref, self.cfg.embed_dim))
+            x = layer(x, pos, memory, memory_pos, bias, self_attention)
+            code, new_ref = self.coder.decode(reg_head(x), ref)
+            logits.append(cls_head(x))
+            codes.append(code)
+            refs.append(new_ref)
+            ref = new_ref.detach()
+        return DecoderOutput(torch.stack(logits), torch.stack(codes), torch.stack(refs), x, num_det)
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        img2lidar: torch.Tensor,
+        track_emb: torch.Tensor,
+        track_ref: torch.Tensor,
+        track_mask: torch.Tensor,
+    ) -> DecoderOutput:
+        return self.decode(self.encode(images), img2lidar, track_emb, track_ref, track_mask)

@@ -1,0 +1,56 @@
+"""Typed training settings (the `train:` section of config/<name>.yaml).
+
+Every SynCL part and every convergence aid has its own switch so that its
+effect can be measured; `syncl train --set train.contrastive=false` style
+overrides flip them from the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_POS = {"gt": 0}
+_NONNEG = {"min": 0}
+
+
+@dataclass(frozen=True)
+class SynCLConfig:
+    hybrid_matching: bool = True  # C-decoder (no self-attention) + one-to-many detection matching
+    k: int = field(default=5, metadata={"min": 1})  # at most k detection queries per persistent object
+    gmm_filter: bool = True  # dynamic query filtering of the one-to-many pairs
+    contrastive: bool = True  # instance-aware contrastive loss (detection vs track embeddings)
+    contrastive_weight: float = field(default=1.0, metadata=_NONNEG)
+    temperature: float = field(default=0.1, metadata=_POS)
+    c_decoder_weight: float = field(default=1.0, metadata=_NONNEG)  # weight of the C-decoder's losses
+
+
+@dataclass(frozen=True)
+class AidsConfig:
+    dense_weight: float = field(default=1.0, metadata=_NONNEG)  # heatmap + depth losses (model.dense_heads)
+    denoising: bool = False  # query denoising: noised ground truth as extra training queries
+    denoising_groups: int = field(default=2, metadata={"min": 1})
+    denoising_noise: float = field(default=0.4, metadata=_NONNEG)  # box-size-relative center noise
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    clip_length: int = field(default=3, metadata={"min": 1})  # T consecutive key frames per sample
+    batch_size: int = field(default=1, metadata={"min": 1})  # clips per step and process
+    lr: float = field(default=2e-4, metadata=_POS)
+    backbone_lr_scale: float = field(default=1.0, metadata=_POS)
+    weight_decay: float = field(default=0.01, metadata=_NONNEG)
+    max_steps: int = field(default=20000, metadata={"min": 1})
+    warmup_steps: int = field(default=200, metadata=_NONNEG)
+    grad_clip: float = field(default=35.0, metadata=_POS)
+    cls_weight: float = field(default=2.0, metadata=_NONNEG)  # focal classification (PF-Track)
+    box_weight: float = field(default=0.25, metadata=_NONNEG)  # L1 on box codes (PF-Track)
+    aux_layers: bool = True  # supervise every decoder layer, not only the last
+    track_drop: float = field(
+        default=0.1, metadata={"min": 0.0, "max": 1.0}
+    )  # drop a track query (robustness)
+    checkpoint_every: int = field(default=500, metadata={"min": 1})
+    log_every: int = field(default=20, metadata={"min": 1})
+    seed: int = 0
+    workers: int = field(default=1, metadata=_NONNEG)
+    syncl: SynCLConfig = field(default_factory=SynCLConfig)
+    aids: AidsConfig = field(default_factory=AidsConfig)

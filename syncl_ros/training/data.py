@@ -1,0 +1,85 @@
+"""Training samples: clips of T consecutive key frames as network-ready tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from syncl_ros.data.frames import Frame, NuScenesFrames, read_rgb
+from syncl_ros.model.config import ModelConfig
+from syncl_ros.model.inputs import camera_geometry, prepare_image, reduce_factor
+
+
+@dataclass
+class FrameSample:
+    images: torch.Tensor  # (N, 3, H, W) normalized
+    lidar2img: torch.Tensor  # (N, 4, 4) for network-input pixels
+    img2lidar: torch.Tensor  # (N, 4, 4)
+    boxes: torch.Tensor  # (G, 9) ground truth in the model frame
+    labels: torch.Tensor  # (G,)
+    instances: torch.Tensor  # (G,) integer ids, consistent within the clip
+    timestamp_ns: int
+    model_to_world: torch.Tensor  # (4, 4) float64
+
+
+def frame_tensors(frame: Frame, cfg: ModelConfig) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(images, lidar2img, img2lidar) of one frame, exactly as inference prepares them."""
+    images = []
+    for cam in frame.cameras:
+        rgb = read_rgb(cam.path, reduce_factor(cam.width, cfg.input))
+        images.append(prepare_image(rgb, cam.width, cam.height, cfg.input))
+    l2i, i2l = camera_geometry(
+        [c.intrinsics for c in frame.cameras],
+        [c.cam_to_model for c in frame.cameras],
+        [(c.width, c.height) for c in frame.cameras],
+        cfg.input,
+    )
+    return torch.from_numpy(np.stack(images)), l2i, i2l
+
+
+def in_range(boxes: np.ndarray, pc_range: tuple[float, ...]) -> np.ndarray:
+    lo, hi = np.asarray(pc_range[:3]), np.asarray(pc_range[3:])
+    return np.all((boxes[:, :3] >= lo) & (boxes[:, :3] <= hi), axis=1)
+
+
+class ClipDataset(Dataset[list[FrameSample]]):
+    """Every run of `length` consecutive key frames of the selected scenes.
+
+    Ground truth is kept where it lies inside the detection range and has at
+    least `min_points` lidar points (as the nuScenes benchmark filters it).
+    """
+
+    def __init__(self, frames: NuScenesFrames, cfg: ModelConfig, length: int, min_points: int = 1) -> None:
+        self.frames, self.cfg, self.min_points = frames, cfg, min_points
+        self.clips = frames.clips(length)
+        if not self.clips:
+            raise ValueError(f"no scene has {length} consecutive key frames")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> list[FrameSample]:
+        ids: dict[str, int] = {}
+        return [self._sample(self.frames[j], ids) for j in self.clips[i]]
+
+    def _sample(self, frame: Frame, ids: dict[str, int]) -> FrameSample:
+        images, l2i, i2l = frame_tensors(frame, self.cfg)
+        keep = in_range(frame.boxes, self.cfg.pc_range) & (frame.num_points >= self.min_points)
+        instances = [ids.setdefault(tok, len(ids)) for tok, k in zip(frame.instances, keep, strict=True) if k]
+        return FrameSample(
+            images=images,
+            lidar2img=torch.from_numpy(l2i),
+            img2lidar=torch.from_numpy(i2l),
+            boxes=torch.from_numpy(frame.boxes[keep]).float(),
+            labels=torch.from_numpy(frame.labels[keep]),
+            instances=torch.tensor(instances, dtype=torch.long),
+            timestamp_ns=frame.timestamp_ns,
+            model_to_world=torch.from_numpy(frame.model_to_world.matrix()),
+        )
+
+
+def collate_clips(batch: list[list[FrameSample]]) -> list[list[FrameSample]]:
+    return batch

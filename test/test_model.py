@@ -1,0 +1,164 @@
+"""The tracker network: box coding, 3D position embedding, query handling, checkpoints."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from syncl_ros.geometry import Transform, optical_to_body, project
+from syncl_ros.model.box_coder import BoxCoder
+from syncl_ros.model.config import InputConfig, ModelConfig
+from syncl_ros.model.inputs import Resize, camera_geometry, prepare_image
+from syncl_ros.model.network import TrackerNet
+from syncl_ros.model.position import PositionEmbedding3D, lid_depths
+
+SMALL = ModelConfig(
+    embed_dim=32,
+    num_heads=2,
+    ffn_dim=64,
+    num_layers=2,
+    num_queries=20,
+    num_slots=6,
+    depth_bins=8,
+    dense_queries=5,
+    input=InputConfig(height=64, width=160),
+)
+K = np.array([[1266.0, 0.0, 816.0], [0.0, 1266.0, 491.0], [0.0, 0.0, 1.0]])
+FRONT = Transform(optical_to_body(0.0), np.array([1.7, 0.0, 1.5]))
+
+
+def frame_inputs(cfg: ModelConfig, b: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    cams = [
+        Transform(optical_to_body(np.deg2rad(a)), np.array([1.0, 0.0, 1.5]))
+        for a in (0, -55, 55, 180, 110, -110)
+    ]
+    _, img2lidar = camera_geometry([K] * 6, cams, [(1600, 900)] * 6, cfg.input)
+    images = torch.randn(b, 6, 3, cfg.input.height, cfg.input.width)
+    return images, torch.from_numpy(img2lidar).expand(b, -1, -1, -1).contiguous()
+
+
+def test_box_code_round_trip_and_reference_decoding() -> None:
+    coder = BoxCoder()
+    boxes = torch.tensor(
+        [[10.0, -3.0, 0.8, 4.5, 1.9, 1.6, 2.5, 1.0, -0.5], [-40, 20, -1, 0.6, 0.7, 1.8, -3.0, 0, 0]]
+    )
+    assert torch.allclose(coder.to_boxes(coder.encode(boxes)), boxes, atol=1e-5)
+    ref = coder.normalize(boxes[:, :3])
+    code, new_ref = coder.decode(torch.zeros(2, 10), ref)
+    assert torch.allclose(code[:, :3], boxes[:, :3], atol=1e-4) and torch.allclose(new_ref, ref, atol=1e-6)
+
+
+def test_lid_depths_are_increasing_and_span_the_range() -> None:
+    d = lid_depths(16, 1.0, 60.0)
+    assert d[0] == pytest.approx(1.0) and torch.all(d[1:] > d[:-1]) and d[-1] < 60.0
+
+
+def test_position_frustum_points_lie_on_camera_rays() -> None:
+    cfg = InputConfig(height=128, width=352)
+    lidar2img, img2lidar = camera_geometry([K], [FRONT], [(1600, 900)], cfg)
+    pe = PositionEmbedding3D(16, 8, (1.0, 60.0), (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), 16)
+    pts = pe.frustum(8, 22).reshape(-1, 4)
+    xyz = (torch.from_numpy(img2lidar[0]) @ pts.T).T[:, :3].numpy()
+    uv, depth = project(lidar2img[0], xyz)
+    assert np.allclose(depth, pts[:, 2].numpy(), rtol=1e-4)
+    assert np.allclose(uv, (pts[:, :2] / pts[:, 2:3]).numpy(), atol=1e-2)
+    center = xyz[(pts[:, 2] > 9.9).numpy() & (pts[:, 2] < 60).numpy()]
+    assert np.all(center[:, 0] > 1.7)  # the front camera looks forward
+
+
+def test_input_geometry_matches_resize_of_full_image_projection() -> None:
+    cfg = InputConfig(height=128, width=352)
+    lidar2img, _ = camera_geometry([K], [FRONT], [(1600, 900)], cfg)
+    point = np.array([[20.0, 2.0, 1.0]])
+    uv_full, _ = project(np.vstack([np.hstack([K @ FRONT.inverse().matrix()[:3]]), [0, 0, 0, 1]]), point)
+    resize = Resize.for_input(1600, 900, cfg)
+    uv_input, _ = project(lidar2img[0], point)
+    assert np.allclose(uv_input, uv_full * resize.scale - [0, resize.crop_top], atol=1e-6)
+    img = prepare_image(np.zeros((225, 400, 3), np.uint8), 1600, 900, cfg)
+    assert img.shape == (3, 128, 352) and img.dtype == np.float32
+
+
+def test_decode_shapes_and_detection_count() -> None:
+    net = TrackerNet(SMALL).eval()
+    images, i2l = frame_inputs(SMALL)
+    s, c = SMALL.num_slots, SMALL.embed_dim
+    with torch.no_grad():
+        out = net(
+            images, i2l, torch.zeros(1, s, c), torch.full((1, s, 3), 0.5), torch.zeros(1, s, dtype=torch.bool)
+        )
+    m = SMALL.num_queries + SMALL.dense_queries + s
+    assert out.num_det == SMALL.num_queries + SMALL.dense_queries
+    assert out.logits.shape == (SMALL.num_layers, 1, m, 10) and out.codes.shape == (
+        SMALL.num_layers,
+        1,
+        m,
+        10,
+    )
+    assert out.embeddings.shape == (1, m, c) and torch.isfinite(out.codes).all()
+
+
+def test_free_slots_do_not_influence_other_queries() -> None:
+    net = TrackerNet(SMALL).eval()
+    images, i2l = frame_inputs(SMALL)
+    feats = net.encode(images)
+    s, c = SMALL.num_slots, SMALL.embed_dim
+    mask = torch.tensor([[True, True, False, False, False, False]])
+    emb, ref = torch.randn(1, s, c), torch.rand(1, s, 3)
+    with torch.no_grad():
+        a = net.decode(feats, i2l, emb, ref, mask)
+        emb2 = emb.clone()
+        emb2[0, 2:] = torch.randn(s - 2, c) * 10
+        b = net.decode(feats, i2l, emb2, ref, mask)
+        live = a.num_det + 2
+        assert torch.allclose(a.logits[:, :, :live], b.logits[:, :, :live], atol=1e-5)
+        emb2[0, 0] += 5.0  # a live slot does influence the detection queries (self-attention)
+        c_out = net.decode(feats, i2l, emb2, ref, mask)
+        assert not torch.allclose(a.logits[:, :, : a.num_det], c_out.logits[:, :, : a.num_det], atol=1e-5)
+        # without self-attention (SynCL's C-decoder) detection queries ignore the tracks
+        d1 = net.decode(feats, i2l, emb, ref, mask, self_attention=False)
+        d2 = net.decode(feats, i2l, emb2, ref, mask, self_attention=False)
+        assert torch.allclose(d1.logits[:, :, : a.num_det], d2.logits[:, :, : a.num_det], atol=1e-5)
+
+
+def test_every_parameter_gets_a_gradient() -> None:
+    net = TrackerNet(SMALL).train()
+    images, i2l = frame_inputs(SMALL, b=2)
+    feats = net.encode(images)
+    s, c = SMALL.num_slots, SMALL.embed_dim
+    out = net.decode(
+        feats, i2l, torch.randn(2, s, c), torch.rand(2, s, 3), torch.ones(2, s, dtype=torch.bool)
+    )
+    dense = net.dense(feats)
+    loss = (
+        out.logits.mean()
+        + out.codes.mean()
+        + out.embeddings.mean()
+        + dense.heatmap.mean()
+        + dense.depth.mean()
+    )
+    loss.backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None]
+    assert missing == [] or all(n.startswith("anchors") for n in missing), missing
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from syncl_ros.experiment import Experiment
+    from syncl_ros.model.checkpoint import load_model, save_checkpoint
+    from syncl_ros.tracking.config import TrackerConfig
+
+    net = TrackerNet(SMALL)
+    exp = Experiment(name="small", model=SMALL, tracker=TrackerConfig(num_slots=SMALL.num_slots))
+    path = save_checkpoint(tmp_path / "m.pt", net, exp, {"step": 3, "note": "unit"})
+    loaded, exp2, meta = load_model(path)
+    assert meta == {"step": 3, "note": "unit"} and exp2 == exp and not loaded.training
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable"):
+        load_model(tmp_path / "bad.pt")
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Transform.identity()))
+    with pytest.raises(ValueError):
+        load_model(tmp_path / "evil.pt")
+    assert not list(tmp_path.glob("*.partial"))

@@ -1,0 +1,77 @@
+"""Settings of the runtime tracker (the `tracker:` section of config/<name>.yaml)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+_PROB = {"min": 0.0, "max": 1.0}
+_POS = {"gt": 0}
+_NONNEG = {"min": 0}
+
+
+def _fail(name: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"TrackerConfig.{name}: expected {expected}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    # bool is an int subclass; True as a slot count is always a mistake.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise _fail(name, f"an integer >= {minimum}", value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_probability(name: str, value: Any) -> None:
+    if not _is_number(value) or not 0.0 <= value <= 1.0:
+        raise _fail(name, "a number in [0, 1]", value)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Thresholds and limits of query-based tracking at inference (PF-Track / MUTR3D style)."""
+
+    num_slots: int = field(default=64, metadata=_POS)  # fixed slot count keeps exported shapes static
+    birth_score: float = field(default=0.4, metadata=_PROB)  # detection query -> new track at or above
+    update_score: float = field(default=0.4, metadata=_PROB)  # below it a live track coasts on its motion
+    # Frames below update_score before a track ends (PF-Track: 7 at 800x320, 6 at 1600x640; MUTR3D: 5).
+    max_missed: int = field(default=6, metadata=_NONNEG)
+    output_score: float = field(default=0.2, metadata=_PROB)  # tracks reported only at or above
+    max_outputs: int = field(default=150, metadata=_NONNEG)  # at most this many reported, best first
+    reset_gap_s: float = field(default=3.0, metadata=_POS)  # a longer forward gap starts over
+    tracking_labels_only: bool = True  # score and give birth on the 7 tracking classes only
+    pc_range: tuple[float, ...] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)  # normalizes reference points
+
+    def __post_init__(self) -> None:
+        _check_int("num_slots", self.num_slots, 1)
+        _check_int("max_missed", self.max_missed, 0)
+        _check_int("max_outputs", self.max_outputs, 0)
+        for name in ("birth_score", "update_score", "output_score"):
+            _check_probability(name, getattr(self, name))
+        if not _is_number(self.reset_gap_s) or self.reset_gap_s <= 0.0:
+            raise _fail("reset_gap_s", "a positive number of seconds", self.reset_gap_s)
+        if not isinstance(self.tracking_labels_only, bool):
+            raise _fail("tracking_labels_only", "true or false", self.tracking_labels_only)
+        self._check_pc_range()
+        # Numpy scalars pass the checks; store plain Python numbers so configs serialize cleanly.
+        for name in ("num_slots", "max_missed", "max_outputs"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        for name in ("birth_score", "update_score", "output_score", "reset_gap_s"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def _check_pc_range(self) -> None:
+        expected = "6 finite numbers (x_min, y_min, z_min, x_max, y_max, z_max) with min < max"
+        try:
+            r = tuple(self.pc_range)
+        except TypeError:
+            raise _fail("pc_range", expected, self.pc_range) from None
+        if isinstance(self.pc_range, str | bytes) or len(r) != 6 or not all(_is_number(v) for v in r):
+            raise _fail("pc_range", expected, self.pc_range)
+        if not all(r[i] < r[i + 3] for i in range(3)):
+            raise _fail("pc_range", expected, self.pc_range)
+        # Accept any sequence (e.g. a list from YAML) but store a hashable tuple of floats.
+        object.__setattr__(self, "pc_range", tuple(float(v) for v in r))

@@ -1,0 +1,91 @@
+"""Data exchanged between the runtime tracker and the network, one frame at a time.
+
+Per frame: ``slots = tracker.prepare(...)`` gives the decoder the S track
+slots (:class:`TrackSlots`); the decoder runs Q detection queries plus the S
+slots and hands back :class:`DecoderOutputs` (first Q rows detections, last S
+rows the slots in slot order); ``tracker.update(outputs)`` returns the
+reported :class:`Track` list. All arrays are numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from syncl_ros.boxes import BOX_DIM
+from syncl_ros.classes import NUM_CLASSES
+
+REF_DIM = 3
+UUID_BYTES = 16
+
+
+@dataclass
+class TrackSlots:
+    """What the decoder consumes for the S track slots (float32)."""
+
+    embeddings: np.ndarray  # (S, C) query features carried from the last frame; zeros for free slots
+    refs: np.ndarray  # (S, 3) normalized reference points after propagation; 0.5 for free slots
+    mask: np.ndarray  # (S,) bool, True where a live track occupies the slot
+    dt_s: float  # seconds since the previous processed frame; 0 on a first frame or after a reset
+
+
+def _rows(name: str, array: np.ndarray, width: int | None) -> np.ndarray:
+    a = np.asarray(array)
+    if a.ndim != 2 or (width is not None and a.shape[1] != width):
+        shape = f"(N, {width})" if width is not None else "(N, C)"
+        raise ValueError(f"DecoderOutputs.{name}: expected shape {shape}, got {a.shape}")
+    return a
+
+
+@dataclass
+class DecoderOutputs:
+    """One frame's network outputs, decoded to boxes; rows are Q detection queries then the S slots."""
+
+    scores: np.ndarray  # (Q+S, 10) class probabilities (sigmoid)
+    boxes: np.ndarray  # (Q+S, 9) boxes in the current model frame
+    refs: np.ndarray  # (Q+S, 3) refined normalized reference points
+    embeddings: np.ndarray  # (Q+S, C) output query features
+
+    def __post_init__(self) -> None:
+        # Fail at construction, next to the network code that built the outputs.
+        self.scores = _rows("scores", self.scores, NUM_CLASSES)
+        self.boxes = _rows("boxes", self.boxes, BOX_DIM)
+        self.refs = _rows("refs", self.refs, REF_DIM)
+        self.embeddings = _rows("embeddings", self.embeddings, None)
+        counts = {len(a) for a in (self.scores, self.boxes, self.refs, self.embeddings)}
+        if len(counts) != 1:
+            raise ValueError(
+                "DecoderOutputs: scores, boxes, refs and embeddings need the same number of rows, got "
+                f"{len(self.scores)}, {len(self.boxes)}, {len(self.refs)}, {len(self.embeddings)}"
+            )
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.scores)
+
+
+@dataclass(frozen=True, eq=False)
+class Track:
+    """One reported track; ``box`` (9,) is in the current model frame.
+
+    Equality is not defined by value (float array); compare ``track_id``.
+    """
+
+    track_id: int  # small integer, never reused for the life of the tracker (also not after a reset)
+    uuid: bytes  # 16 random bytes (UUID version 4), unique across runs
+    label: int  # detection class index
+    class_name: str
+    score: float  # this frame's class score of the track query
+    age: int  # frames since birth (0 on the birth frame)
+    hits: int  # frames in which the track was confirmed (1 on the birth frame)
+    frames_since_update: int  # 0 when confirmed this frame, > 0 while coasting
+    box: np.ndarray  # (9,) [x, y, z, l, w, h, yaw, vx, vy]
+
+    def __post_init__(self) -> None:
+        if len(self.uuid) != UUID_BYTES:
+            raise ValueError(f"Track.uuid: expected {UUID_BYTES} bytes, got {len(self.uuid)}")
+        box = np.array(self.box, dtype=np.float64).reshape(BOX_DIM)
+        # Reported tracks are snapshots; freezing the box keeps them from aliasing tracker state.
+        box.setflags(write=False)
+        object.__setattr__(self, "box", box)

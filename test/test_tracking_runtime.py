@@ -1,0 +1,429 @@
+"""Runtime tracker: track life cycle, motion propagation, resets and robustness."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from syncl_ros.classes import LABEL_OF, NUM_CLASSES
+from syncl_ros.config import ConfigError, parse
+from syncl_ros.geometry import Transform
+from syncl_ros.tracking.motion import denormalize_refs, normalize_points
+from syncl_ros.tracking.runtime import DecoderOutputs, RuntimeTracker, Track, TrackerConfig
+
+C = 8  # feature width
+Q = 6  # detection queries per frame
+SEC = 1_000_000_000
+CAR, PED, BARRIER = LABEL_OF["car"], LABEL_OF["pedestrian"], LABEL_OF["barrier"]
+IDENTITY = Transform.identity()
+PC_RANGE = TrackerConfig().pc_range
+
+Row = tuple[int, float, Sequence[float]]  # (label, score, box)
+
+
+def box(x: float = 0.0, y: float = 0.0, vx: float = 0.0, vy: float = 0.0, yaw: float = 0.0) -> list[float]:
+    return [x, y, 0.5, 4.0, 2.0, 1.5, yaw, vx, vy]
+
+
+def make_outputs(
+    num_slots: int,
+    dets: Sequence[Row] = (),
+    slots: dict[int, Row] | None = None,
+    q: int = Q,
+) -> DecoderOutputs:
+    """Decoder outputs with the given detection rows and slot rows; row r's features are all r + 1."""
+    n = q + num_slots
+    scores = np.zeros((n, NUM_CLASSES))
+    boxes = np.tile(np.array(box(), dtype=np.float64), (n, 1))
+    embeddings = np.repeat(np.arange(1.0, n + 1.0)[:, None], C, axis=1).astype(np.float32)
+    rows = list(enumerate(dets)) + [(q + s, row) for s, row in (slots or {}).items()]
+    for r, (label, score, b) in rows:
+        scores[r, label] = score
+        boxes[r] = b
+    refs = np.clip(normalize_points(boxes[:, :3], PC_RANGE), 0.0, 1.0)
+    return DecoderOutputs(scores=scores, boxes=boxes, refs=refs, embeddings=embeddings)
+
+
+def tracker(**overrides: object) -> RuntimeTracker:
+    settings: dict[str, object] = {"num_slots": 4, "output_score": 0.0}
+    settings.update(overrides)
+    return RuntimeTracker(TrackerConfig(**settings), embed_dim=C, seed=7)  # type: ignore[arg-type]
+
+
+def step(
+    trk: RuntimeTracker,
+    t_s: float,
+    dets: Sequence[Row] = (),
+    slots: dict[int, Row] | None = None,
+    pose: Transform = IDENTITY,
+) -> list[Track]:
+    trk.prepare(round(t_s * SEC), pose)
+    return trk.update(make_outputs(trk.config.num_slots, dets, slots))
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_config_defaults_and_yaml_parse() -> None:
+    cfg = parse(TrackerConfig, {"num_slots": 32, "pc_range": [-40, -40, -4, 40, 40, 2]})
+    assert cfg.num_slots == 32
+    assert cfg.pc_range == (-40.0, -40.0, -4.0, 40.0, 40.0, 2.0)
+    assert TrackerConfig().max_missed == 6
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("num_slots", 0),
+        ("num_slots", True),
+        ("birth_score", 1.5),
+        ("update_score", math.nan),
+        ("max_missed", -1),
+        ("max_outputs", 2.5),
+        ("reset_gap_s", 0.0),
+        ("tracking_labels_only", 1),
+        ("pc_range", (0.0, 0.0, 0.0, 1.0, 1.0)),
+        ("pc_range", (1.0, 0.0, 0.0, 0.0, 1.0, 1.0)),
+    ],
+)
+def test_config_rejects_bad_values_naming_field_and_value(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=rf"TrackerConfig\.{field}: .*got {re.escape(repr(value))}"):
+        TrackerConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_config_error_through_yaml_parser() -> None:
+    with pytest.raises(ConfigError, match="birth_score"):
+        parse(TrackerConfig, {"birth_score": -0.1})
+
+
+# ------------------------------------------------------------------ life cycle
+
+
+def test_birth_at_or_above_threshold_only() -> None:
+    trk = tracker()
+    slots = trk.prepare(0, IDENTITY)
+    assert slots.dt_s == 0.0 and not slots.mask.any()
+    assert slots.embeddings.shape == (4, C) and slots.embeddings.dtype == np.float32
+    np.testing.assert_array_equal(slots.refs, 0.5)
+    out = trk.update(make_outputs(4, [(CAR, 0.5, box(1.0)), (CAR, 0.39, box(2.0)), (PED, 0.4, box(3.0))]))
+    assert [t.track_id for t in out] == [1, 2]
+    first, second = out
+    assert (first.label, first.class_name, first.score) == (CAR, "car", 0.5)
+    assert (second.label, second.score) == (PED, pytest.approx(0.4))
+    assert (first.age, first.hits, first.frames_since_update) == (0, 1, 0)
+    np.testing.assert_allclose(first.box, box(1.0))
+    assert len(first.uuid) == 16 and uuid.UUID(bytes=first.uuid).version == 4
+    assert first.uuid != second.uuid
+    assert trk.live_ids == (1, 2) and trk.num_live == 2
+    with pytest.raises(KeyError):
+        trk.slot_of(3)
+
+
+def test_births_only_for_tracking_classes_unless_disabled() -> None:
+    # Barrier is a detection class but not a tracking class; its high score must not win.
+    dets: list[Row] = [(BARRIER, 0.9, box(1.0))]
+    assert step(tracker(), 0.0, dets) == []
+    out = step(tracker(tracking_labels_only=False), 0.0, dets)
+    assert [(t.label, t.score) for t in out] == [(BARRIER, 0.9)]
+
+
+def test_confirmed_track_takes_new_box_label_and_features() -> None:
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(1.0))])
+    slot = trk.slot_of(1)
+    out = step(trk, 0.5, slots={slot: (PED, 0.8, box(1.5, 0.2))})
+    (t,) = out
+    assert (t.track_id, t.label, t.score, t.age, t.hits, t.frames_since_update) == (1, PED, 0.8, 1, 2, 0)
+    np.testing.assert_allclose(t.box, box(1.5, 0.2))
+    nxt = trk.prepare(SEC, IDENTITY)
+    # Features of the slot's output row (row Q + slot, filled with Q + slot + 1) travel on.
+    np.testing.assert_array_equal(nxt.embeddings[slot], Q + slot + 1)
+    assert nxt.mask[slot] and nxt.dt_s == pytest.approx(0.5)
+
+
+def test_coasting_track_moves_by_velocity_and_keeps_features() -> None:
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(10.0, 4.0, vx=2.0, vy=-1.0))])
+    slot = trk.slot_of(1)
+    slots = trk.prepare(round(0.5 * SEC), IDENTITY)
+    expected = box(11.0, 3.5, vx=2.0, vy=-1.0)
+    np.testing.assert_allclose(
+        slots.refs[slot], normalize_points(np.array(expected[:3]), PC_RANGE), atol=1e-6
+    )
+    # The slot row says "pedestrian at the origin" with a low score: the track must ignore the box.
+    (t,) = trk.update(make_outputs(4, slots={slot: (PED, 0.1, box())}))
+    assert (t.label, t.score, t.hits, t.frames_since_update, t.age) == (CAR, 0.1, 1, 1, 1)
+    np.testing.assert_allclose(t.box, expected, atol=1e-9)
+    nxt = trk.prepare(SEC, IDENTITY)
+    np.testing.assert_array_equal(nxt.embeddings[slot], Q + slot + 1)
+    np.testing.assert_allclose(denormalize_refs(nxt.refs[slot], PC_RANGE)[:2], [12.0, 3.0], atol=1e-4)
+
+
+def test_track_ends_after_max_missed_plus_one_misses() -> None:
+    trk = tracker(max_missed=2)
+    step(trk, 0.0, [(CAR, 0.9, box(1.0))])
+    for k in (1, 2):
+        (t,) = step(trk, 0.1 * k)
+        assert t.frames_since_update == k
+    assert step(trk, 0.3) == []
+    assert trk.num_live == 0
+    slots = trk.prepare(round(0.4 * SEC), IDENTITY)
+    assert not slots.mask.any()
+    np.testing.assert_array_equal(slots.embeddings, 0.0)
+    np.testing.assert_array_equal(slots.refs, 0.5)
+
+
+def test_a_hit_clears_the_miss_count() -> None:
+    trk = tracker(max_missed=1)
+    step(trk, 0.0, [(CAR, 0.9, box(1.0))])
+    slot = trk.slot_of(1)
+    step(trk, 0.1)
+    (t,) = step(trk, 0.2, slots={slot: (CAR, 0.4, box(1.0))})
+    assert (t.frames_since_update, t.hits) == (0, 2)
+    (t,) = step(trk, 0.3)
+    assert t.frames_since_update == 1
+
+
+def test_ids_are_never_reused() -> None:
+    trk = tracker(max_missed=0)
+    step(trk, 0.0, [(CAR, 0.9, box(1.0)), (CAR, 0.8, box(2.0))])
+    keep = trk.slot_of(1)
+    # Track 2 misses once and ends; the new detection gets id 3, possibly in track 2's old slot.
+    out = step(trk, 0.1, [(CAR, 0.7, box(3.0))], slots={keep: (CAR, 0.9, box(1.0))})
+    assert sorted(t.track_id for t in out) == [1, 3]
+    assert trk.live_ids == (1, 3)
+
+
+# ------------------------------------------------------------------ resets
+
+
+def test_backward_jump_resets_and_ids_continue() -> None:
+    trk = tracker()
+    step(trk, 10.0, [(CAR, 0.9, box(1.0)), (CAR, 0.9, box(2.0))])
+    slots = trk.prepare(9 * SEC, IDENTITY)
+    assert trk.resets == 1 and trk.last_reset_reason == "backward jump"
+    assert not slots.mask.any() and slots.dt_s == 0.0
+    out = trk.update(make_outputs(4, [(CAR, 0.9, box(5.0))]))
+    assert [t.track_id for t in out] == [3]
+
+
+def test_long_gap_resets_but_gap_at_limit_does_not() -> None:
+    trk = tracker(reset_gap_s=3.0)
+    step(trk, 0.0, [(CAR, 0.9, box(1.0))])
+    step(trk, 3.0)
+    assert trk.resets == 0 and trk.live_ids == (1,)
+    slots = trk.prepare(round(6.001 * SEC), IDENTITY)
+    assert trk.resets == 1 and trk.last_reset_reason == "gap"
+    assert not slots.mask.any()
+    out = trk.update(make_outputs(4, [(CAR, 0.9, box(1.0))]))
+    assert [t.track_id for t in out] == [2]
+
+
+def test_equal_timestamps_mean_no_motion() -> None:
+    trk = tracker()
+    step(trk, 1.0, [(CAR, 0.9, box(1.0, vx=10.0))])
+    slots = trk.prepare(SEC, IDENTITY)
+    assert trk.resets == 0 and slots.dt_s == 0.0
+    (t,) = trk.update(make_outputs(4))
+    np.testing.assert_allclose(t.box, box(1.0, vx=10.0))
+
+
+def test_explicit_reset_counts_and_ids_continue() -> None:
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(1.0))])
+    trk.reset()
+    assert trk.resets == 1 and trk.last_reset_reason == "requested" and trk.num_live == 0
+    # The next frame starts afresh even though time moved backwards.
+    out = step(trk, -5.0, [(CAR, 0.9, box(1.0))])
+    assert trk.resets == 1
+    assert [t.track_id for t in out] == [2]
+
+
+# ------------------------------------------------------------------ slots and outputs
+
+
+def test_slot_exhaustion_keeps_the_best_and_counts_the_rest() -> None:
+    trk = tracker(num_slots=2)
+    scores = [0.5, 0.9, 0.45, 0.8, 0.6]
+    out = step(trk, 0.0, [(CAR, s, box(float(i))) for i, s in enumerate(scores)])
+    assert [t.score for t in out] == [0.9, 0.8]
+    assert [t.box[0] for t in out] == [1.0, 3.0]
+    assert trk.dropped_births == 3
+    step(trk, 0.1, [(CAR, 0.9, box(9.0))])
+    assert trk.dropped_births == 4
+
+
+def test_output_threshold_and_max_outputs_best_first() -> None:
+    trk = tracker(num_slots=8, output_score=0.5, max_outputs=3, birth_score=0.3)
+    scores = [0.9, 0.5, 0.7, 0.45, 0.6, 0.7]
+    out = step(trk, 0.0, [(CAR, s, box(float(i))) for i, s in enumerate(scores)])
+    assert [t.score for t in out] == [0.9, 0.7, 0.7]
+    # Equal scores: the older (smaller) id first; ids follow birth order, best first.
+    assert [t.track_id for t in out] == [1, 2, 3]
+    assert trk.num_live == 6
+    assert len(trk.live_tracks()) == 6
+
+
+def test_many_slots_stay_consistent() -> None:
+    trk = RuntimeTracker(TrackerConfig(num_slots=256, output_score=0.0, max_outputs=300), embed_dim=C, seed=1)
+    rng = np.random.default_rng(0)
+    for frame in range(5):
+        trk.prepare(frame * SEC // 10, Transform.from_xy_yaw(frame * 1.0, 0.0, 0.05 * frame))
+        n = 300 + 256
+        scores = rng.uniform(0.0, 0.6, size=(n, NUM_CLASSES))
+        boxes = np.tile(np.array(box(), dtype=np.float64), (n, 1))
+        boxes[:, :2] = rng.uniform(-40, 40, size=(n, 2))
+        refs = normalize_points(boxes[:, :3], PC_RANGE)
+        emb = rng.normal(size=(n, C)).astype(np.float32)
+        out = trk.update(DecoderOutputs(scores, boxes, refs, emb))
+        assert len(out) == trk.num_live <= 256
+        assert len(set(trk.live_ids)) == trk.num_live
+    assert trk.dropped_births > 0
+
+
+# ------------------------------------------------------------------ ego motion
+
+
+def test_ego_drives_forward_and_turns_static_object() -> None:
+    # Ego at the origin facing +x, then 5 m forward and turned 90° left.
+    # A static object at (10, 2) heading +x: in the new frame it is at (2, -5), heading -90°.
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(10.0, 2.0))])
+    slot = trk.slot_of(1)
+    slots = trk.prepare(round(0.5 * SEC), Transform.from_xy_yaw(5.0, 0.0, math.pi / 2))
+    (t,) = trk.update(make_outputs(4))
+    np.testing.assert_allclose(t.box[:3], [2.0, -5.0, 0.5], atol=1e-9)
+    assert t.box[6] == pytest.approx(-math.pi / 2)
+    np.testing.assert_allclose(t.box[7:], [0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(t.box[3:6], [4.0, 2.0, 1.5])
+    # Reference point = the propagated center, normalized over the range.
+    expected_ref = [(2.0 + 51.2) / 102.4, (-5.0 + 51.2) / 102.4, (0.5 + 5.0) / 8.0]
+    np.testing.assert_allclose(slots.refs[slot], expected_ref, atol=1e-6)
+
+
+def test_ego_motion_rotates_velocity_of_moving_object() -> None:
+    # Same ego motion over 0.5 s; the object drives at 4 m/s along the old +x axis.
+    # Old frame: (10, 2) + 0.5 * (4, 0) = (12, 2); relative to the new ego (7, 2) -> rotated by -90°: (2, -7).
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(10.0, 2.0, vx=4.0, yaw=0.3))])
+    trk.prepare(round(0.5 * SEC), Transform.from_xy_yaw(5.0, 0.0, math.pi / 2))
+    (t,) = trk.update(make_outputs(4))
+    np.testing.assert_allclose(t.box[:2], [2.0, -7.0], atol=1e-9)
+    np.testing.assert_allclose(t.box[7:], [0.0, -4.0], atol=1e-9)
+    assert t.box[6] == pytest.approx(0.3 - math.pi / 2)
+
+
+def test_poses_relative_to_any_world_origin_give_the_same_result() -> None:
+    # Only the relative motion matters, so shifting and rotating the world changes nothing.
+    world = Transform.from_xy_yaw(100.0, -30.0, 1.1)
+    results = []
+    for origin in (IDENTITY, world):
+        trk = tracker()
+        step(trk, 0.0, [(CAR, 0.9, box(10.0, 2.0, vx=4.0))], pose=origin)
+        trk.prepare(round(0.5 * SEC), origin @ Transform.from_xy_yaw(5.0, 0.0, math.pi / 2))
+        results.append(trk.update(make_outputs(4))[0].box)
+    np.testing.assert_allclose(results[0], results[1], atol=1e-9)
+
+
+def test_refs_are_clipped_to_the_unit_cube() -> None:
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(50.0, -50.0, vx=20.0, vy=-20.0))])
+    slot = trk.slot_of(1)
+    slots = trk.prepare(SEC, IDENTITY)
+    np.testing.assert_allclose(slots.refs[slot][:2], [1.0, 0.0])
+    assert slots.refs.dtype == np.float32
+
+
+# ------------------------------------------------------------------ robustness
+
+
+def test_nonfinite_rows_neither_give_birth_nor_corrupt_tracks() -> None:
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(1.0, vx=1.0))])
+    slot = trk.slot_of(1)
+    before = trk.prepare(SEC, IDENTITY)
+    out = make_outputs(4, [(CAR, 0.95, box(3.0))], slots={slot: (CAR, 0.9, box(7.0))})
+    out.boxes[0, 4] = np.nan  # detection row: would be born otherwise
+    out.embeddings[Q + slot, 2] = np.inf  # slot row: would confirm otherwise
+    out.scores[Q + (slot + 1) % 4, :] = np.nan  # a free slot: not consulted, not counted
+    (t,) = trk.update(out)
+    assert trk.nonfinite_rows == 2
+    assert (t.track_id, t.frames_since_update, t.score) == (1, 1, 0.0)
+    np.testing.assert_allclose(t.box, box(2.0, vx=1.0))
+    after = trk.prepare(2 * SEC, IDENTITY)
+    np.testing.assert_array_equal(after.embeddings[slot], before.embeddings[slot])
+    assert np.isfinite(after.embeddings).all() and np.isfinite(after.refs).all()
+
+
+def test_nan_score_column_does_not_win() -> None:
+    out = make_outputs(4, [(CAR, 0.9, box(1.0))])
+    out.scores[0, PED] = np.nan
+    trk = tracker()
+    trk.prepare(0, IDENTITY)
+    assert trk.update(out) == []
+    assert trk.nonfinite_rows == 1
+
+
+def test_protocol_errors() -> None:
+    trk = tracker()
+    with pytest.raises(RuntimeError, match="prepare"):
+        trk.update(make_outputs(4))
+    trk.prepare(0, IDENTITY)
+    few = make_outputs(4, q=0)
+    with pytest.raises(ValueError, match="3 rows cannot hold the 4 slot rows"):
+        trk.update(DecoderOutputs(few.scores[:3], few.boxes[:3], few.refs[:3], few.embeddings[:3]))
+    with pytest.raises(ValueError, match="embeddings: expected width"):
+        out = make_outputs(4)
+        trk.update(DecoderOutputs(out.scores, out.boxes, out.refs, out.embeddings[:, :3]))
+    with pytest.raises(ValueError, match=r"DecoderOutputs\.boxes"):
+        DecoderOutputs(out.scores, out.boxes[:, :7], out.refs, out.embeddings)
+    with pytest.raises(ValueError, match="same number of rows"):
+        DecoderOutputs(out.scores, out.boxes[:-1], out.refs, out.embeddings)
+    with pytest.raises(TypeError, match="timestamp_ns"):
+        trk.prepare(1.5, IDENTITY)  # type: ignore[arg-type]
+    trk.update(make_outputs(4))
+    with pytest.raises(RuntimeError):
+        trk.update(make_outputs(4))
+
+
+def test_slots_handed_out_are_copies() -> None:
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(1.0))])
+    slots = trk.prepare(SEC, IDENTITY)
+    slots.embeddings[:] = 99.0
+    slots.mask[:] = False
+    (t,) = trk.update(make_outputs(4))
+    assert t.track_id == 1
+    with pytest.raises(ValueError):
+        t.box[0] = 5.0  # reported boxes are read-only snapshots
+
+
+def test_uuids_reproducible_for_a_seed() -> None:
+    def uuids(seed: int) -> list[bytes]:
+        trk = RuntimeTracker(TrackerConfig(num_slots=4), embed_dim=C, seed=seed)
+        return [t.uuid for t in step(trk, 0.0, [(CAR, 0.9, box(1.0)), (CAR, 0.8, box(2.0))])]
+
+    assert uuids(3) == uuids(3)
+    assert uuids(3) != uuids(4)
+
+
+def test_nonfinite_rows_rejected_even_with_zero_thresholds() -> None:
+    trk = tracker(num_slots=8, birth_score=0.0, update_score=0.0)
+    trk.prepare(0, IDENTITY)
+    out = make_outputs(8)
+    out.refs[2, 0] = np.nan
+    born = trk.update(out)
+    assert len(born) == Q - 1  # every finite detection row qualifies at threshold 0
+    slot = trk.slot_of(1)
+    trk.prepare(SEC // 10, IDENTITY)
+    out = make_outputs(8)
+    out.boxes[Q + slot, 0] = np.nan
+    tracks = {t.track_id: t for t in trk.update(out)}
+    assert tracks[1].frames_since_update == 1
+    assert all(t.frames_since_update == 0 for i, t in tracks.items() if i != 1)
+    assert all(np.isfinite(t.box).all() for t in tracks.values())

@@ -4,6 +4,7 @@ Each implemented subcommand lives in its own module exposing
 `configure_parser(parser)` and `main(args) -> int`; modules are imported only
 when their subcommand runs, so `syncl --help` stays fast (no torch import).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,11 +25,16 @@ COMMANDS: dict[str, Command] = {
     "synth": Command(
         "generate a synthetic six-camera dataset in nuScenes format", "syncl_ros.data.synth.cli"
     ),
-    "convert": Command("convert a nuScenes scene to a rosbag2 bag (MCAP or sqlite3)", None),
+    "convert": Command(
+        "convert a nuScenes scene to a rosbag2 bag (MCAP or sqlite3)", "syncl_ros.data.convert_cli"
+    ),
     "play": Command("replay a rosbag2 bag through rclpy with /clock", None),
-    "track": Command("run the tracker offline over a split; write nuScenes tracking results", None),
-    "eval": Command("score tracking results with the official nuScenes metrics", None),
-    "train": Command("train the tracker with the SynCL strategy", None),
+    "track": Command(
+        "run the tracker offline over a split; write nuScenes tracking results",
+        "syncl_ros.inference.track_cli",
+    ),
+    "eval": Command("score tracking results with the official nuScenes metrics", "syncl_ros.eval.cli"),
+    "train": Command("train the tracker with the SynCL strategy", "syncl_ros.training.cli"),
     "export": Command("export the tracker to ONNX (image encoder + decoder head)", None),
     "build-engine": Command("build and cache TensorRT engines from the exported ONNX", None),
     "bench": Command("measure speed and memory (backends, node)", None),

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from syncl_ros.config import load, parse, resolve
+import yaml
+
+from syncl_ros.config import ConfigError, load, parse, resolve
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.tracking.config import TrackerConfig
 from syncl_ros.training.config import TrainConfig
@@ -38,6 +41,22 @@ class Experiment:
         return parse(Experiment, data, where)
 
 
-def load_experiment(name_or_path: str | Path) -> Experiment:
-    """config/<name>.yaml (e.g. "tiny", "r50_704x256") or a YAML path."""
-    return load(Experiment, resolve(str(name_or_path)))
+def load_experiment(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """config/<name>.yaml (e.g. "tiny", "r50_704x256") or a YAML path, with optional
+    dotted overrides such as "train.syncl.contrastive=false" (values read as YAML)."""
+    path = resolve(str(name_or_path))
+    if not overrides:
+        return load(Experiment, path)
+    data = yaml.safe_load(path.read_text())
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=0.001")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return parse(Experiment, data, f"{path.name} (with overrides)")

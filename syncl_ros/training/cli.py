@@ -1,0 +1,62 @@
+"""`syncl train`: train the tracker with the SynCL strategy.
+
+syncl train --config tiny --dataroot data/synth_train --version v1.0-trainval --out runs/tiny
+torchrun --nproc_per_node 8 -m syncl_ros.cli train --config r50_704x256 ...   (several GPUs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from syncl_ros.config import ConfigError
+from syncl_ros.experiment import load_experiment
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", default="tiny", help="experiment name in config/ or a YAML path (default: tiny)"
+    )
+    p.add_argument("--dataroot", type=Path, required=True, help="nuScenes-format dataset folder")
+    p.add_argument("--version", default="v1.0-trainval", help="dataset version (default: v1.0-trainval)")
+    p.add_argument("--split", default="train", help="split to train on (default: train)")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and metrics.jsonl")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: config)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.syncl.contrastive=false",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from syncl_ros.training.trainer import RunSpec, Trainer
+
+    try:
+        exp = load_experiment(args.config, args.overrides)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"syncl train: {err}", file=sys.stderr)
+        return 2
+    if not (args.dataroot / args.version).is_dir():
+        print(f"syncl train: no {args.version} tables under {args.dataroot}", file=sys.stderr)
+        return 2
+    spec = RunSpec(
+        args.dataroot,
+        args.version,
+        args.split,
+        args.out,
+        args.max_steps,
+        args.resume,
+        args.device,
+        not args.no_progress,
+    )
+    path = Trainer(exp, spec).run()
+    print(f"syncl train: checkpoint {path}")
+    return 0

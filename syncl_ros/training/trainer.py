@@ -1,0 +1,218 @@
+"""The training loop: AdamW + warmup/cosine schedule, gradient clipping, atomic
+checkpoints with resume, a JSONL metrics log, and DistributedDataParallel when
+started by torchrun (gloo on CPU, NCCL on GPUs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from tqdm import tqdm
+
+from syncl_ros.data.frames import NuScenesFrames
+from syncl_ros.experiment import Experiment
+from syncl_ros.model.checkpoint import read_checkpoint, save_checkpoint
+from syncl_ros.training.clip_loss import TrainModule
+from syncl_ros.training.data import ClipDataset, collate_clips
+
+LAST = "last.pt"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataroot: Path
+    version: str
+    split: str
+    out: Path
+    max_steps: int | None = None
+    resume: bool = False
+    device: str | None = None
+    progress: bool = True
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _device(spec: RunSpec, rank: int) -> torch.device:
+    if spec.device:
+        return torch.device(spec.device)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warmup, then cosine decay to 1% of the base rate."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _optimizer(module: TrainModule, exp: Experiment) -> torch.optim.Optimizer:
+    backbone = [p for n, p in module.named_parameters() if n.startswith("net.backbone.")]
+    rest = [p for n, p in module.named_parameters() if not n.startswith("net.backbone.")]
+    t = exp.train
+    groups = [{"params": backbone, "lr": t.lr * t.backbone_lr_scale}, {"params": rest, "lr": t.lr}]
+    return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+
+
+class Trainer:
+    def __init__(self, exp: Experiment, spec: RunSpec) -> None:
+        self.exp, self.spec = exp, spec
+        self.rank, self.world = _distributed()
+        self.device = _device(spec, self.rank)
+        torch.manual_seed(exp.train.seed + self.rank)
+        self.module = TrainModule(exp).to(self.device)
+        self.optimizer = _optimizer(self.module, exp)
+        self.total = spec.max_steps or exp.train.max_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, exp.train.warmup_steps, self.total)
+        )
+        self.step = 0
+        self.generator = torch.Generator().manual_seed(exp.train.seed * 1000 + self.rank)
+        self.seconds = 0.0
+        if spec.resume and (spec.out / LAST).is_file():
+            self._resume(spec.out / LAST)
+        self.model = (
+            DistributedDataParallel(self.module, find_unused_parameters=True)
+            if self.world > 1
+            else self.module
+        )
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "max_steps": self.total,
+            "train_seconds": round(self.seconds, 1),
+            "dataroot": str(self.spec.dataroot),
+            "version": self.spec.version,
+            "split": self.spec.split,
+            "world_size": self.world,
+            "device": str(self.device),
+            "torch": torch.__version__,
+        }
+
+    def save(self, name: str) -> Path:
+        extra = {
+            "train_only": {k: v.cpu() for k, v in self.module.train_only.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+        }
+        return save_checkpoint(self.spec.out / name, self.module.net, self.exp, self._metadata(), extra)
+
+    def _resume(self, path: Path) -> None:
+        payload = read_checkpoint(path)
+        self.module.net.load_state_dict(payload["model"])
+        self.module.train_only.load_state_dict(payload["train_only"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        self.generator.set_state(payload["rng"]["generator"])
+        self.step = int(payload["metadata"]["step"])
+        self.seconds = float(payload["metadata"].get("train_seconds", 0.0))
+
+    # -- loop ------------------------------------------------------------------------------
+
+    def _loader(self) -> DataLoader[list[Any]]:
+        frames = NuScenesFrames(self.spec.dataroot, self.spec.version, split=self.spec.split)
+        data = ClipDataset(frames, self.exp.model, self.exp.train.clip_length)
+        sampler = (
+            DistributedSampler(data, seed=self.exp.train.seed)
+            if self.world > 1
+            else RandomSampler(
+                data,
+                replacement=True,
+                num_samples=10**9,
+                generator=torch.Generator().manual_seed(self.exp.train.seed + self.step),
+            )
+        )
+        return DataLoader(
+            data,
+            batch_size=self.exp.train.batch_size,
+            sampler=sampler,
+            collate_fn=collate_clips,
+            num_workers=self.exp.train.workers,
+            persistent_workers=self.exp.train.workers > 0,
+        )
+
+    def _train_step(self, batch: list[list[Any]]) -> dict[str, float]:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        stats: dict[str, float] = {}
+        for clip in batch:
+            losses = self.model(clip, self.generator)
+            (losses["loss"] / len(batch)).backward()
+            for k, v in losses.items():
+                stats[k] = stats.get(k, 0.0) + float(v.detach()) / len(batch)
+        stats["grad_norm"] = float(
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.exp.train.grad_clip)
+        )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return stats
+
+    def run(self) -> Path:
+        self.spec.out.mkdir(parents=True, exist_ok=True)
+        log = (self.spec.out / "metrics.jsonl").open("a") if self.rank == 0 else None
+        bar = tqdm(
+            total=self.total, initial=self.step, desc="train", disable=not self.spec.progress or self.rank
+        )
+        epoch = 0
+        try:
+            while self.step < self.total:
+                loader = self._loader()
+                if isinstance(loader.sampler, DistributedSampler):
+                    loader.sampler.set_epoch(epoch)
+                for batch in loader:
+                    started = time.perf_counter()
+                    stats = self._train_step(batch)
+                    self.seconds += time.perf_counter() - started
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{stats['loss']:.3f}")
+                    self._after_step(stats, log)
+                    if self.step >= self.total:
+                        break
+                epoch += 1
+        finally:
+            bar.close()
+            if log:
+                log.close()
+        final = self.save(LAST) if self.rank == 0 else self.spec.out / LAST
+        if self.world > 1:
+            dist.barrier()
+        return final
+
+    def _after_step(self, stats: dict[str, float], log: Any) -> None:
+        t = self.exp.train
+        if log and (self.step % t.log_every == 0 or self.step == 1 or self.step == self.total):
+            record = {
+                "step": self.step,
+                "lr": self.scheduler.get_last_lr()[-1],
+                "seconds": round(self.seconds, 2),
+                **{k: round(v, 5) for k, v in stats.items()},
+            }
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+        if self.rank == 0 and self.step % t.checkpoint_every == 0:
+            self.save(LAST)

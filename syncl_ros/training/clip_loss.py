@@ -11,7 +11,8 @@ track slots carried from the previous frame. Per frame and decoder layer:
 - instance-aware contrastive loss between the C-decoder's matched detection
   embeddings (through train-only projection layers) and the track embeddings
   of the same objects (`syncl.contrastive`);
-- convergence aids: dense heatmap/depth losses, query denoising.
+- convergence aids: dense heatmap/depth losses, Co-DETR-style one-to-many
+  dense box supervision, query denoising.
 Matched new-born detections become track slots for the next frame; gradients
 flow through the carried embeddings across the clip.
 """
@@ -29,6 +30,7 @@ from syncl_ros.experiment import Experiment
 from syncl_ros.geometry import Transform, relative_motion
 from syncl_ros.model.network import DecoderOutput, TrackerNet
 from syncl_ros.tracking.motion import propagate_boxes, refs_from_boxes
+from syncl_ros.training.coaux import AuxBoxHead, aux_loss, aux_targets
 from syncl_ros.training.data import FrameSample
 from syncl_ros.training.denoising import DenoisingQueries, make_denoising
 from syncl_ros.training.dense import dense_loss, dense_targets
@@ -53,6 +55,7 @@ class TrainModule(nn.Module):
             {
                 "projector": ContrastiveProjector(cfg.embed_dim),
                 "dn_labels": nn.Embedding(cfg.num_classes, cfg.embed_dim),
+                "aux_box_head": AuxBoxHead(cfg.embed_dim, cfg.num_classes),
             }
         )
 
@@ -159,6 +162,8 @@ class ClipRun:
             h, w = feats.shape[-2:]
             t = dense_targets(s.boxes, s.labels, s.lidar2img, h, w, cfg.num_classes)
             parts["dense"] = aids.dense_weight * dense_loss(self.net.dense(feats), [t])
+        if aids.coaux:
+            parts["coaux"] = aids.coaux_weight * self._coaux_loss(feats, s)
         if dn is not None:
             parts["dn"] = self._denoising_loss(s_out, dn)
         return parts, self._next_slots(s_out, last_targets.s, s, slots)
@@ -233,6 +238,12 @@ class ClipRun:
         return kernel_contrastive_loss(
             det, det_inst, track, instances[track_gt[found]], self.exp.train.syncl.temperature
         )
+
+    def _coaux_loss(self, feats: torch.Tensor, s: FrameSample) -> torch.Tensor:
+        h, w = feats.shape[-2:]
+        cls, reg = self.m.train_only["aux_box_head"](feats)
+        targets = aux_targets(s.boxes, s.labels, s.lidar2img, h, w, self.exp.model.num_classes)
+        return aux_loss(cls, reg, [targets], self.exp.train.cls_weight, self.exp.train.box_weight)
 
     def _denoising_loss(self, out: DecoderOutput, dn: DenoisingQueries) -> torch.Tensor:
         start = out.logits.shape[2] - len(dn.labels)

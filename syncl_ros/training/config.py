@@ -27,6 +27,8 @@ class SynCLConfig:
 @dataclass(frozen=True)
 class AidsConfig:
     dense_weight: float = field(default=1.0, metadata=_NONNEG)  # heatmap + depth losses (model.dense_heads)
+    coaux: bool = False  # Co-DETR-style one-to-many dense 3D box head on the image features (train only)
+    coaux_weight: float = field(default=1.0, metadata=_NONNEG)
     denoising: bool = False  # query denoising: noised ground truth as extra training queries
     denoising_groups: int = field(default=2, metadata={"min": 1})
     denoising_noise: float = field(default=0.4, metadata=_NONNEG)  # box-size-relative center noise

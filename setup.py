@@ -15,7 +15,10 @@ setup(
     description="Six-camera end-to-end 3D multi-object tracking for ROS 2, trained with SynCL",
     python_requires=">=3.10",
     packages=find_packages(include=("syncl_ros", "syncl_ros.*")),
-    data_files=[("share/syncl_ros/config", sorted(glob("config/*")))],
+    data_files=[
+        ("share/syncl_ros/config", sorted(glob("config/*"))),
+        ("share/syncl_ros/msg", sorted(glob("msg/*.msg"))),
+    ],
     install_requires=[
         "numpy<2",
         "torch",

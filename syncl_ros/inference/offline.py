@@ -6,9 +6,6 @@ runtime tracker), one scene at a time with a fresh tracker state per scene.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from syncl_ros import boxes as box_ops
+from syncl_ros.atomic import write_json_atomic
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.geometry import Transform
@@ -72,18 +70,6 @@ def track_frames(
             bar.update(1)
     bar.close()
     return results
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def track_split(

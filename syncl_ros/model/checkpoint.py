@@ -7,13 +7,12 @@ pickled code from a file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from syncl_ros.atomic import write_atomic
 from syncl_ros.experiment import Experiment
 from syncl_ros.model.network import TrackerNet
 
@@ -27,9 +26,7 @@ def save_checkpoint(
     metadata: dict[str, Any],
     extra_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically: an interrupted save never leaves a truncated checkpoint."""
     payload = {
         "format": FORMAT,
         "experiment": experiment.to_dict(),
@@ -37,15 +34,7 @@ def save_checkpoint(
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **(extra_state or {}),
     }
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: torch.save(payload, f))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class Trainer:
             "split": self.spec.split,
             "world_size": self.world,
             "device": str(self.device),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),  # TorchVersion would not load with weights_only
         }
 
     def save(self, name: str) -> Path:

@@ -41,6 +41,28 @@ class Experiment:
         return parse(Experiment, data, where)
 
 
+def set_dotted(data: dict[str, Any], item: str) -> None:
+    """Apply one "a.b.c=value" override to nested dicts (value read as YAML)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=0.001")
+    node = data
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {part} is not a section")
+    node[leaf] = yaml.safe_load(value)
+
+
+def with_overrides(exp: Experiment, overrides: Sequence[str]) -> Experiment:
+    """The experiment with dotted overrides such as "tracker.birth_score=0.3" applied and re-validated."""
+    data = exp.to_dict()
+    for item in overrides:
+        set_dotted(data, item)
+    return parse(Experiment, data, "overrides")
+
+
 def load_experiment(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
     """config/<name>.yaml (e.g. "tiny", "r50_704x256") or a YAML path, with optional
     dotted overrides such as "train.syncl.contrastive=false" (values read as YAML)."""
@@ -49,14 +71,5 @@ def load_experiment(name_or_path: str | Path, overrides: Sequence[str] = ()) -> 
         return load(Experiment, path)
     data = yaml.safe_load(path.read_text())
     for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=0.001")
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[leaf] = yaml.safe_load(value)
+        set_dotted(data, item)
     return parse(Experiment, data, f"{path.name} (with overrides)")

@@ -6,6 +6,7 @@ runtime tracker), one scene at a time with a fresh tracker state per scene.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from syncl_ros import boxes as box_ops
 from syncl_ros.atomic import write_json_atomic
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.data.frames import Frame, NuScenesFrames
+from syncl_ros.experiment import with_overrides
 from syncl_ros.geometry import Transform
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.checkpoint import load_model
@@ -80,8 +82,13 @@ def track_split(
     out: Path,
     device: str = "cpu",
     progress: bool = True,
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """Track every scene of the split; `overrides` adjust the tracker, e.g. "tracker.birth_score=0.3"."""
     net, exp, _ = load_model(model_path, device)
+    if any(not item.startswith("tracker.") for item in overrides):
+        raise ValueError("only tracker.* settings can change at tracking time")
+    exp = with_overrides(exp, overrides)
     frames = NuScenesFrames(dataroot, version, split=split)
     backend = TorchBackend(net, device)
     results = track_frames(

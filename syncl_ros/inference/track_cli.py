@@ -16,6 +16,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--out", type=Path, required=True, help="results JSON to write")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="tracker.KEY=VALUE",
+        help="override a runtime-tracker setting, e.g. --set tracker.birth_score=0.3",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -25,9 +33,16 @@ def main(args: argparse.Namespace) -> int:
     try:
         model = args.model or default_model_path()
         stats = track_split(
-            args.dataroot, args.version, args.split, model, args.out, args.device, not args.no_progress
+            args.dataroot,
+            args.version,
+            args.split,
+            model,
+            args.out,
+            args.device,
+            not args.no_progress,
+            args.overrides,
         )
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
         print(f"syncl track: {err}", file=sys.stderr)
         return 2
     print(

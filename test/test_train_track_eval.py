@@ -1,0 +1,104 @@
+"""`syncl train` -> checkpoint -> `syncl track --model` -> results for every sample -> `syncl eval`."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from syncl_ros.cli import main
+from syncl_ros.data.frames import NuScenesFrames
+
+
+def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    common = ["--dataroot", str(synth_val_root), "--split", "val", "--no-progress"]
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "tiny",
+                *common,
+                "--out",
+                str(run),
+                "--max-steps",
+                "2",
+                "--set",
+                "train.log_every=1",
+            ]
+        )
+        == 0
+    )
+    ckpt = run / "last.pt"
+    payload = torch.load(ckpt, weights_only=True)  # loads without unpickling code
+    assert payload["metadata"]["step"] == 2 and payload["experiment"]["name"] == "tiny"
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(r["loss"] > 0 for r in log)
+
+    # resume continues the step count from the checkpoint
+    assert (
+        main(["train", "--config", "tiny", *common, "--out", str(run), "--max-steps", "3", "--resume"]) == 0
+    )
+    assert torch.load(ckpt, weights_only=True)["metadata"]["step"] == 3
+
+    results = tmp_path / "results.json"
+    # an untrained model scores below the default thresholds; open them so that boxes reach the metrics
+    loose = [
+        "--set",
+        "tracker.birth_score=0.0",
+        "--set",
+        "tracker.update_score=0.0",
+        "--set",
+        "tracker.output_score=0.0",
+    ]
+    assert (
+        main(
+            [
+                "track",
+                str(synth_val_root),
+                "--split",
+                "val",
+                "--model",
+                str(ckpt),
+                "--out",
+                str(results),
+                "--no-progress",
+                *loose,
+            ]
+        )
+        == 0
+    )
+    submitted = json.loads(results.read_text())
+    frames = NuScenesFrames(synth_val_root, "v1.0-trainval", split="val")
+    assert set(submitted["results"]) == set(frames.sample_tokens())
+    boxes = [b for per_sample in submitted["results"].values() for b in per_sample]
+    assert boxes and all(len(b["size"]) == 3 and b["tracking_id"].isdigit() for b in boxes)
+
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "eval",
+                str(results),
+                "--dataroot",
+                str(synth_val_root),
+                "--split",
+                "val",
+                "--out",
+                str(out),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["overall"]["amota"] <= 1.0 and metrics["overall"]["gt"] > 0
+    assert set(metrics["per_class"]) == {
+        "bicycle",
+        "bus",
+        "car",
+        "motorcycle",
+        "pedestrian",
+        "trailer",
+        "truck",
+    }

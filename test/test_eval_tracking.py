@@ -30,12 +30,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="session")
-def dataroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from syncl_ros.data.synth.writer import write_dataset
-
-    root = tmp_path_factory.mktemp("synth_val")
-    write_dataset(root, scenes=2, seed=3, split=SPLIT, duration_s=3.0, progress=False)
-    return root
+def dataroot(synth_val_root: Path) -> Path:
+    """The shared synthetic val split (conftest.py): 2 scenes with official val names."""
+    return synth_val_root
 
 
 @pytest.fixture(scope="session")
@@ -140,18 +137,35 @@ def test_position_noise_worsens_amotp_and_mota(
     assert metrics["overall"]["amota"] < perfect["amota"]
 
 
+def _ego_xy(nusc: Any, sample_token: str) -> np.ndarray:
+    sample_data = nusc.get("sample_data", nusc.get("sample", sample_token)["data"]["LIDAR_TOP"])
+    return np.array(nusc.get("ego_pose", sample_data["ego_pose_token"])["translation"][:2])
+
+
+def _swappable(nusc: Any, results: dict[str, Any], frames: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Boxes present in every given frame and well inside the scored range (<= 30 m from the
+    ego; the devkit ignores boxes beyond 40-50 m), by class, as seen in the first frame."""
+    by_frame = [
+        {
+            b["tracking_id"]: b
+            for b in results[token]
+            if np.hypot(*(np.array(b["translation"][:2]) - _ego_xy(nusc, token))) < 30.0
+        }
+        for token in frames
+    ]
+    common = set(by_frame[0]).intersection(*by_frame[1:])
+    by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for track_id in sorted(common):
+        by_class[by_frame[0][track_id]["tracking_name"]].append(by_frame[0][track_id])
+    return by_class
+
+
 def _swap_pair(nusc: Any, results: dict[str, Any]) -> tuple[list[str], str, str]:
-    """Two same-class tracks seen together, well apart, in some mid-scene frame and the next;
+    """Two same-class tracks, scored and well apart in a mid-scene frame and the next;
     returns the scene's samples from that frame on and the two ids."""
     for samples in _scene_order(nusc):
         for k in range(1, len(samples) - 1):
-            now = {b["tracking_id"]: b for b in results[samples[k]]}
-            nxt = {b["tracking_id"] for b in results[samples[k + 1]]}
-            by_class: dict[str, list[dict[str, Any]]] = defaultdict(list)
-            for box in now.values():
-                if box["tracking_id"] in nxt:
-                    by_class[box["tracking_name"]].append(box)
-            for boxes in by_class.values():
+            for boxes in _swappable(nusc, results, samples[k : k + 2]).values():
                 for i, a in enumerate(boxes):
                     for b in boxes[i + 1 :]:
                         # Farther apart than the 2 m match gate, so the swap cannot be absorbed.

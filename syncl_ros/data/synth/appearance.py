@@ -224,10 +224,6 @@ def slot_table(cls: int, riderless: bool, face: int) -> np.ndarray:
     return _bake(_RIDERLESS if riderless else _PANELS[cls], face, cls)
 
 
-def paint_slots(cls: int, height: float, face: int, a: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Palette slot of face pixels at (a, h), same shape as ``a``."""
-    riderless = cls == BICYCLE and height < RIDERLESS_BICYCLE_HEIGHT
-    table = slot_table(cls, riderless, face)
-    ai = np.clip(a * TABLE_A, 0, TABLE_A - 1).astype(np.intp)
-    hi = np.clip(h * TABLE_H, 0, TABLE_H - 1).astype(np.intp)
-    return np.asarray(table[hi, ai])
+def is_riderless(cls: int, height: float) -> bool:
+    """A parked bicycle is drawn without a rider; it is recognised by its low box."""
+    return cls == BICYCLE and height < RIDERLESS_BICYCLE_HEIGHT

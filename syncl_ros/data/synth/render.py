@@ -137,19 +137,29 @@ def _key(values: np.ndarray) -> tuple[float, ...]:
     return tuple(float(round(x, 9)) for x in np.asarray(values, dtype=np.float64).ravel())
 
 
+def _camera_sky(
+    k_inv: np.ndarray, cam_to_world: np.ndarray, width: int, height: int
+) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Cached sky layer of a camera (see _sky_layer)."""
+    up = _key((cam_to_world[:3, :3] @ k_inv)[2])
+    return _sky_layer(_key(k_inv), (up[0], up[1], up[2]), round(float(cam_to_world[2, 3]), 9), width, height)
+
+
+def prepare(K: np.ndarray, world_to_cam: np.ndarray, width: int, height: int) -> None:
+    """Precompute what a camera's renders share (call before forking workers)."""
+    _camera_sky(np.linalg.inv(K), np.linalg.inv(world_to_cam), width, height)
+
+
 def _background(
     K: np.ndarray, world_to_cam: np.ndarray, width: int, height: int, ground: GroundTexture | None
 ) -> np.ndarray:
     """Ground texture mapped onto z = 0 by a homography, hazed with distance, under a sky gradient."""
     cam_to_world = np.linalg.inv(world_to_cam)
-    rot, center = cam_to_world[:3, :3], cam_to_world[:3, 3]
+    center = cam_to_world[:3, 3]
     k_inv = np.linalg.inv(K)
-    ray = rot @ k_inv  # pixel (u, v, 1) -> world ray with unit optical depth
+    ray = cam_to_world[:3, :3] @ k_inv  # pixel (u, v, 1) -> world ray with unit optical depth
     cam_height = float(center[2])
-    up = _key(ray[2])
-    ground_from, clear_from, sky, weight = _sky_layer(
-        _key(k_inv), (up[0], up[1], up[2]), round(cam_height, 9), width, height
-    )
+    ground_from, clear_from, sky, weight = _camera_sky(k_inv, cam_to_world, width, height)
     rgb = np.empty((height, width, 3), dtype=np.uint8)
     if ground_from < height:
         # Homogeneous ground point of ray r: (c_xy r_z - c_z r_xy, r_z).
@@ -175,32 +185,26 @@ def _background(
     return rgb
 
 
-def _shadow(
+def _shadows(
     rgb: np.ndarray, K: np.ndarray, rot: np.ndarray, trans: np.ndarray, corners_w: np.ndarray, sun: np.ndarray
 ) -> None:
-    """Darken the ground under a box and along the sun direction (a soft cue that it stands there)."""
-    height_m = corners_w[4, 2] - corners_w[0, 2]
-    foot = corners_w[:4, :2]
-    cast = -sun[:2] / max(sun[2], 0.3) * height_m * 0.6
-    pts = np.concatenate([foot, foot + cast])
-    hull = cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)
-    poly = np.concatenate([hull, np.zeros((len(hull), 1))], axis=1) @ rot.T + trans
-    poly = clip_to_view(poly, K, rgb.shape[1], rgb.shape[0])
-    if len(poly) < 3:
-        return
-    uv = _project(K, poly)
-    x0, y0 = np.floor(uv.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(uv.max(axis=0)).astype(int) + 1
-    x0, y0 = max(x0, 0), max(y0, 0)
-    x1, y1 = min(x1, rgb.shape[1]), min(y1, rgb.shape[0])
-    if x1 <= x0 or y1 <= y0:
-        return
-    mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-    pts_i = np.round((uv - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)
-    cv2.fillConvexPoly(mask, pts_i, (1,), cv2.LINE_8, _SHIFT)
-    view = rgb[y0:y1, x0:x1]
-    sel = mask.astype(bool)
-    view[sel] = (view[sel] * SHADOW).astype(np.uint8)
+    """Darken the ground under boxes (N, 8, 3) and along the sun direction: it shows they stand there."""
+    height, width = rgb.shape[:2]
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for box_corners in corners_w:
+        foot = box_corners[:4, :2]
+        cast = -sun[:2] / max(sun[2], 0.3) * (box_corners[4, 2] - box_corners[0, 2]) * 0.6
+        hull = cv2.convexHull(np.concatenate([foot, foot + cast]).astype(np.float32)).reshape(-1, 2)
+        poly = np.concatenate([hull.astype(np.float64), np.zeros((len(hull), 1))], axis=1) @ rot.T + trans
+        poly = clip_to_view(poly, K, width, height)
+        if len(poly) >= 3:
+            pts = np.round(_project(K, poly) * (1 << _SHIFT)).astype(np.int32)
+            cv2.fillConvexPoly(mask, pts, (1,), cv2.LINE_8, _SHIFT)
+    x, y, w, h = cv2.boundingRect(mask)
+    if w and h:
+        view = rgb[y : y + h, x : x + w]
+        dark = cv2.convertScaleAbs(view, alpha=SHADOW)
+        np.copyto(view, dark, where=mask[y : y + h, x : x + w, None].astype(bool))
 
 
 def _visible(cam_corners: np.ndarray, planes: np.ndarray) -> np.ndarray:
@@ -275,14 +279,30 @@ def _draw_box(
         win = mine & (inv > zb)
         if not win.any():
             continue
-        # Face coordinates (a, h) of the hit point, exact under perspective.
-        z = 1.0 / np.maximum(inv, np.float32(1e-6))
+        # Face coordinates are a projective function of the pixel: with 1/z = G . p,
+        # a = (E_a . p) / (G . p) - c_a. So the face's slot table maps onto the
+        # image by one homography, exact under perspective.
         e_a, e_h = cam[a_end] - o, cam[h_end] - o
-        a = z * _affine_grid((e_a @ k_inv) / (e_a @ e_a), u, v) - np.float32((o @ e_a) / (e_a @ e_a))
-        h = z * _affine_grid((e_h @ k_inv) / (e_h @ e_h), u, v) - np.float32((o @ e_h) / (e_h @ e_h))
-        slots = appearance.paint_slots(cls, float(box[5]), kind, a, h)
+        g = (normal @ k_inv) / (normal @ o)
+        to_a = (e_a @ k_inv - (o @ e_a) * g) / (e_a @ e_a)
+        to_h = (e_h @ k_inv - (o @ e_h) * g) / (e_h @ e_h)
+        table = appearance.slot_table(cls, appearance.is_riderless(cls, float(box[5])), kind)
+        tex_h, tex_w = table.shape
+        # Texel centers at (index + 0.5) / size; the bbox starts at pixel (fx0, fy0).
+        homography = np.stack([tex_w * to_a - 0.5 * g, tex_h * to_h - 0.5 * g, g]) @ np.array(
+            [[1.0, 0.0, fx0], [0.0, 1.0, fy0], [0.0, 0.0, 1.0]]
+        )
+        slots = cv2.warpPerspective(
+            table,
+            homography,
+            (fx1 - fx0, fy1 - fy0),
+            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         shaded = np.clip(pal * shades[kind], 0, 255)
-        if z[win].max() > FOG_START:
+        z_far = 1.0 / float(inv[win].min())
+        if z_far > FOG_START:
+            z = 1.0 / np.maximum(inv, np.float32(1e-6))
             fog = np.clip((z - FOG_START) / (FOG_END - FOG_START), 0.0, 1.0)[..., None]
             colour = (shaded[slots] * (1.0 - fog) + HAZE * fog).astype(np.uint8)
         else:
@@ -331,8 +351,7 @@ def rasterize(
     keep = np.flatnonzero(_visible(cam_corners, _frustum_planes(K, width, height)))
     # Near to far: the z-test then rejects most hidden pixels before they are shaded.
     order = keep[np.argsort(np.linalg.norm(boxes_world[keep, :3] - (-rot.T @ trans), axis=1))]
-    for i in order:
-        _shadow(frame.rgb, K, rot, trans, world_corners[i], sun_dir)
+    _shadows(frame.rgb, K, rot, trans, world_corners[order], sun_dir)
     k_inv = np.linalg.inv(K)
     for i in order:
         shades = _face_shades(float(boxes_world[i, 6]), sun_dir)

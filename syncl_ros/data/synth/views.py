@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from syncl_ros.data.synth.ground import GroundTexture, ground_texture
-from syncl_ros.data.synth.render import Frame, rasterize
+from syncl_ros.data.synth.render import Frame, prepare, rasterize
 from syncl_ros.data.synth.timeline import to_us_grid
 from syncl_ros.data.synth.world import Scene
 from syncl_ros.geometry import Transform, scaled_intrinsics
@@ -79,3 +79,11 @@ def render_frame(
         render_camera(scene, cam, t, width, height, ground=texture)
         for cam, t in zip(rig.cameras, times, strict=True)
     ]
+
+
+def prepare_rig(scene: Scene, rig: RigSpec, width: int | None = None, height: int | None = None) -> None:
+    """Paint the ground and precompute each camera's sky once, e.g. before forking render workers."""
+    ground_texture(scene)
+    for cam in rig.cameras:
+        w, h = width or cam.width, height or cam.height
+        prepare(camera_intrinsics(cam, w, h), world_to_camera(scene, cam, scene.start_ns), w, h)

@@ -32,9 +32,8 @@ from tqdm import tqdm
 from syncl_ros.boxes import to_nuscenes
 from syncl_ros.data.synth import lidar, metadata
 from syncl_ros.data.synth.actors import CATEGORY_NAMES
-from syncl_ros.data.synth.ground import ground_texture
 from syncl_ros.data.synth.timeline import Timeline, plan
-from syncl_ros.data.synth.views import render_camera
+from syncl_ros.data.synth.views import prepare_rig, render_camera
 from syncl_ros.data.synth.world import Scene, simulate
 from syncl_ros.geometry import Transform
 from syncl_ros.rig import RigSpec, load_rig
@@ -430,7 +429,7 @@ def write_dataset(
             tl = plan(spec, world.start_ns, num_samples)
             log = log_name(seed, split, i, duration_s)
             _JOB = SceneJob(world, spec, tl, root, log, _image_paths(spec, tl, log))
-            ground_texture(world)  # paint once, before the workers fork
+            prepare_rig(world, spec)  # paint the ground and the skies once, before the workers fork
             tasks: list[tuple[Callable[[int], Any], int]] = [(_scan_sample, j) for j in range(num_samples)]
             tasks += [(_render_frame, f) for f in range(tl.num_frames)]
             cam_stats: dict[int, dict[int, dict[int, tuple[int, int]]]] = {j: {} for j in range(num_samples)}

@@ -256,6 +256,16 @@ def test_unknown_tracking_name_is_a_clear_error(
         evaluate_tracking(path, dataroot, VERSION, SPLIT, tmp_path / "out")
 
 
+def test_empty_submission_is_a_clear_error(
+    dataroot: Path, gt_results: dict[str, Any], tmp_path: Path
+) -> None:
+    empty = {"meta": gt_results["meta"], "results": {token: [] for token in gt_results["results"]}}
+    path = tmp_path / "empty.json"
+    path.write_text(json.dumps(empty))
+    with pytest.raises(EvalError, match="no box at all"):
+        evaluate_tracking(path, dataroot, VERSION, SPLIT, tmp_path / "out")
+
+
 # -------------------------------------------------------------------- CLI
 
 

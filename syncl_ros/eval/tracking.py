@@ -137,6 +137,10 @@ def check_boxes(results: Mapping[str, Any], cfg: TrackingConfig) -> None:
     """Catch malformed boxes before the devkit asserts on them."""
     names = set(cfg.tracking_names)
     fields = ("translation", "size", "rotation", "velocity", "tracking_id", "tracking_name")
+    if not any(results.values()):
+        # The devkit cannot score a submission without a single box (it fails looking for a box's
+        # class field); say so instead of reporting numbers it never computed.
+        raise EvalError("the results hold no box at all; the devkit cannot score an empty submission")
     for token, boxes in results.items():
         if not isinstance(boxes, list):
             raise EvalError(f"results[{token!r}] must be a list of boxes")

@@ -1,0 +1,352 @@
+"""Six-camera rig synchronizer, triggered by an anchor camera.
+
+Pure Python (no rclpy): the node feeds it ``(channel, stamp_ns, payload)``
+per received image and calls :meth:`RigSynchronizer.poll` from a timer.
+message_filters is not used on purpose: its ApproximateTime policy takes at
+most nine inputs, does not report why a set was dropped, and is not
+installable everywhere the package runs.
+
+Policy. Every anchor image opens a pending frame. For each other camera the
+image nearest the anchor stamp is taken from a small per-camera buffer; the
+frame is emitted once every camera's nearest image is decided (an image at
+or after the anchor, or one close enough that the camera's next image,
+expected one period later, cannot be nearer). A frame still undecided after
+``max_wait_ns`` (measured on the caller's clock from the anchor's arrival)
+is emitted with what is there if every camera is within ``max_spread_ns`` of
+the anchor, else dropped with a reason per culprit camera. Frames leave in
+stamp order; memory is bounded by the buffer sizes whatever the inputs do.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from syncl_ros.rig import CAMERA_CHANNELS
+
+MS = 1_000_000
+# A stamp this far behind a camera's newest one is a new timeline (bag loop,
+# simulator restart), not a late message: images that late are useless anyway.
+DEFAULT_JUMP_NS = 500 * MS
+# Inter-frame gaps this long are pauses, not the camera's period.
+_MAX_PERIOD_NS = 1_000 * MS
+# Weight of the newest inter-frame interval in the period estimate.
+_RATE_ALPHA = 0.1
+
+
+class DropReason(str, Enum):
+    """Why a camera made its frame drop (or, for OUT_OF_ORDER, why its message was discarded)."""
+
+    MISSING = "missing"  # no image from this camera at all in the buffer
+    STALE = "stale"  # the camera's newest image is older than the anchor by more than max_spread
+    OUT_OF_ORDER = "out_of_order"  # message older than the last emitted frame or its camera's newest
+    SPREAD = "spread"  # images exist but none within max_spread of the anchor
+
+
+@dataclass(frozen=True)
+class RigFrame:
+    """One synchronized set of images."""
+
+    stamp_ns: int  # the anchor image's stamp
+    payloads: dict[str, Any]  # channel -> payload, in the synchronizer's channel order
+    stamps_ns: dict[str, int]  # channel -> stamp of the image used
+    spread_ns: int  # newest minus oldest stamp in the frame
+
+
+@dataclass
+class SyncResult:
+    """What one :meth:`RigSynchronizer.add` or :meth:`RigSynchronizer.poll` call produced."""
+
+    frames: list[RigFrame] = field(default_factory=list)
+    reset: bool = False  # time jumped backwards: buffers were cleared, the tracker must reset too
+
+
+@dataclass
+class _CameraStats:
+    received: int = 0
+    used: int = 0
+    duplicates: int = 0
+    evicted: int = 0  # pushed out of the buffer unused
+    dropped: dict[str, int] = field(default_factory=lambda: {r.value: 0 for r in DropReason})
+    period_ns: float | None = None
+    last_stamp_ns: int | None = None
+
+    def observe_stamp(self, stamp_ns: int) -> None:
+        last = self.last_stamp_ns
+        if last is not None and stamp_ns > last:
+            delta = stamp_ns - last
+            # Skip gaps of a second or more: a paused camera would otherwise drag the estimate.
+            if delta < _MAX_PERIOD_NS:
+                p = self.period_ns
+                self.period_ns = float(delta) if p is None else p + _RATE_ALPHA * (delta - p)
+        if last is None or stamp_ns > last:
+            self.last_stamp_ns = stamp_ns
+
+    def as_dict(self) -> dict[str, Any]:
+        rate = 1e9 / self.period_ns if self.period_ns else 0.0
+        return {
+            "received": self.received,
+            "used": self.used,
+            "duplicates": self.duplicates,
+            "evicted": self.evicted,
+            "dropped": dict(self.dropped),
+            "rate_hz": round(rate, 3),
+        }
+
+
+@dataclass
+class _Pending:
+    stamp_ns: int
+    payload: Any
+    received_ns: int
+
+
+class RigSynchronizer:
+    """Groups per-camera images into :class:`RigFrame` s around an anchor camera.
+
+    ``now_ns`` arguments are the caller's clock (the node's ROS clock or a
+    monotonic clock), used only to time the wait for late images; stamps are
+    the images' capture times. Both are integer nanoseconds. Pass the same
+    clock to :meth:`add` and :meth:`poll` (or never pass ``now_ns`` to
+    :meth:`add` and poll with stamp-time, e.g. offline).
+
+    Not thread-safe: call it from one callback group (the node's default
+    mutually exclusive one).
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[str] = CAMERA_CHANNELS,
+        anchor: str = "CAM_FRONT",
+        max_spread_ns: int = 100 * MS,
+        max_wait_ns: int = 150 * MS,
+        buffer_size: int = 5,
+        max_pending: int = 3,
+        jump_threshold_ns: int = DEFAULT_JUMP_NS,
+    ) -> None:
+        channels = tuple(channels)
+        if len(set(channels)) != len(channels) or not channels:
+            raise ValueError(f"channels must be non-empty and unique, got {channels}")
+        if anchor not in channels:
+            raise ValueError(f"anchor {anchor!r} is not one of the channels {channels}")
+        if max_spread_ns < 0 or max_wait_ns < 0 or jump_threshold_ns <= 0:
+            raise ValueError("max_spread_ns and max_wait_ns must be >= 0, jump_threshold_ns > 0")
+        if buffer_size < 1 or max_pending < 1:
+            raise ValueError("buffer_size and max_pending must be >= 1")
+        self.channels = channels
+        self.anchor = anchor
+        self.max_spread_ns = int(max_spread_ns)
+        self.max_wait_ns = int(max_wait_ns)
+        self.jump_threshold_ns = int(jump_threshold_ns)
+        self._buffers: dict[str, deque[tuple[int, Any]]] = {
+            c: deque(maxlen=buffer_size) for c in channels if c != anchor
+        }
+        self._pending: deque[_Pending] = deque()
+        self._max_pending = max_pending
+        self._stats = {c: _CameraStats() for c in channels}
+        self._last_frame_ns: int | None = None
+        self._last_used: dict[str, int] = {}
+        # Stamp that started the current timeline, kept until its first frame is emitted.
+        self._timeline_start_ns: int | None = None
+        self.frames_emitted = 0
+        self.frames_dropped = 0
+        self.resets = 0
+        self.last_spread_ns: int | None = None
+
+    # ------------------------------------------------------------------ input
+
+    def add(self, channel: str, stamp_ns: int, payload: Any, now_ns: int | None = None) -> SyncResult:
+        """Feed one image; returns the frames it completed and whether time jumped back.
+
+        ``now_ns`` defaults to ``stamp_ns`` (then waits are measured in stamp time).
+        """
+        if channel not in self._stats:
+            raise KeyError(f"unknown channel {channel!r}; expected one of {self.channels}")
+        stamp_ns = int(stamp_ns)
+        now = stamp_ns if now_ns is None else int(now_ns)
+        result = SyncResult()
+        stats = self._stats[channel]
+        if stats.last_stamp_ns is not None and stamp_ns < stats.last_stamp_ns - self.jump_threshold_ns:
+            result.reset = self._reset(stamp_ns)
+        stats.received += 1
+        if self._is_duplicate(channel, stamp_ns):
+            stats.duplicates += 1
+            return result
+        if self._is_late(channel, stamp_ns) or self._is_old_timeline(stamp_ns):
+            stats.dropped[DropReason.OUT_OF_ORDER.value] += 1
+            return result
+        stats.observe_stamp(stamp_ns)
+        if channel == self.anchor:
+            self._add_anchor(stamp_ns, payload, now)
+        else:
+            self._add_image(channel, stamp_ns, payload)
+        result.frames.extend(self._drain(now))
+        return result
+
+    def poll(self, now_ns: int) -> SyncResult:
+        """Emit or drop pending anchors whose wait is over; call it from a timer.
+
+        Never signals a reset: a backward jump of the caller's clock only
+        shortens the waits; backward jumps of the stamps are what resets.
+        """
+        now = int(now_ns)
+        for pending in self._pending:
+            pending.received_ns = min(pending.received_ns, now)
+        return SyncResult(frames=self._drain(now))
+
+    def reset(self) -> None:
+        """Forget all buffered images, e.g. when the node restarts its tracker for another reason."""
+        self._reset(None)
+
+    # -------------------------------------------------------------- internals
+
+    def _is_duplicate(self, channel: str, stamp_ns: int) -> bool:
+        """Same camera, same stamp as an image already held or used (re-sent or re-recorded)."""
+        if channel == self.anchor:
+            return stamp_ns == self._last_frame_ns or any(p.stamp_ns == stamp_ns for p in self._pending)
+        held = (s for s, _ in self._buffers[channel])
+        return stamp_ns == self._last_used.get(channel) or stamp_ns in held
+
+    def _is_old_timeline(self, stamp_ns: int) -> bool:
+        """Right after a reset, images of the previous timeline may still be in flight: far ahead."""
+        new_start = self._timeline_start_ns
+        return new_start is not None and stamp_ns > new_start + self.jump_threshold_ns
+
+    def _is_late(self, channel: str, stamp_ns: int) -> bool:
+        """Messages that no future frame may use: behind the emitted stream or the camera's newest."""
+        last_frame = self._last_frame_ns
+        if channel == self.anchor:
+            newest = self._pending[-1].stamp_ns if self._pending else last_frame
+            return newest is not None and stamp_ns < newest
+        used = self._last_used.get(channel)
+        if used is not None and stamp_ns <= used:
+            return True
+        if last_frame is not None and stamp_ns < last_frame - self.max_spread_ns:
+            return True
+        buf = self._buffers[channel]
+        return bool(buf) and stamp_ns < buf[-1][0]
+
+    def _add_anchor(self, stamp_ns: int, payload: Any, now: int) -> None:
+        if len(self._pending) >= self._max_pending:
+            # The oldest pending frame has waited longest; keep the newest ones.
+            oldest = self._pending.popleft()
+            self._drop(oldest, self._choose(oldest.stamp_ns, final=True) or {})
+        self._pending.append(_Pending(stamp_ns, payload, now))
+
+    def _add_image(self, channel: str, stamp_ns: int, payload: Any) -> None:
+        buf = self._buffers[channel]
+        if len(buf) == buf.maxlen:
+            self._stats[channel].evicted += 1
+        buf.append((stamp_ns, payload))
+
+    def _drain(self, now: int) -> list[RigFrame]:
+        """Resolve pending anchors oldest first; a frame still waiting blocks the newer ones."""
+        frames = []
+        while self._pending:
+            head = self._pending[0]
+            final = now - head.received_ns >= self.max_wait_ns
+            picks = self._choose(head.stamp_ns, final)
+            if picks is None:
+                break
+            self._pending.popleft()
+            if any(isinstance(p, DropReason) for p in picks.values()):
+                self._drop(head, picks)
+            else:
+                frames.append(self._emit(head, picks))
+        return frames
+
+    def _choose(self, anchor_ns: int, final: bool) -> dict[str, Any] | None:
+        """Per camera: (stamp, payload) to use, or a DropReason; None while some camera is undecided."""
+        picks: dict[str, Any] = {}
+        undecided = False
+        for channel, buf in self._buffers.items():
+            pick = self._pick(channel, buf, anchor_ns, final)
+            if pick is None:
+                undecided = True
+            picks[channel] = pick
+        if any(isinstance(p, DropReason) for p in picks.values()):
+            return picks  # already doomed: drop now rather than wait
+        return None if undecided else picks
+
+    def _pick(self, channel: str, buf: deque[tuple[int, Any]], anchor_ns: int, final: bool) -> Any:
+        if not buf:
+            return DropReason.MISSING if final else None
+        nearest = min(buf, key=lambda item: abs(item[0] - anchor_ns))
+        newest = buf[-1][0]
+        decided = final or newest >= anchor_ns or self._next_is_farther(channel, newest, anchor_ns)
+        if abs(nearest[0] - anchor_ns) <= self.max_spread_ns:
+            return nearest if decided else None
+        if newest < anchor_ns - self.max_spread_ns:
+            return DropReason.STALE if final else None
+        return DropReason.SPREAD if decided else None
+
+    def _next_is_farther(self, channel: str, newest: int, anchor_ns: int) -> bool:
+        period = self._stats[channel].period_ns
+        return period is not None and anchor_ns - newest <= period / 2
+
+    def _emit(self, head: _Pending, picks: dict[str, tuple[int, Any]]) -> RigFrame:
+        stamps = {self.anchor: head.stamp_ns}
+        payloads = {self.anchor: head.payload}
+        for channel, (stamp, payload) in picks.items():
+            stamps[channel], payloads[channel] = stamp, payload
+            self._consume(channel, stamp)
+        frame = RigFrame(
+            stamp_ns=head.stamp_ns,
+            payloads={c: payloads[c] for c in self.channels},
+            stamps_ns={c: stamps[c] for c in self.channels},
+            spread_ns=max(stamps.values()) - min(stamps.values()),
+        )
+        for channel in self.channels:
+            self._stats[channel].used += 1
+        self._last_frame_ns = head.stamp_ns
+        self._timeline_start_ns = None
+        self.last_spread_ns = frame.spread_ns
+        self.frames_emitted += 1
+        return frame
+
+    def _consume(self, channel: str, stamp: int) -> None:
+        """An image used once is never reused: drop it and everything older."""
+        buf = self._buffers[channel]
+        while buf and buf[0][0] <= stamp:
+            buf.popleft()
+        self._last_used[channel] = stamp
+
+    def _drop(self, head: _Pending, picks: dict[str, Any]) -> None:
+        """Count the cameras that failed the frame; their usable images stay for the next anchor."""
+        for channel, pick in picks.items():
+            if isinstance(pick, DropReason):
+                self._stats[channel].dropped[pick.value] += 1
+        self._last_frame_ns = max(self._last_frame_ns or head.stamp_ns, head.stamp_ns)
+        self.frames_dropped += 1
+
+    def _reset(self, new_start_ns: int | None) -> bool:
+        for buf in self._buffers.values():
+            buf.clear()
+        self._pending.clear()
+        self._last_used.clear()
+        self._last_frame_ns = None
+        self._timeline_start_ns = new_start_ns
+        for stats in self._stats.values():
+            stats.last_stamp_ns = None
+        self.resets += 1
+        return True
+
+    # ------------------------------------------------------------ diagnostics
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for diagnostics; nested dicts of numbers."""
+        return {
+            "frames_emitted": self.frames_emitted,
+            "frames_dropped": self.frames_dropped,
+            "resets": self.resets,
+            "pending": len(self._pending),
+            "last_spread_ms": None if self.last_spread_ns is None else self.last_spread_ns / MS,
+            "cameras": {c: s.as_dict() for c, s in self._stats.items()},
+        }
+
+    def buffered(self) -> int:
+        """Images held in all buffers, pending anchors included (bounded by construction)."""
+        return sum(len(b) for b in self._buffers.values()) + len(self._pending)

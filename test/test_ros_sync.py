@@ -1,0 +1,171 @@
+"""Rig synchronizer: complete frames, counted drops, late images, time jumps, bounded memory."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncl_ros.rig import CAMERA_CHANNELS
+from syncl_ros.ros.sync import MS, DropReason, RigSynchronizer
+
+PERIOD = 83 * MS  # ~12 Hz, the nuScenes camera rate
+T0 = 1_700_000_000 * 1_000_000_000
+# Capture offset of each camera after the front camera within one sweep (within ±30 ms).
+OFFSETS = {
+    "CAM_FRONT": 0,
+    "CAM_FRONT_RIGHT": 12 * MS,
+    "CAM_FRONT_LEFT": -12 * MS,
+    "CAM_BACK": 30 * MS,
+    "CAM_BACK_LEFT": -28 * MS,
+    "CAM_BACK_RIGHT": 25 * MS,
+}
+
+
+def sweep_messages(sweeps: int, start: int = T0, skip: tuple[str, ...] = ()) -> list[tuple[str, int, str]]:
+    """(channel, stamp, payload) for every image, in stamp (= arrival) order."""
+    msgs = [
+        (c, start + k * PERIOD + OFFSETS[c], f"{c}#{k}")
+        for k in range(sweeps)
+        for c in CAMERA_CHANNELS
+        if c not in skip
+    ]
+    return sorted(msgs, key=lambda m: m[1])
+
+
+def feed(sync: RigSynchronizer, msgs: list[tuple[str, int, str]]) -> tuple[list, int]:
+    frames, resets = [], 0
+    for channel, stamp, payload in msgs:
+        out = sync.add(channel, stamp, payload)
+        frames += out.frames
+        resets += out.reset
+    return frames, resets
+
+
+def test_complete_frames_within_spread() -> None:
+    sync = RigSynchronizer()
+    frames, resets = feed(sync, sweep_messages(20))
+    assert resets == 0 and len(frames) == 20
+    for k, frame in enumerate(frames):
+        assert frame.stamp_ns == T0 + k * PERIOD
+        assert list(frame.payloads) == list(CAMERA_CHANNELS)
+        assert all(p == f"{c}#{k}" for c, p in frame.payloads.items()), frame.payloads
+        assert frame.stamps_ns["CAM_BACK"] == frame.stamp_ns + 30 * MS
+        assert frame.spread_ns == 58 * MS
+    stats = sync.stats()
+    assert stats["frames_emitted"] == 20 and stats["frames_dropped"] == 0
+    assert stats["last_spread_ms"] == pytest.approx(58.0)
+    cams = stats["cameras"]
+    assert all(cams[c]["received"] == 20 and cams[c]["used"] == 20 for c in CAMERA_CHANNELS)
+    assert cams["CAM_BACK"]["rate_hz"] == pytest.approx(1e9 / PERIOD, rel=1e-3)
+    assert sum(sum(c["dropped"].values()) for c in cams.values()) == 0
+
+
+def test_nearest_image_is_chosen_when_a_camera_fires_far_from_the_anchor() -> None:
+    # CAM_BACK 50 ms before the front camera: its next image (33 ms after) is nearer.
+    sync = RigSynchronizer()
+    msgs = [(c, s - 80 * MS if c == "CAM_BACK" else s, p) for c, s, p in sweep_messages(6)]
+    frames, _ = feed(sync, sorted(msgs, key=lambda m: m[1]))
+    for frame in frames:
+        assert abs(frame.stamps_ns["CAM_BACK"] - frame.stamp_ns) == 33 * MS
+
+
+def test_missing_camera_drops_are_counted_per_camera() -> None:
+    sync = RigSynchronizer()
+    frames, _ = feed(sync, sweep_messages(10, skip=("CAM_BACK",)))
+    frames += sync.poll(T0 + 20 * PERIOD).frames
+    assert frames == []
+    stats = sync.stats()
+    assert stats["frames_dropped"] == 10 and stats["pending"] == 0
+    assert stats["cameras"]["CAM_BACK"]["dropped"][DropReason.MISSING.value] == 10
+    others = [c for c in CAMERA_CHANNELS if c != "CAM_BACK"]
+    assert all(sum(stats["cameras"][c]["dropped"].values()) == 0 for c in others)
+
+
+def test_late_camera_within_the_wait_completes_the_frame() -> None:
+    sync = RigSynchronizer(max_wait_ns=150 * MS)
+    first, _ = feed(sync, sweep_messages(2))  # the cameras' rates become known
+    assert len(first) == 2
+    anchor = T0 + 2 * PERIOD
+    now = anchor + 40 * MS  # the node's clock when the images arrive
+    for channel in CAMERA_CHANNELS:
+        if channel != "CAM_BACK":
+            assert sync.add(channel, anchor + OFFSETS[channel], channel, now_ns=now).frames == []
+    assert sync.poll(now + 60 * MS).frames == []  # still waiting
+    out = sync.add("CAM_BACK", anchor + 5 * MS, "late", now_ns=now + 120 * MS)
+    assert len(out.frames) == 1 and out.frames[0].payloads["CAM_BACK"] == "late"
+
+
+def test_camera_beyond_the_wait_drops_the_frame_on_poll() -> None:
+    sync = RigSynchronizer(max_wait_ns=150 * MS)
+    for channel in CAMERA_CHANNELS:
+        if channel != "CAM_BACK":
+            sync.add(channel, T0 + OFFSETS[channel], channel, now_ns=T0)
+    assert sync.poll(T0 + 149 * MS).frames == []
+    assert sync.poll(T0 + 150 * MS).frames == []
+    assert sync.stats()["frames_dropped"] == 1
+    # The late image is now older than a frame that was already decided.
+    sync.add("CAM_BACK", T0 - 150 * MS, "too late", now_ns=T0 + 200 * MS)
+    dropped = sync.stats()["cameras"]["CAM_BACK"]["dropped"]
+    assert dropped[DropReason.MISSING.value] == 1 and dropped[DropReason.OUT_OF_ORDER.value] == 1
+
+
+def test_stale_spread_and_out_of_order_reasons() -> None:
+    sync = RigSynchronizer()
+    for channel in CAMERA_CHANNELS[1:]:
+        stamp = T0 - 300 * MS if channel == "CAM_BACK" else T0 + OFFSETS[channel]
+        if channel == "CAM_FRONT_LEFT":
+            stamp = T0 + 150 * MS  # only an image far after the anchor: can never fit
+        sync.add(channel, stamp, channel, now_ns=T0)
+    sync.add("CAM_FRONT", T0, "anchor", now_ns=T0)
+    # CAM_FRONT_LEFT already doomed the frame: dropped without waiting.
+    cams = sync.stats()["cameras"]
+    assert sync.stats()["frames_dropped"] == 1
+    assert cams["CAM_FRONT_LEFT"]["dropped"][DropReason.SPREAD.value] == 1
+
+    sync.add("CAM_FRONT", T0 + PERIOD, "anchor2", now_ns=T0 + PERIOD)
+    sync.poll(T0 + PERIOD + 200 * MS)
+    cams = sync.stats()["cameras"]
+    assert cams["CAM_BACK"]["dropped"][DropReason.STALE.value] == 1
+    sync.add("CAM_FRONT", T0 + 10 * MS, "older than the last frame", now_ns=T0 + 400 * MS)
+    assert sync.stats()["cameras"]["CAM_FRONT"]["dropped"][DropReason.OUT_OF_ORDER.value] == 1
+
+
+def test_duplicated_stamps_are_ignored_and_counted() -> None:
+    sync = RigSynchronizer()
+    msgs = sweep_messages(5)
+    doubled = [m for msg in msgs for m in (msg, msg)]
+    frames, _ = feed(sync, doubled)
+    assert len(frames) == 5
+    assert all(sync.stats()["cameras"][c]["duplicates"] == 5 for c in CAMERA_CHANNELS)
+
+
+def test_backward_jump_resets_once_and_sync_resumes() -> None:
+    sync = RigSynchronizer()
+    first, resets = feed(sync, sweep_messages(20))
+    assert len(first) == 20 and resets == 0
+    # A message of the old timeline, still in flight when the loop restarts.
+    looped = sweep_messages(10)
+    frames, resets = feed(sync, [*looped[:3], ("CAM_BACK", T0 + 20 * PERIOD + 30 * MS, "old"), *looped[3:]])
+    assert resets == 1 and sync.stats()["resets"] == 1
+    assert len(frames) == 10 and frames[0].stamp_ns == T0
+    assert sync.stats()["cameras"]["CAM_BACK"]["dropped"][DropReason.OUT_OF_ORDER.value] == 1
+
+
+def test_memory_stays_bounded_with_a_dead_camera() -> None:
+    sync = RigSynchronizer(buffer_size=5, max_pending=3)
+    msgs = sweep_messages(2000, skip=("CAM_BACK_LEFT",))  # 10k messages
+    assert len(msgs) == 10_000
+    peak = 0
+    for channel, stamp, payload in msgs:
+        assert sync.add(channel, stamp, payload).frames == []
+        peak = max(peak, sync.buffered())
+    assert peak <= 4 * 5 + 3
+    stats = sync.stats()
+    assert stats["frames_dropped"] >= 1997 and stats["frames_emitted"] == 0
+    assert stats["cameras"]["CAM_BACK_LEFT"]["dropped"][DropReason.MISSING.value] == stats["frames_dropped"]
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(ValueError, match="anchor"):
+        RigSynchronizer(anchor="CAM_TOP")
+    with pytest.raises(KeyError, match="unknown channel"):
+        RigSynchronizer().add("CAM_TOP", 0, None)

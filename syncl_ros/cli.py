@@ -28,7 +28,7 @@ COMMANDS: dict[str, Command] = {
     "convert": Command(
         "convert a nuScenes scene to a rosbag2 bag (MCAP or sqlite3)", "syncl_ros.data.convert_cli"
     ),
-    "play": Command("replay a rosbag2 bag through rclpy with /clock", None),
+    "play": Command("replay a rosbag2 bag through rclpy with /clock", "syncl_ros.ros.play_cli"),
     "track": Command(
         "run the tracker offline over a split; write nuScenes tracking results",
         "syncl_ros.inference.track_cli",

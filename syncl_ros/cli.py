@@ -38,7 +38,7 @@ COMMANDS: dict[str, Command] = {
     "export": Command("export the tracker to ONNX (image encoder + decoder head)", None),
     "build-engine": Command("build and cache TensorRT engines from the exported ONNX", None),
     "bench": Command("measure speed and memory (backends, node)", None),
-    "node": Command("run the ROS 2 tracker node", None),
+    "node": Command("run the ROS 2 tracker node", "syncl_ros.ros.node_cli"),
 }
 
 

@@ -39,6 +39,9 @@ class ModelConfig:
     dense_queries: int = field(
         default=0, metadata={"min": 0}
     )  # extra detection queries from the heatmap top-k
+    # Interval between the frames the model was trained on (nuScenes key frames: 0.5 s); the
+    # node processes frames at this interval by default, as track motion is learned at it.
+    frame_interval_s: float = field(default=0.5, metadata={"gt": 0})
     input: InputConfig = field(default_factory=InputConfig)
 
     def __post_init__(self) -> None:

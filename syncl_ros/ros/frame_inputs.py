@@ -1,0 +1,98 @@
+"""A synchronized rig frame (six images + calibration + ego poses) -> network inputs.
+
+Pure functions over decoded message contents so that they can be tested and
+reused without a running node. The model frame is base_link at the anchor
+camera's stamp; each camera's own capture time is honoured through the ego
+pose at that time (the rig's cameras fire tens of milliseconds apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from syncl_ros.geometry import Transform
+from syncl_ros.model.config import InputConfig
+from syncl_ros.model.inputs import camera_geometry, prepare_image
+from syncl_ros.ros.messages import CameraIntrinsics, ImageDecodeError, decode_compressed_image, image_to_rgb
+
+
+class FrameError(ValueError):
+    """A frame that cannot be turned into network inputs; `reason` is a short counter key."""
+
+    def __init__(self, reason: str, channel: str | None, message: str) -> None:
+        super().__init__(f"{channel}: {message}" if channel else message)
+        self.reason = reason
+        self.channel = channel
+
+
+@dataclass(frozen=True)
+class FrameInputs:
+    stamp_ns: int
+    images: np.ndarray  # (N, 3, H, W) float32
+    img2lidar: np.ndarray  # (N, 4, 4) float32
+    model_to_world: Transform  # base_link at the anchor stamp -> world
+
+
+def decode_image(msg: Any, transport: str, min_width: int) -> tuple[np.ndarray, int, int]:
+    """(rgb at reduced scale where possible, full width, full height)."""
+    if transport == "compressed":
+        decoded = decode_compressed_image(msg, min_width=min_width)
+        return decoded.rgb, decoded.full_width, decoded.full_height
+    rgb = image_to_rgb(msg)
+    return rgb, rgb.shape[1], rgb.shape[0]
+
+
+def assemble(
+    channels: Sequence[str],
+    images: Mapping[str, Any],
+    stamps_ns: Mapping[str, int],
+    anchor_stamp_ns: int,
+    intrinsics: Mapping[str, CameraIntrinsics],
+    extrinsics: Mapping[str, Transform],
+    ego_pose: Callable[[int], Transform],
+    cfg: InputConfig,
+    transport: str = "compressed",
+) -> FrameInputs:
+    """Decode, check and normalize the images and build lidar2img's inverse per camera.
+
+    extrinsics: optical frame -> base_link per channel; ego_pose(stamp) -> base_link -> world.
+    Raises FrameError (never anything else for bad input) naming the camera and reason.
+    """
+    world_to_model = _ego(ego_pose, anchor_stamp_ns, None).inverse()
+    prepared, Ks, cam_to_model, sizes = [], [], [], []
+    for ch in channels:
+        info = intrinsics.get(ch)
+        if info is None:
+            raise FrameError("no_camera_info", ch, "no CameraInfo received yet")
+        if ch not in extrinsics:
+            raise FrameError("no_extrinsics", ch, f"no transform from base_link to {info.frame_id} yet")
+        try:
+            rgb, width, height = decode_image(images[ch], transport, cfg.width)
+        except ImageDecodeError as err:
+            raise FrameError("decode_error", ch, str(err)) from err
+        if (width, height) != (info.width, info.height):
+            raise FrameError(
+                "size_mismatch",
+                ch,
+                f"image is {width}x{height} but CameraInfo says {info.width}x{info.height}",
+            )
+        try:
+            prepared.append(prepare_image(rgb, width, height, cfg))
+        except ValueError as err:
+            raise FrameError("size_mismatch", ch, str(err)) from err
+        Ks.append(info.K)
+        cam_to_model.append(world_to_model @ _ego(ego_pose, stamps_ns[ch], ch) @ extrinsics[ch])
+        sizes.append((width, height))
+    _, img2lidar = camera_geometry(Ks, cam_to_model, sizes, cfg)
+    return FrameInputs(anchor_stamp_ns, np.stack(prepared), img2lidar, world_to_model.inverse())
+
+
+def _ego(ego_pose: Callable[[int], Transform], stamp_ns: int, channel: str | None) -> Transform:
+    try:
+        return ego_pose(stamp_ns)
+    except LookupError as err:  # the TF buffer's errors are LookupErrors
+        raise FrameError("no_ego_pose", channel, f"no ego pose at {stamp_ns} ns: {err}") from err

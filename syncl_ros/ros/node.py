@@ -1,0 +1,451 @@
+"""The syncl_ros tracker node (a lifecycle node).
+
+configure: read parameters, load the model into a backend, create publishers.
+activate:  subscribe to the six cameras, their CameraInfo, /tf + /tf_static (or odometry).
+Per synchronized rig frame, at the model's trained frame interval by default:
+decode (at reduced JPEG scale) -> geometry at the anchor stamp -> backend
+encode/decode -> runtime tracker -> publish ~/tracks, ~/detections, ~/markers;
+/diagnostics once a second. One worker thread processes frames; while it is
+busy the newest synchronized frame waits and older waiting ones are dropped.
+
+QoS, on purpose:
+- images and CameraInfo: sensor-data (best effort, keep last 5): matches both
+  best-effort camera drivers and reliable publishers such as bag players;
+- /tf: reliable, keep last 100; /tf_static: reliable, transient local (latched);
+  odometry: sensor-data;
+- outputs: reliable, keep last 10 (RViz and recorders get every frame);
+  /diagnostics: reliable, keep last 10.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from tf2_msgs.msg import TFMessage
+from vision_msgs.msg import Detection3DArray
+from visualization_msgs.msg import MarkerArray
+
+from syncl_ros.experiment import Experiment, with_overrides
+from syncl_ros.geometry import Transform
+from syncl_ros.msg import TrackedObject3DArray
+from syncl_ros.ros.frame_inputs import FrameError, assemble
+from syncl_ros.ros.markers import MarkerPublisherState
+from syncl_ros.ros.messages import (
+    OK,
+    WARN,
+    camera_info_to_intrinsics,
+    diagnostic_array,
+    diagnostic_status,
+    odometry_to_tf,
+    stamp_to_ns,
+    tf_message_to_tf,
+    tracks_to_detections,
+    tracks_to_msg,
+)
+from syncl_ros.ros.settings import NodeSettings, declare_and_read
+from syncl_ros.ros.sync import RigFrame, RigSynchronizer, SyncResult
+from syncl_ros.ros.tf_buffer import OdometryEgoSource, TfBuffer, TfEgoSource
+from syncl_ros.ros.worker import LatestWorker
+
+MS = 1_000_000
+RELIABLE_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+TF_STATIC_QOS = QoSProfile(
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+)
+# Frames whose anchor stamps are this close to the processing period still count as due
+# (camera stamps jitter by a few milliseconds around their nominal period).
+PERIOD_SLACK_NS = 40 * MS
+
+
+def experiment_of(model: Path) -> Experiment:
+    from syncl_ros.inference.export import is_export_dir, manifest_experiment, read_manifest
+    from syncl_ros.model.checkpoint import read_checkpoint
+
+    if is_export_dir(model):
+        return manifest_experiment(read_manifest(model))
+    return Experiment.from_dict(read_checkpoint(model)["experiment"], where=str(model))
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Latency:
+    """Recent samples of one stage, in milliseconds."""
+
+    def __init__(self, size: int = 300) -> None:
+        self.samples: deque[float] = deque(maxlen=size)
+
+    def add(self, ms: float) -> None:
+        self.samples.append(ms)
+
+    def summary(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        a = np.asarray(self.samples)
+        return {"p50_ms": round(float(np.median(a)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2)}
+
+
+class TrackerNode(LifecycleNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("syncl_tracker", **kwargs)
+        self.settings: NodeSettings = declare_and_read(self)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.latency: dict[str, Latency] = defaultdict(Latency)
+        self._lock = threading.Lock()  # guards intrinsics and the pipeline state shared with the worker
+        self._subs: list[Any] = []
+        self._timers: list[Any] = []
+        self.backend: Any = None
+        self.worker: LatestWorker | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self._load_model()
+        except (FileNotFoundError, ValueError, RuntimeError) as err:
+            self.get_logger().error(f"cannot load the model: {err}")
+            return TransitionCallbackReturn.FAILURE
+        s = self.settings
+        self.sync = RigSynchronizer(
+            s.camera_channels, s.anchor_camera, int(s.max_spread_ms * MS), int(s.max_wait_ms * MS)
+        )
+        self.tf = TfBuffer()
+        self.ego = (
+            TfEgoSource(self.tf, s.world_frame, s.base_frame)
+            if s.ego_source == "tf"
+            else OdometryEgoSource(s.world_frame, s.base_frame)
+        )
+        self.intrinsics: dict[str, Any] = {}
+        self.markers = MarkerPublisherState()
+        self.last_scheduled: int | None = None
+        self.pending_reset = False
+        self.pub_tracks = self.create_lifecycle_publisher(TrackedObject3DArray, "~/tracks", RELIABLE_10)
+        self.pub_dets = self.create_lifecycle_publisher(Detection3DArray, "~/detections", RELIABLE_10)
+        self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", RELIABLE_10)
+        self.pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", RELIABLE_10)
+        self.worker = LatestWorker(self._process, self._worker_error)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _load_model(self) -> None:
+        from syncl_ros.inference.backend import create_backend
+        from syncl_ros.inference.default_model import default_model_path
+        from syncl_ros.tracking.runtime import RuntimeTracker
+
+        s = self.settings
+        model = Path(s.model) if s.model else default_model_path()
+        exp = experiment_of(model)
+        overrides = [
+            f"tracker.{k}={getattr(s, k)}"
+            for k in ("birth_score", "update_score", "output_score", "max_missed")
+            if getattr(s, k) >= 0
+        ]
+        self.experiment = with_overrides(exp, overrides)
+        device = resolve_device(s.device)
+        precision = s.precision if device.startswith("cuda") else "fp32"
+        self.backend = create_backend(
+            s.backend, model, device, precision, s.fallback, s.engine_cache_dir or None
+        )
+        for line in self.backend.selection:
+            self.get_logger().info(f"backend: {line}")
+        self.tracker = RuntimeTracker(self.experiment.tracker, self.experiment.model.embed_dim)
+        period = s.process_period_s if s.process_period_s >= 0 else self.experiment.model.frame_interval_s
+        self.period_ns = int(period * 1e9)
+        self.get_logger().info(f"model {model}: processing a frame every {period:.3f} s")
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        s = self.settings
+        image_type = CompressedImage if s.image_transport == "compressed" else Image
+        for ch, image_topic, info_topic in zip(
+            s.camera_channels, s.image_topics, s.camera_info_topics, strict=True
+        ):
+            self._subs.append(
+                self.create_subscription(
+                    image_type, image_topic, lambda m, c=ch: self._on_image(c, m), qos_profile_sensor_data
+                )
+            )
+            self._subs.append(
+                self.create_subscription(
+                    CameraInfo, info_topic, lambda m, c=ch: self._on_info(c, m), qos_profile_sensor_data
+                )
+            )
+        self._subs.append(self.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS))
+        self._subs.append(
+            self.create_subscription(
+                TFMessage, "/tf_static", lambda m: self._on_tf(m, static=True), TF_STATIC_QOS
+            )
+        )
+        if s.ego_source == "odom":
+            self._subs.append(
+                self.create_subscription(Odometry, s.odom_topic, self._on_odom, qos_profile_sensor_data)
+            )
+        self._timers.append(self.create_timer(0.02, self._poll))
+        self._timers.append(self.create_timer(s.diagnostics_period_s, self._publish_diagnostics))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._subs, self._timers = [], []
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        if self.worker is not None:
+            self.worker.stop()
+        self.worker, self.backend = None, None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        return self.on_cleanup(state)
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def _now_ns(self) -> int:
+        return time.monotonic_ns()
+
+    def _on_image(self, channel: str, msg: Any) -> None:
+        now = self._now_ns()
+        self._handle(self.sync.add(channel, stamp_to_ns(msg.header.stamp), (msg, now), now))
+
+    def _poll(self) -> None:
+        self._handle(self.sync.poll(self._now_ns()))
+
+    def _on_info(self, channel: str, msg: CameraInfo) -> None:
+        try:
+            info = camera_info_to_intrinsics(msg)
+        except ValueError as err:
+            self._count(f"camera_info.{channel}.invalid", f"{channel}: bad CameraInfo: {err}")
+            return
+        with self._lock:
+            old = self.intrinsics.get(channel)
+            if (
+                old is not None
+                and (old.width, old.height, old.frame_id) == (info.width, info.height, info.frame_id)
+                and np.allclose(old.K, info.K)
+            ):
+                return
+            if old is not None:
+                self._count(
+                    f"camera_info.{channel}.changed",
+                    f"{channel}: calibration changed; geometry follows from the next frame",
+                )
+            self.intrinsics[channel] = info
+
+    def _on_tf(self, msg: TFMessage, static: bool = False) -> None:
+        transforms, errors = tf_message_to_tf(msg)
+        for error in errors:
+            self._count("tf.invalid", f"ignored a transform: {error}")
+        for t in transforms:
+            try:
+                self.tf.set_transform(t.parent, t.child, t.stamp_ns, t.transform, static=static)
+            except ValueError as err:
+                self._count("tf.invalid", f"ignored a transform: {err}")
+
+    def _on_odom(self, msg: Odometry) -> None:
+        try:
+            t = odometry_to_tf(msg)
+            assert isinstance(self.ego, OdometryEgoSource)
+            self.ego.add(t.stamp_ns, t.transform, t.parent, t.child)
+        except ValueError as err:
+            self._count("odom.invalid", f"ignored odometry: {err}")
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def _handle(self, result: SyncResult) -> None:
+        if result.reset:
+            self._count("resets.time_jump", "time jumped backward (bag loop?): tracker reset")
+            self.tf.clear()
+            self.ego.clear()
+            self.last_scheduled = None
+            self.pending_reset = True
+        for frame in result.frames:
+            if (
+                self.last_scheduled is not None
+                and frame.stamp_ns - self.last_scheduled < self.period_ns - PERIOD_SLACK_NS
+            ):
+                self.counts["frames.skipped_by_period"] += 1
+                continue
+            self.last_scheduled = frame.stamp_ns
+            with self._lock:
+                job = (frame, dict(self.intrinsics), self.pending_reset)
+                self.pending_reset = False
+            assert self.worker is not None
+            self.worker.submit(job)
+
+    # -- processing (worker thread) ----------------------------------------------------------------
+
+    def _extrinsics(self, intrinsics: dict[str, Any]) -> dict[str, Transform]:
+        out = {}
+        for ch, info in intrinsics.items():
+            try:
+                out[ch] = self.tf.lookup(self.settings.base_frame, info.frame_id)
+            except LookupError:
+                continue  # assemble() reports the camera as missing its extrinsics
+        return out
+
+    def _ego_pose(self, stamp_ns: int) -> Transform:
+        deadline = time.monotonic() + self.settings.tf_wait_ms / 1000.0
+        while True:
+            try:
+                return self.ego.ego_pose(stamp_ns)
+            except LookupError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)  # the transform for this stamp may still be on its way
+
+    def _process(self, job: tuple[RigFrame, dict[str, Any], bool]) -> None:
+        frame, intrinsics, reset = job
+        images = {ch: payload[0] for ch, payload in frame.payloads.items()}
+        received_ns = frame.payloads[self.settings.anchor_camera][1]
+        if reset:
+            self.tracker.reset()
+            self.pub_markers.publish(self.markers.reset(frame.stamp_ns, self.settings.output_frame))
+        t0 = time.perf_counter()
+        try:
+            inputs = assemble(
+                self.settings.camera_channels,
+                images,
+                frame.stamps_ns,
+                frame.stamp_ns,
+                intrinsics,
+                self._extrinsics(intrinsics),
+                self._ego_pose,
+                self.experiment.model.input,
+                self.settings.image_transport,
+            )
+        except FrameError as err:
+            # A frame lost to missing inputs does not use up its processing period: the next one runs.
+            self.last_scheduled = None
+            self._count(
+                f"frames.dropped.{err.reason}" + (f".{err.channel}" if err.channel else ""),
+                f"frame dropped: {err}",
+            )
+            return
+        t1 = time.perf_counter()
+        feats = self.backend.encode(inputs.images)
+        t2 = time.perf_counter()
+        resets, nonfinite = self.tracker.resets, self.tracker.nonfinite_rows
+        slots = self.tracker.prepare(frame.stamp_ns, inputs.model_to_world)
+        outputs = self.backend.decode(feats, inputs.img2lidar, slots)
+        t3 = time.perf_counter()
+        tracks = self.tracker.update(outputs)
+        t4 = time.perf_counter()
+        if self.tracker.resets > resets:
+            self._count("resets.tracker", f"tracker reset ({self.tracker.last_reset_reason})")
+            self.pub_markers.publish(self.markers.reset(frame.stamp_ns, self.settings.output_frame))
+        if self.tracker.nonfinite_rows > nonfinite:
+            self._count("model.nonfinite_frames", "the model produced NaN/inf outputs; those queries ignored")
+        self._publish(tracks, frame.stamp_ns, inputs.model_to_world)
+        for stage, ms in (
+            ("decode_images", t1 - t0),
+            ("encode", t2 - t1),
+            ("decode", t3 - t2),
+            ("tracker", t4 - t3),
+        ):
+            self.latency[stage].add(ms * 1000.0)
+        # receive_to_publish: anchor image arrival -> publish (wall time, what the pipeline adds);
+        # stamp_to_publish: capture stamp -> publish on the node's clock (live sensors or sim time).
+        self.latency["receive_to_publish"].add((self._now_ns() - received_ns) / MS)
+        self.latency["stamp_to_publish"].add((self.get_clock().now().nanoseconds - frame.stamp_ns) / MS)
+        self.counts["frames.processed"] += 1
+
+    def _publish(self, tracks: Sequence[Any], stamp_ns: int, model_to_world: Transform) -> None:
+        s = self.settings
+        to_output = model_to_world if s.output_frame == s.world_frame else None
+        self.pub_tracks.publish(tracks_to_msg(tracks, stamp_ns, s.output_frame, to_output))
+        self.pub_dets.publish(tracks_to_detections(tracks, stamp_ns, s.output_frame, to_output))
+        self.pub_markers.publish(self.markers.update(tracks, stamp_ns, s.output_frame, to_output))
+
+    def _worker_error(self, err: BaseException) -> None:
+        self._count("frames.dropped.internal_error", f"frame failed: {type(err).__name__}: {err}")
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _count(self, key: str, message: str) -> None:
+        self.counts[key] += 1
+        self.get_logger().warning(f"{message} [{key}: {self.counts[key]}]", throttle_duration_sec=5.0)
+
+    def _publish_diagnostics(self) -> None:
+        now = self.get_clock().now().nanoseconds
+        worker = {"replaced_while_busy": self.worker.replaced if self.worker else 0}
+        pipeline = {
+            "backend": getattr(self.backend, "name", "none"),
+            "counts": dict(self.counts),
+            "latency": {k: v.summary() for k, v in self.latency.items()},
+            "worker": worker,
+            "tracker": {
+                "live": self.tracker.num_live,
+                "resets": self.tracker.resets,
+                "dropped_births": self.tracker.dropped_births,
+                "nonfinite_rows": self.tracker.nonfinite_rows,
+            },
+        }
+        level = OK if self.counts["frames.processed"] else WARN
+        statuses = [
+            diagnostic_status("syncl_tracker: input", self.sync.stats(), OK, "rig sync"),
+            diagnostic_status(
+                "syncl_tracker: pipeline",
+                pipeline,
+                level,
+                "processing" if level == OK else "no frame processed yet",
+            ),
+        ]
+        self.pub_diag.publish(diagnostic_array(now, statuses))
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    rclpy.init(args=list(args) if args is not None else None)
+    try:
+        node = TrackerNode()
+    except ValueError as err:  # bad parameters
+        print(f"syncl_tracker: {err}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 1
+    if node.settings.build_only:
+        node.get_logger().info("build_only: the model is ready; exiting")
+        node.trigger_cleanup()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 0
+    node.trigger_activate()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node.worker is not None:
+            node.worker.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

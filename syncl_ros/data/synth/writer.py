@@ -175,15 +175,17 @@ def _run(tasks: list[tuple[Callable[[int], Any], int]], workers: int, bar: tqdm)
             yield fn(arg)
             bar.update(1)
         return
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_single_threaded) as pool:
-        for result in pool.imap_unordered(_call, tasks, chunksize=2):
-            yield result
-            bar.update(1)
-
-
-def _single_threaded() -> None:
-    # One process per core already; OpenCV's own thread pool would only oversubscribe.
+    # One process per core already, so OpenCV's own thread pool would only
+    # oversubscribe. Set before forking: reconfiguring it in a forked child can hang.
+    threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for result in pool.imap_unordered(_call, tasks, chunksize=2):
+                yield result
+                bar.update(1)
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _call(task: tuple[Callable[[int], Any], int]) -> Any:

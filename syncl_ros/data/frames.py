@@ -2,10 +2,16 @@
 world), through the official nuscenes-devkit.
 
 A Frame holds what the tracker consumes and what training supervises, all in
-the model frame at the frame's reference time (the LIDAR_TOP key-frame stamp):
-the six images with intrinsics and camera->model transforms (each camera's own
-ego pose is used, so the rig's staggered capture times are accounted for), the
-ego pose, and the ground-truth boxes with instance ids.
+the model frame at the frame's reference time: the six images with intrinsics
+and camera->model transforms (each camera's own ego pose is used, so the rig's
+staggered capture times are accounted for), the ego pose, and the ground-truth
+boxes with instance ids.
+
+The reference time is the anchor camera's (CAM_FRONT) key-frame capture time,
+exactly as the ROS node, which sees only cameras, defines a frame. Annotations
+belong to the sample (LIDAR_TOP) time a few tens of milliseconds away; boxes are
+moved to the reference time with their velocity, and tracking results are moved
+back to the sample time for the official evaluation.
 """
 
 from __future__ import annotations
@@ -25,9 +31,14 @@ from syncl_ros.geometry import Transform
 from syncl_ros.rig import CAMERA_CHANNELS
 
 ModelFrame = Literal["base_link", "LIDAR_TOP"]
-REFERENCE_CHANNEL = "LIDAR_TOP"
-_REDUCED_READ = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                 8: cv2.IMREAD_REDUCED_COLOR_8}
+ANCHOR_CHANNEL = "CAM_FRONT"  # defines the frame time, as in the node
+LIDAR_CHANNEL = "LIDAR_TOP"  # the sample (annotation) time
+_REDUCED_READ = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +57,8 @@ class Frame:
     token: str
     scene: str
     index: int  # position of the key frame within its scene
-    timestamp_ns: int
+    timestamp_ns: int  # the anchor camera's capture time: the model frame's time
+    sample_timestamp_ns: int  # the annotations' (LIDAR_TOP) time
     model_to_world: Transform
     cameras: tuple[CameraView, ...]  # in CAMERA_CHANNELS order
     boxes: np.ndarray  # (N, 9) ground truth in the model frame
@@ -109,8 +121,11 @@ class NuScenesFrames:
         if not wanted:
             raise ValueError(f"no scenes of split {split!r} in {dataroot} ({version})")
         self.scene_names = sorted(wanted, key=lambda name: list(present).index(name))
-        self._index = [(name, i, token) for name in self.scene_names
-                       for i, token in enumerate(self._sample_tokens(present[name]))]
+        self._index = [
+            (name, i, token)
+            for name in self.scene_names
+            for i, token in enumerate(self._sample_tokens(present[name]))
+        ]
 
     def _sample_tokens(self, scene: dict[str, Any]) -> list[str]:
         tokens, token = [], scene["first_sample_token"]
@@ -139,8 +154,11 @@ class NuScenesFrames:
         """Indices of every run of `length` consecutive key frames inside one scene."""
         if length < 1 or stride < 1:
             raise ValueError("length and stride must be positive")
-        return [list(r[s:s + length]) for r in self.scene_slices.values()
-                for s in range(0, len(r) - length + 1, stride)]
+        return [
+            list(r[s : s + length])
+            for r in self.scene_slices.values()
+            for s in range(0, len(r) - length + 1, stride)
+        ]
 
     def sample_tokens(self) -> list[str]:
         return [token for _, _, token in self._index]
@@ -151,12 +169,18 @@ class NuScenesFrames:
         """(sensor -> ego, ego -> world) of one sample_data record."""
         calib = self.nusc.get("calibrated_sensor", sample_data["calibrated_sensor_token"])
         ego = self.nusc.get("ego_pose", sample_data["ego_pose_token"])
-        return (Transform.from_tq(calib["translation"], calib["rotation"]),
-                Transform.from_tq(ego["translation"], ego["rotation"]))
+        return (
+            Transform.from_tq(calib["translation"], calib["rotation"]),
+            Transform.from_tq(ego["translation"], ego["rotation"]),
+        )
 
-    def _model_to_world(self, reference: dict[str, Any]) -> Transform:
-        sensor_to_ego, ego_to_world = self._pose(reference)
-        return ego_to_world @ sensor_to_ego if self.model_frame == REFERENCE_CHANNEL else ego_to_world
+    def _model_to_world(self, anchor: dict[str, Any], lidar: dict[str, Any]) -> Transform:
+        """Ego (or lidar, for checkpoints trained in LIDAR_TOP) at the anchor camera's time -> world."""
+        _, ego_to_world = self._pose(anchor)
+        if self.model_frame != LIDAR_CHANNEL:
+            return ego_to_world
+        lidar_to_ego, _ = self._pose(lidar)
+        return ego_to_world @ lidar_to_ego
 
     def _camera(self, token: str, world_to_model: Transform) -> CameraView:
         record = self.nusc.get("sample_data", token)
@@ -172,7 +196,10 @@ class NuScenesFrames:
             cam_to_model=world_to_model @ ego_to_world @ cam_to_ego,
         )
 
-    def _ground_truth(self, sample: dict[str, Any], world_to_model: Transform) -> tuple[Any, ...]:
+    def _ground_truth(
+        self, sample: dict[str, Any], world_to_model: Transform, dt_s: float
+    ) -> tuple[Any, ...]:
+        """Boxes of the sample, moved by their velocity over dt_s (sample -> reference time)."""
         rows, labels, instances, points = [], [], [], []
         for ann_token in sample["anns"]:
             ann = self.nusc.get("sample_annotation", ann_token)
@@ -185,16 +212,35 @@ class NuScenesFrames:
             instances.append(ann["instance_token"])
             points.append(ann["num_lidar_pts"] + ann["num_radar_pts"])
         world = np.array(rows, dtype=np.float64).reshape(-1, box_ops.BOX_DIM)
-        return (box_ops.transform_boxes(world, world_to_model), np.array(labels, dtype=np.int64),
-                tuple(instances), np.array(points, dtype=np.int64))
+        world[:, :2] += world[:, box_ops.VX : box_ops.VY + 1] * dt_s
+        return (
+            box_ops.transform_boxes(world, world_to_model),
+            np.array(labels, dtype=np.int64),
+            tuple(instances),
+            np.array(points, dtype=np.int64),
+        )
 
     def _build(self, scene: str, index: int, token: str) -> Frame:
         sample = self.nusc.get("sample", token)
-        reference = self.nusc.get("sample_data", sample["data"][REFERENCE_CHANNEL])
-        model_to_world = self._model_to_world(reference)
+        anchor = self.nusc.get("sample_data", sample["data"][ANCHOR_CHANNEL])
+        lidar = self.nusc.get("sample_data", sample["data"][LIDAR_CHANNEL])
+        model_to_world = self._model_to_world(anchor, lidar)
         world_to_model = model_to_world.inverse()
         cameras = tuple(self._camera(sample["data"][ch], world_to_model) for ch in CAMERA_CHANNELS)
-        boxes, labels, instances, points = self._ground_truth(sample, world_to_model)
-        return Frame(token=token, scene=scene, index=index, timestamp_ns=int(reference["timestamp"]) * 1000,
-                     model_to_world=model_to_world, cameras=cameras, boxes=boxes, labels=labels,
-                     instances=instances, num_points=points)
+        t_ref, t_sample = int(anchor["timestamp"]) * 1000, int(sample["timestamp"]) * 1000
+        boxes, labels, instances, points = self._ground_truth(
+            sample, world_to_model, (t_ref - t_sample) * 1e-9
+        )
+        return Frame(
+            token=token,
+            scene=scene,
+            index=index,
+            timestamp_ns=t_ref,
+            sample_timestamp_ns=t_sample,
+            model_to_world=model_to_world,
+            cameras=cameras,
+            boxes=boxes,
+            labels=labels,
+            instances=instances,
+            num_points=points,
+        )

@@ -18,7 +18,6 @@ from syncl_ros.atomic import write_json_atomic
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.experiment import with_overrides
-from syncl_ros.geometry import Transform
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.checkpoint import load_model
 from syncl_ros.tracking.interface import Track
@@ -34,11 +33,14 @@ RESULTS_META = {
 }
 
 
-def result_entry(track: Track, sample_token: str, model_to_world: Transform) -> dict[str, Any]:
-    world = box_ops.transform_boxes(track.box[None], model_to_world)[0]
+def result_entry(track: Track, frame: Frame) -> dict[str, Any]:
+    """A track of a frame as a nuScenes result box, moved from the frame time to the sample time."""
+    world = box_ops.transform_boxes(track.box[None], frame.model_to_world)[0]
+    dt_s = (frame.sample_timestamp_ns - frame.timestamp_ns) * 1e-9
+    world[: box_ops.Y + 1] += world[box_ops.VX : box_ops.VY + 1] * dt_s
     nus = box_ops.to_nuscenes(world)
     return {
-        "sample_token": sample_token,
+        "sample_token": frame.token,
         "translation": nus["translation"],
         "size": nus["size"],
         "rotation": nus["rotation"],
@@ -65,9 +67,7 @@ def track_frames(
             outputs = backend.decode(backend.encode(images.numpy()), img2lidar, slots)
             tracks = tracker.update(outputs)
             results[frame.token] = [
-                result_entry(t, frame.token, frame.model_to_world)
-                for t in tracks
-                if t.class_name in TRACKING_CLASSES
+                result_entry(t, frame) for t in tracks if t.class_name in TRACKING_CLASSES
             ]
             bar.update(1)
     bar.close()

@@ -292,7 +292,7 @@ class TrackerNode(LifecycleNode):
                 continue
             self.last_scheduled = frame.stamp_ns
             with self._lock:
-                job = (frame, dict(self.intrinsics), self.pending_reset)
+                job = (frame, self.pending_reset)
                 self.pending_reset = False
             assert self.worker is not None
             self.worker.submit(job)
@@ -318,8 +318,19 @@ class TrackerNode(LifecycleNode):
                     raise
                 time.sleep(0.005)  # the transform for this stamp may still be on its way
 
-    def _process(self, job: tuple[RigFrame, dict[str, Any], bool]) -> None:
-        frame, intrinsics, reset = job
+    def _calibration(self) -> dict[str, Any]:
+        """CameraInfo of every camera; waits briefly for ones published just after their images."""
+        deadline = time.monotonic() + self.settings.tf_wait_ms / 1000.0
+        while True:
+            with self._lock:
+                intrinsics = dict(self.intrinsics)
+            if len(intrinsics) == len(self.settings.camera_channels) or time.monotonic() >= deadline:
+                return intrinsics
+            time.sleep(0.005)
+
+    def _process(self, job: tuple[RigFrame, bool]) -> None:
+        frame, reset = job
+        intrinsics = self._calibration()
         images = {ch: payload[0] for ch, payload in frame.payloads.items()}
         received_ns = frame.payloads[self.settings.anchor_camera][1]
         if reset:

@@ -93,7 +93,9 @@ def _fold_node(
     return out
 
 
-def _rebuild(model: onnx.ModelProto, nodes: list[onnx.NodeProto], values: dict[str, np.ndarray]) -> onnx.ModelProto:
+def _rebuild(
+    model: onnx.ModelProto, nodes: list[onnx.NodeProto], values: dict[str, np.ndarray]
+) -> onnx.ModelProto:
     graph = model.graph
     used = {name for node in nodes for name in node.input} | {o.name for o in graph.output}
     order = [init.name for init in graph.initializer]
@@ -187,3 +189,35 @@ def read_operator_list(path: Path) -> set[str]:
 
 def unsupported_operators(model: onnx.ModelProto, supported: Iterable[str]) -> set[str]:
     return operator_types(model) - set(supported)
+
+
+TENSORRT_OPS_FILE = Path(__file__).with_name("tensorrt_onnx_ops.txt")
+TOPK_MAX_K = 3840  # TensorRT's TopK limit
+
+
+def tensorrt_problems(model: onnx.ModelProto, supported: Iterable[str]) -> list[str]:
+    """What would stop TensorRT from building `model` with static shapes; empty when nothing."""
+    problems = [
+        f"operator {op} not in the TensorRT list" for op in sorted(unsupported_operators(model, supported))
+    ]
+    if "NonZero" in operator_types(model):
+        problems.append("NonZero (data-dependent output shape)")
+    dynamic = dynamic_tensors(model)
+    if dynamic:
+        problems.append(f"{len(dynamic)} tensors without static shapes, e.g. {dynamic[0]}")
+    try:
+        problems += [f"TopK k={k} >= {TOPK_MAX_K}" for k in topk_constant_k(model) if k >= TOPK_MAX_K]
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
+
+
+def check_tensorrt_operators(path: Path) -> str:
+    """One line for `syncl export`: is the graph within what TensorRT 10 parses with static shapes?"""
+    if not TENSORRT_OPS_FILE.is_file():
+        return f"skipped ({TENSORRT_OPS_FILE.name} is not installed)"
+    model = onnx.load(str(path))
+    problems = tensorrt_problems(model, read_operator_list(TENSORRT_OPS_FILE))
+    if problems:
+        return "PROBLEMS: " + "; ".join(problems)
+    return f"ok ({len(operator_types(model))} operator types, all static shapes)"

@@ -1,0 +1,275 @@
+"""One interface over the three ways to run the tracker network, chosen by name.
+
+    backend = create_backend("auto", model_path, device="cuda", precision="fp16",
+                             fallback=["onnxruntime", "torch"])
+    feats = backend.encode(images)                 # (6, 3, H, W) float32 -> opaque handle
+    outputs = backend.decode(feats, img2lidar, slots)   # -> DecoderOutputs for the RuntimeTracker
+
+`model` is a checkpoint (.pt) or an export folder (`syncl export`). The torch
+backend needs a checkpoint; onnxruntime and TensorRT take either and export a
+checkpoint on the fly into the cache folder. When the requested backend cannot
+start (no TensorRT, no CUDA, a failed engine build), the next name in
+`fallback` is tried, and the log says which backend runs and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from syncl_ros.inference.manifest import NUM_CAMERAS, boxes_from_codes, num_detections
+from syncl_ros.model.config import ModelConfig
+from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
+
+LOG = logging.getLogger("syncl_ros.inference")
+
+BACKENDS = ("tensorrt", "onnxruntime", "torch")
+PRECISIONS = ("fp32", "fp16")
+CACHE_ENV = "SYNCL_CACHE_DIR"
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend cannot run here (missing library or device, failed engine build); fallback may help."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Static facts every backend knows about its model (fixed by the export's static shapes)."""
+
+    cameras: int
+    height: int
+    width: int
+    embed_dim: int
+    num_slots: int
+    num_det: int
+    num_classes: int
+
+    @staticmethod
+    def from_config(cfg: ModelConfig, cameras: int = NUM_CAMERAS) -> ModelInfo:
+        return ModelInfo(
+            cameras=cameras,
+            height=cfg.input.height,
+            width=cfg.input.width,
+            embed_dim=cfg.embed_dim,
+            num_slots=cfg.num_slots,
+            num_det=num_detections(cfg),
+            num_classes=cfg.num_classes,
+        )
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) of each network input image."""
+        return self.height, self.width
+
+    @property
+    def num_rows(self) -> int:
+        """Rows of DecoderOutputs: detections, then the slots."""
+        return self.num_det + self.num_slots
+
+
+class Backend(ABC):
+    """Encoder + decoder of one model on one device; see the module docstring."""
+
+    name: str = ""
+    info: ModelInfo
+    device: str = "cpu"
+    precision: str = "fp32"
+    # Why this backend runs (filled in by create_backend when a fallback was taken).
+    selection: list[str]
+
+    @abstractmethod
+    def encode(self, images: np.ndarray) -> Any:
+        """(N, 3, H, W) float32 normalized images of one frame -> a features handle for decode()."""
+
+    @abstractmethod
+    def decode(self, features: Any, img2lidar: np.ndarray, slots: TrackSlots) -> DecoderOutputs:
+        """Features from encode(), img2lidar (N, 4, 4) and the track slots -> one frame's outputs."""
+
+    def synchronize(self) -> None:  # noqa: B027 - a no-op default that GPU backends override
+        """Wait for queued device work (timing); a no-op where calls are synchronous."""
+
+    def warmup(self, iterations: int = 2) -> None:
+        """Run blank frames so lazy initialisation (allocations, kernels, graphs) happens now."""
+        images = np.zeros((self.info.cameras, 3, *self.info.input_size), np.float32)
+        img2lidar = np.tile(np.eye(4, dtype=np.float32), (self.info.cameras, 1, 1))
+        for _ in range(iterations):
+            self.decode(self.encode(images), img2lidar, empty_slots(self.info))
+        self.synchronize()
+
+    # -- shared input checks ---------------------------------------------------------
+
+    def check_images(self, images: np.ndarray) -> np.ndarray:
+        expected = (self.info.cameras, 3, *self.info.input_size)
+        a = np.ascontiguousarray(images, dtype=np.float32)
+        if a.shape != expected:
+            raise ValueError(f"{self.name} backend: images must be {expected}, got {a.shape}")
+        return a
+
+    def check_frame(self, img2lidar: np.ndarray, slots: TrackSlots) -> tuple[np.ndarray, ...]:
+        """img2lidar and slots as contiguous float32 arrays of the exported shapes (mask as 0/1)."""
+        s, c = self.info.num_slots, self.info.embed_dim
+        arrays = (
+            ("img2lidar", img2lidar, (self.info.cameras, 4, 4)),
+            ("slots.embeddings", slots.embeddings, (s, c)),
+            ("slots.refs", slots.refs, (s, 3)),
+            ("slots.mask", slots.mask, (s,)),
+        )
+        out = []
+        for name, value, shape in arrays:
+            a = np.ascontiguousarray(value, dtype=np.float32)
+            if a.shape != shape:
+                raise ValueError(f"{self.name} backend: {name} must be {shape}, got {a.shape}")
+            out.append(a)
+        return tuple(out)
+
+
+def empty_slots(info: ModelInfo) -> TrackSlots:
+    return TrackSlots(
+        embeddings=np.zeros((info.num_slots, info.embed_dim), np.float32),
+        refs=np.full((info.num_slots, 3), 0.5, np.float32),
+        mask=np.zeros(info.num_slots, bool),
+        dt_s=0.0,
+    )
+
+
+def outputs_from_arrays(
+    scores: np.ndarray, codes: np.ndarray, refs: np.ndarray, embeddings: np.ndarray
+) -> DecoderOutputs:
+    """Exported decoder outputs of one frame (leading batch axis of 1 allowed) -> DecoderOutputs."""
+
+    def rows(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a)
+        return a[0] if a.ndim == 3 else a
+
+    return DecoderOutputs(
+        scores=rows(scores).astype(np.float32, copy=False),
+        boxes=boxes_from_codes(rows(codes)),
+        refs=rows(refs).astype(np.float32, copy=False),
+        embeddings=rows(embeddings).astype(np.float32, copy=False),
+    )
+
+
+# -- choosing a backend --------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """$SYNCL_CACHE_DIR, else $XDG_CACHE_HOME/syncl_ros, else ~/.cache/syncl_ros."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "syncl_ros"
+
+
+def is_cuda(device: str) -> bool:
+    return str(device).startswith("cuda")
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def auto_order(device: str) -> list[str]:
+    """'auto': TensorRT first on a GPU; on a CPU onnxruntime (faster than torch eager), then torch."""
+    return list(BACKENDS) if is_cuda(device) else ["onnxruntime", "torch"]
+
+
+@dataclass
+class BackendRequest:
+    model: Path
+    device: str = "cpu"
+    precision: str = "fp32"
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+Factory = Callable[[BackendRequest], Backend]
+
+
+def _torch_factory(req: BackendRequest) -> Backend:
+    from syncl_ros.inference.torch_backend import open_torch_backend
+
+    return open_torch_backend(req)
+
+
+def _onnxruntime_factory(req: BackendRequest) -> Backend:
+    from syncl_ros.inference.onnxruntime_backend import open_onnxruntime_backend
+
+    return open_onnxruntime_backend(req)
+
+
+def _tensorrt_factory(req: BackendRequest) -> Backend:
+    from syncl_ros.inference.tensorrt_backend import open_tensorrt_backend
+
+    return open_tensorrt_backend(req)
+
+
+FACTORIES: dict[str, Factory] = {
+    "torch": _torch_factory,
+    "onnxruntime": _onnxruntime_factory,
+    "tensorrt": _tensorrt_factory,
+}
+
+
+def candidate_order(name: str, device: str, fallback: Sequence[str]) -> list[str]:
+    """The backends to try, in order, without repeats."""
+    for n in (name, *fallback):
+        if n != "auto" and n not in BACKENDS:
+            raise ValueError(f"unknown backend {n!r} (auto, {', '.join(BACKENDS)})")
+    first = auto_order(device) if name == "auto" else [name]
+    order: list[str] = []
+    for n in (*first, *fallback):
+        for m in auto_order(device) if n == "auto" else [n]:
+            if m not in order:
+                order.append(m)
+    return order
+
+
+def create_backend(
+    name: str,
+    model: str | Path,
+    device: str = "cpu",
+    precision: str = "fp32",
+    fallback: Sequence[str] = (),
+    cache_dir: str | Path | None = None,
+    factories: dict[str, Factory] | None = None,
+    **options: Any,
+) -> Backend:
+    """The first backend of [name, *fallback] that starts; see the module docstring.
+
+    options go to the backend (torch: cuda_graphs; onnxruntime: threads; tensorrt: workspace_mb).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")
+    model = Path(model)
+    if not model.exists():
+        raise FileNotFoundError(f"no model at {model} (a checkpoint or an export folder)")
+    req = BackendRequest(
+        model, device, precision, Path(cache_dir) if cache_dir else default_cache_dir(), dict(options)
+    )
+    table = factories or FACTORIES
+    reasons: list[str] = []
+    for candidate in candidate_order(name, device, fallback):
+        try:
+            backend = table[candidate](req)
+        except BackendUnavailable as err:
+            reasons.append(f"{candidate}: {err}")
+            LOG.warning("backend %s unavailable: %s", candidate, err)
+            continue
+        backend.selection = [*reasons, f"using {candidate} on {backend.device} ({backend.precision})"]
+        if reasons:
+            LOG.warning("using backend %s after fallback (%s)", candidate, "; ".join(reasons))
+        else:
+            LOG.info("using backend %s on %s (%s)", candidate, backend.device, backend.precision)
+        return backend
+    raise BackendUnavailable("no backend could start: " + "; ".join(reasons))

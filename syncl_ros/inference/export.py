@@ -1,0 +1,299 @@
+"""ONNX export of the tracker: an image encoder graph and a decoder graph, static shapes.
+
+`encoder.onnx`: images (1, N, 3, H, W) -> features (1, N, C, h, w).
+`decoder.onnx`: features, img2lidar (1, N, 4, 4), the S track slots (embeddings
+(1, S, C), normalized refs (1, S, 3), validity mask (1, S) as float 0/1) ->
+scores (1, M, classes) after the sigmoid, metric box codes (1, M, 10), refined
+refs (1, M, 3) and output query features (1, M, C) of the last decoder layer,
+with M = detection queries + S slots.
+
+What stays on the host, and why:
+- the img2lidar inverse (no matrix inverse in the graph; model/inputs.py);
+- codes -> boxes, because the yaw needs atan2 and ONNX has no Atan2 operator
+  (see `boxes_from_codes`).
+
+The export is deterministic: the same checkpoint gives byte-identical ONNX
+files (fixed example inputs, no timestamps or paths in the files or in the
+manifest), so the ONNX sha256 can key the TensorRT engine cache.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from syncl_ros.atomic import atomic_open, write_json_atomic
+from syncl_ros.experiment import Experiment
+from syncl_ros.inference.manifest import (  # re-exported: the export API in one place
+    DECODER_FILE,
+    DECODER_INPUTS,
+    DECODER_OUTPUTS,
+    DEFAULT_OPSET,
+    ENCODER_FILE,
+    ENCODER_INPUTS,
+    ENCODER_OUTPUTS,
+    FORMAT,
+    MANIFEST,
+    NUM_CAMERAS,
+    boxes_from_codes,
+    is_export_dir,
+    manifest_experiment,
+    num_detections,
+    read_manifest,
+    sha256_bytes,
+    sha256_file,
+)
+from syncl_ros.inference.onnx_graph import fold_static_graph
+from syncl_ros.model.backbone import STRIDE
+from syncl_ros.model.checkpoint import load_model
+from syncl_ros.model.config import ModelConfig
+from syncl_ros.model.network import TrackerNet
+
+__all__ = [
+    "DECODER_FILE",
+    "DECODER_INPUTS",
+    "DECODER_OUTPUTS",
+    "DEFAULT_OPSET",
+    "ENCODER_FILE",
+    "ENCODER_INPUTS",
+    "ENCODER_OUTPUTS",
+    "FORMAT",
+    "MANIFEST",
+    "NUM_CAMERAS",
+    "DecoderGraph",
+    "EncoderGraph",
+    "ExportResult",
+    "boxes_from_codes",
+    "ensure_export",
+    "export_model",
+    "is_export_dir",
+    "manifest_experiment",
+    "num_detections",
+    "read_manifest",
+    "sha256_bytes",
+    "sha256_file",
+]
+
+
+class EncoderGraph(nn.Module):
+    """images (1, N, 3, H, W) -> features (1, N, C, h, w)."""
+
+    def __init__(self, net: TrackerNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.encode(images)
+
+
+class DecoderGraph(nn.Module):
+    """One frame's decoding; only the last decoder layer's predictions leave the graph."""
+
+    def __init__(self, net: TrackerNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        img2lidar: torch.Tensor,
+        track_embeddings: torch.Tensor,
+        track_refs: torch.Tensor,
+        track_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.net.decode(features, img2lidar, track_embeddings, track_refs, track_mask)
+        return out.logits[-1].sigmoid(), out.codes[-1], out.refs[-1], out.embeddings
+
+
+# -- shapes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+def feature_shape(cfg: ModelConfig, cameras: int = NUM_CAMERAS) -> tuple[int, ...]:
+    h, w = cfg.input.height // STRIDE, cfg.input.width // STRIDE
+    return (1, cameras, cfg.embed_dim, h, w)
+
+
+def encoder_specs(cfg: ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    images = TensorSpec("images", (1, NUM_CAMERAS, 3, cfg.input.height, cfg.input.width), "float32")
+    return [images], [TensorSpec("features", feature_shape(cfg), "float32")]
+
+
+def decoder_specs(cfg: ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    s, c, m = cfg.num_slots, cfg.embed_dim, num_detections(cfg) + cfg.num_slots
+    inputs = [
+        TensorSpec("features", feature_shape(cfg), "float32"),
+        TensorSpec("img2lidar", (1, NUM_CAMERAS, 4, 4), "float32"),
+        TensorSpec("track_embeddings", (1, s, c), "float32"),
+        TensorSpec("track_refs", (1, s, 3), "float32"),
+        TensorSpec("track_mask", (1, s), "float32"),
+    ]
+    outputs = [
+        TensorSpec("scores", (1, m, cfg.num_classes), "float32"),
+        TensorSpec("codes", (1, m, 10), "float32"),
+        TensorSpec("refs", (1, m, 3), "float32"),
+        TensorSpec("embeddings", (1, m, c), "float32"),
+    ]
+    return inputs, outputs
+
+
+def example_inputs(specs: list[TensorSpec]) -> tuple[torch.Tensor, ...]:
+    """Fixed, seeded tensors for tracing; values never reach the graph, only shapes and dtypes."""
+    gen = torch.Generator().manual_seed(0)
+    tensors = []
+    for spec in specs:
+        t = torch.rand(spec.shape, generator=gen, dtype=torch.float32)
+        if spec.name == "img2lidar":
+            t = torch.eye(4).expand(spec.shape).contiguous()
+        tensors.append(t)
+    return tuple(tensors)
+
+
+# -- export ---------------------------------------------------------------------------
+
+
+def export_graph(module: nn.Module, specs: tuple[list[TensorSpec], list[TensorSpec]], opset: int) -> bytes:
+    """Trace `module` to ONNX, fold the static shape arithmetic, check it; returns the serialized model."""
+    inputs, outputs = specs
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # The legacy exporter is deprecated but is the one that gives a plain, TensorRT-parseable
+        # graph here; the tracer warns about constant tensors made from config values, as intended.
+        warnings.simplefilter("ignore")
+        traced = Path(tmp) / "traced.onnx"
+        torch.onnx.export(
+            module.eval(),
+            example_inputs(inputs),
+            traced,
+            input_names=[s.name for s in inputs],
+            output_names=[s.name for s in outputs],
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+        model = fold_static_graph(onnx.load(str(traced)))
+    model.doc_string = ""
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString(deterministic=True)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    folder: Path
+    manifest: dict[str, Any]
+
+    @property
+    def encoder(self) -> Path:
+        return self.folder / ENCODER_FILE
+
+    @property
+    def decoder(self) -> Path:
+        return self.folder / DECODER_FILE
+
+
+def _graph_entry(file: str, data: bytes, specs: tuple[list[TensorSpec], list[TensorSpec]]) -> dict[str, Any]:
+    return {
+        "file": file,
+        "sha256": sha256_bytes(data),
+        "inputs": [s.to_dict() for s in specs[0]],
+        "outputs": [s.to_dict() for s in specs[1]],
+    }
+
+
+def build_manifest(
+    experiment: Experiment, checkpoint_sha256: str, opset: int, graphs: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    cfg = experiment.model
+    return {
+        "format": FORMAT,
+        "opset": opset,
+        "source_checkpoint_sha256": checkpoint_sha256,
+        "experiment": experiment.to_dict(),
+        "cameras": NUM_CAMERAS,
+        "input_size": [cfg.input.height, cfg.input.width],
+        "num_det": num_detections(cfg),
+        "num_slots": cfg.num_slots,
+        "embed_dim": cfg.embed_dim,
+        "num_classes": cfg.num_classes,
+        "host_steps": {
+            "img2lidar": "inverse of lidar2img, computed on the host (syncl_ros.model.inputs)",
+            "boxes": "codes -> boxes on the host: yaw = atan2(sin, cos), size = exp(log size)",
+        },
+        "exporter": {"torch": torch.__version__.split("+")[0], "onnx": onnx.__version__},
+        "graphs": graphs,
+    }
+
+
+def export_model(checkpoint: Path, out: Path, opset: int = DEFAULT_OPSET) -> ExportResult:
+    """Checkpoint -> encoder.onnx, decoder.onnx and export.json in `out` (each written atomically)."""
+    checkpoint = Path(checkpoint)
+    net, experiment, _ = load_model(checkpoint, "cpu")
+    cfg = experiment.model
+    enc = export_graph(EncoderGraph(net), encoder_specs(cfg), opset)
+    dec = export_graph(DecoderGraph(net), decoder_specs(cfg), opset)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in ((ENCODER_FILE, enc), (DECODER_FILE, dec)):
+        with atomic_open(out / name, "wb") as f:
+            f.write(data)
+    graphs = {
+        "encoder": _graph_entry(ENCODER_FILE, enc, encoder_specs(cfg)),
+        "decoder": _graph_entry(DECODER_FILE, dec, decoder_specs(cfg)),
+    }
+    manifest = build_manifest(experiment, sha256_file(checkpoint), opset, graphs)
+    # The manifest goes last: a folder with a manifest is a finished export.
+    write_json_atomic(out / MANIFEST, manifest, indent=2)
+    return ExportResult(out, json.loads(json.dumps(manifest)))  # as read back: tuples become lists
+
+
+def ensure_export(checkpoint: Path, cache_dir: Path, opset: int = DEFAULT_OPSET) -> Path:
+    """Export folder for `checkpoint` under cache_dir/onnx, exported on first use and reused after.
+
+    Keyed by the checkpoint's sha256 and the opset; a folder that fails
+    verification is exported again. The export is written to a temp folder and
+    renamed into place, so a concurrent reader sees a whole export or none.
+    """
+    digest = sha256_file(Path(checkpoint))
+    root = Path(cache_dir) / "onnx"
+    target = root / f"{digest[:16]}-opset{opset}"
+    if _valid_export(target, digest):
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    try:
+        export_model(checkpoint, tmp, opset)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except OSError:
+        if not _valid_export(target, digest):  # not a concurrent writer that got there first
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _valid_export(folder: Path, checkpoint_sha256: str) -> bool:
+    try:
+        manifest = read_manifest(folder)
+    except (FileNotFoundError, ValueError, KeyError):
+        return False
+    return bool(manifest.get("source_checkpoint_sha256") == checkpoint_sha256)

@@ -35,9 +35,13 @@ COMMANDS: dict[str, Command] = {
     ),
     "eval": Command("score tracking results with the official nuScenes metrics", "syncl_ros.eval.cli"),
     "train": Command("train the tracker with the SynCL strategy", "syncl_ros.training.cli"),
-    "export": Command("export the tracker to ONNX (image encoder + decoder head)", None),
-    "build-engine": Command("build and cache TensorRT engines from the exported ONNX", None),
-    "bench": Command("measure speed and memory (backends, node)", None),
+    "export": Command(
+        "export the tracker to ONNX (image encoder + decoder head)", "syncl_ros.inference.export_cli"
+    ),
+    "build-engine": Command(
+        "build and cache TensorRT engines from the exported ONNX", "syncl_ros.inference.build_engine_cli"
+    ),
+    "bench": Command("measure speed and memory (backends, node)", "syncl_ros.inference.bench_cli"),
     "node": Command("run the ROS 2 tracker node", "syncl_ros.ros.node_cli"),
 }
 

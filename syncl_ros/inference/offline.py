@@ -33,22 +33,30 @@ RESULTS_META = {
 }
 
 
-def result_entry(track: Track, frame: Frame) -> dict[str, Any]:
-    """A track of a frame as a nuScenes result box, moved from the frame time to the sample time."""
-    world = box_ops.transform_boxes(track.box[None], frame.model_to_world)[0]
-    dt_s = (frame.sample_timestamp_ns - frame.timestamp_ns) * 1e-9
-    world[: box_ops.Y + 1] += world[box_ops.VX : box_ops.VY + 1] * dt_s
+def result_box(
+    world_box: np.ndarray, sample_token: str, dt_s: float, track_id: int, name: str, score: float
+) -> dict[str, Any]:
+    """A world-frame box (9,) estimated dt_s before the sample time as a nuScenes result box."""
+    world = np.array(world_box, dtype=np.float64)
+    world[: box_ops.Y + 1] += world[box_ops.VX : box_ops.VY + 1] * dt_s  # move to the sample time
     nus = box_ops.to_nuscenes(world)
     return {
-        "sample_token": frame.token,
+        "sample_token": sample_token,
         "translation": nus["translation"],
         "size": nus["size"],
         "rotation": nus["rotation"],
         "velocity": nus["velocity"],
-        "tracking_id": str(track.track_id),
-        "tracking_name": track.class_name,
-        "tracking_score": float(track.score),
+        "tracking_id": str(track_id),
+        "tracking_name": name,
+        "tracking_score": float(score),
     }
+
+
+def result_entry(track: Track, frame: Frame) -> dict[str, Any]:
+    """A track of a frame as a nuScenes result box, moved from the frame time to the sample time."""
+    world = box_ops.transform_boxes(track.box[None], frame.model_to_world)[0]
+    dt_s = (frame.sample_timestamp_ns - frame.timestamp_ns) * 1e-9
+    return result_box(world, frame.token, dt_s, track.track_id, track.class_name, track.score)
 
 
 def track_frames(

@@ -404,3 +404,13 @@ def diagnostic_status(
 
 def diagnostic_array(stamp_ns: int, statuses: Iterable[DiagnosticStatus]) -> DiagnosticArray:
     return DiagnosticArray(header=make_header(stamp_ns, ""), status=list(statuses))
+
+
+def msg_to_boxes(msg: Any) -> np.ndarray:
+    """TrackedObject3DArray -> boxes (N, 9) [x, y, z, l, w, h, yaw, vx, vy] in the header frame."""
+    rows = []
+    for o in msg.objects:
+        p = o.pose.position
+        yaw = quaternion_yaw(quaternion_from_msg(o.pose.orientation))
+        rows.append([p.x, p.y, p.z, o.size.x, o.size.y, o.size.z, yaw, o.velocity.x, o.velocity.y])
+    return np.array(rows, dtype=np.float64).reshape(-1, 9)

@@ -131,7 +131,11 @@ class TrackerNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         s = self.settings
         self.sync = RigSynchronizer(
-            s.camera_channels, s.anchor_camera, int(s.max_spread_ms * MS), int(s.max_wait_ms * MS)
+            s.camera_channels,
+            s.anchor_camera,
+            int(s.max_spread_ms * MS),
+            int(s.max_wait_ms * MS),
+            center_offset_ns=int(s.sync_center_ms * MS),
         )
         self.tf = TfBuffer()
         self.ego = (

@@ -43,6 +43,13 @@ PARAMS: dict[str, Param] = {
     "camera_info_topics": Param([f"/{c}/camera_info" for c in CAMERA_CHANNELS], "one per camera"),
     "anchor_camera": Param("CAM_FRONT", "the camera whose images trigger a frame"),
     "max_spread_ms": Param(100.0, "largest stamp spread accepted within one rig frame", lo=1.0, hi=1000.0),
+    "sync_center_ms": Param(
+        25.0,
+        "where the other cameras fire relative to the anchor, on average "
+        "(nuScenes: CAM_FRONT first, the rest over ~50 ms)",
+        lo=-500.0,
+        hi=500.0,
+    ),
     "max_wait_ms": Param(150.0, "how long to wait for late images of a frame", lo=0.0, hi=2000.0),
     "ego_source": Param("tf", "tf (world->base_link from /tf) | odom (odometry topic)", ("tf", "odom")),
     "odom_topic": Param("/odom", "odometry topic when ego_source is odom"),
@@ -79,6 +86,7 @@ class NodeSettings:
     camera_info_topics: list[str]
     anchor_camera: str
     max_spread_ms: float
+    sync_center_ms: float
     max_wait_ms: float
     ego_source: str
     odom_topic: str

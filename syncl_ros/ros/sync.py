@@ -126,6 +126,7 @@ class RigSynchronizer:
         buffer_size: int = 5,
         max_pending: int = 3,
         jump_threshold_ns: int = DEFAULT_JUMP_NS,
+        center_offset_ns: int = 0,
     ) -> None:
         channels = tuple(channels)
         if len(set(channels)) != len(channels) or not channels:
@@ -141,6 +142,10 @@ class RigSynchronizer:
         self.max_spread_ns = int(max_spread_ns)
         self.max_wait_ns = int(max_wait_ns)
         self.jump_threshold_ns = int(jump_threshold_ns)
+        # Where the other cameras fire relative to the anchor, on average. Images are matched to
+        # anchor + this offset: on a rig whose anchor fires first (nuScenes: CAM_FRONT, then the
+        # others over ~50 ms) "nearest to the anchor" would pick a late camera's previous image.
+        self.center_offset_ns = int(center_offset_ns)
         self._buffers: dict[str, deque[tuple[int, Any]]] = {
             c: deque(maxlen=buffer_size) for c in channels if c != anchor
         }
@@ -274,9 +279,10 @@ class RigSynchronizer:
     def _pick(self, channel: str, buf: deque[tuple[int, Any]], anchor_ns: int, final: bool) -> Any:
         if not buf:
             return DropReason.MISSING if final else None
-        nearest = min(buf, key=lambda item: abs(item[0] - anchor_ns))
+        target = anchor_ns + self.center_offset_ns
+        nearest = min(buf, key=lambda item: abs(item[0] - target))
         newest = buf[-1][0]
-        decided = final or newest >= anchor_ns or self._next_is_farther(channel, newest, anchor_ns)
+        decided = final or newest >= target or self._next_is_farther(channel, newest, target)
         if abs(nearest[0] - anchor_ns) <= self.max_spread_ns:
             return nearest if decided else None
         if newest < anchor_ns - self.max_spread_ns:

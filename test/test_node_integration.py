@@ -24,12 +24,17 @@ from syncl_ros.experiment import load_experiment  # noqa: E402
 from syncl_ros.inference.offline import RESULTS_META, result_box  # noqa: E402
 from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
 from syncl_ros.model.network import TrackerNet  # noqa: E402
+from syncl_ros.rig import CAMERA_CHANNELS  # noqa: E402
 from syncl_ros.ros.messages import msg_to_boxes  # noqa: E402
 
 # An untrained model scores below the default thresholds: open them so that every query takes part.
 LOOSE = {"birth_score": 0.0, "update_score": 0.0, "output_score": 0.0}
 # One CPU thread in both processes: float reductions then run in the same order, so the node and
 # offline tracking compute bit-identical network outputs (an untrained network amplifies any difference).
+# what the node subscribes to (so that the player can wait until every topic has its subscriber)
+TOPICS = ["/tf", "/tf_static"] + [
+    f"/{c}/{kind}" for c in CAMERA_CHANNELS for kind in ("image_rect_compressed", "camera_info")
+]
 ENV = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
 
 
@@ -64,7 +69,15 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def record_node_output(scene: dict[str, Path]) -> list[TrackedObject3DArray]:
     params = [
         a
-        for k, v in {**LOOSE, "model": scene["model"], "backend": "torch", "output_frame": "map"}.items()
+        # a generous wait: on a loaded 2-core machine a frame's last image can be late, and the
+        # comparison needs every key frame (the node counts and drops late frames by design)
+        for k, v in {
+            **LOOSE,
+            "model": scene["model"],
+            "backend": "torch",
+            "output_frame": "map",
+            "max_wait_ms": 1000.0,
+        }.items()
         for a in ("-p", f"{k}:={v}")
     ]
     node = subprocess.Popen([sys.executable, "-m", "syncl_ros.cli", "node", "--ros-args", *params], env=ENV)
@@ -85,6 +98,11 @@ def record_node_output(scene: dict[str, Path]) -> list[TrackedObject3DArray]:
                 str(scene["bag"]),
                 "--wait-for-subscribers",
                 "60",
+                "--rate",
+                "0.5",
+                "--no-clock",
+                "--topics",
+                *TOPICS,
             ],
             env=ENV,
         )

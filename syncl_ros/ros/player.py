@@ -45,6 +45,9 @@ DEFAULT_DEPTH = 10
 MAX_LATCHED = 1000  # a "latched" topic with more messages than this is not a latched topic
 
 
+DISCOVERY_SETTLE_S = 1.0
+
+
 @dataclass
 class PlayOptions:
     bag: Path
@@ -234,6 +237,9 @@ class BagPlayer:
             pubs.append(self._clock_pub)
         while time.monotonic() < deadline and not self.stop.is_set():
             if all(p.get_subscription_count() > 0 for p in pubs):
+                # Discovery is asymmetric: a publisher can see a subscriber before that subscriber
+                # has matched the publisher, and what is sent in between is lost. Let both sides settle.
+                self.stop.wait(DISCOVERY_SETTLE_S)
                 return
             self.stop.wait(0.05)
 

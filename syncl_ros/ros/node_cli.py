@@ -10,8 +10,13 @@ import argparse
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
-                   help="everything after it goes to rclpy (parameters, remappings, params files)")
+    p.add_argument(
+        "--ros-args",
+        dest="ros_args",
+        nargs=argparse.REMAINDER,
+        default=None,
+        help="everything after it goes to rclpy (parameters, remappings, params files)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

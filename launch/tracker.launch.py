@@ -1,8 +1,11 @@
 """Launch the syncl_ros tracker node.
 
     ros2 launch syncl_ros tracker.launch.py [params_file:=...] [model:=...] [backend:=...]
-        [use_sim_time:=true] [namespace:=...] [cam_front:=/my/front/image ...]
+        [use_sim_time:=true] [namespace:=...] [cam_front:=/my/front/image cam_front_info:=...]
+
+Defaults match bags written by `syncl convert` (config/tracker.yaml, the nuScenes preset).
 """
+
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
@@ -14,38 +17,60 @@ from launch_ros.actions import Node
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 
 
+def camera_arguments() -> list[DeclareLaunchArgument]:
+    args = []
+    for channel in CAMERAS:
+        key = channel.lower()
+        args.append(
+            DeclareLaunchArgument(
+                key, default_value=f"/{channel}/image_rect_compressed", description=f"{channel} image topic"
+            )
+        )
+        args.append(
+            DeclareLaunchArgument(
+                f"{key}_info",
+                default_value=f"/{channel}/camera_info",
+                description=f"{channel} CameraInfo topic",
+            )
+        )
+    return args
+
+
 def generate_launch_description() -> LaunchDescription:
     share = Path(get_package_share_directory("syncl_ros"))
     args = [
-        DeclareLaunchArgument("params_file", default_value=str(share / "config" / "tracker.yaml"),
-                              description="node parameters (YAML)"),
-        DeclareLaunchArgument("model", default_value="", description="checkpoint or ONNX directory; "
-                              "empty: the shipped default model"),
-        DeclareLaunchArgument("backend", default_value="auto",
-                              description="auto | tensorrt | onnxruntime | torch"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="follow /clock"),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=str(share / "config" / "tracker.yaml"),
+            description="node parameters (YAML)",
+        ),
+        DeclareLaunchArgument(
+            "model",
+            default_value="",
+            description="checkpoint or export folder; empty: the shipped default model",
+        ),
+        DeclareLaunchArgument(
+            "backend", default_value="auto", description="auto | tensorrt | onnxruntime | torch"
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time", default_value="false", description="follow /clock (bag replay)"
+        ),
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+        *camera_arguments(),
     ]
-    remaps = []
-    for channel in CAMERAS:
-        key = channel.lower()
-        args.append(DeclareLaunchArgument(key, default_value=f"/{channel}/image_rect_compressed",
-                                          description=f"{channel} image topic"))
-        args.append(DeclareLaunchArgument(f"{key}_info", default_value=f"/{channel}/camera_info",
-                                          description=f"{channel} CameraInfo topic"))
-        remaps.append((f"~/{key}/image", LaunchConfiguration(key)))
-        remaps.append((f"~/{key}/camera_info", LaunchConfiguration(f"{key}_info")))
+    overrides = {
+        "model": LaunchConfiguration("model"),
+        "backend": LaunchConfiguration("backend"),
+        "use_sim_time": LaunchConfiguration("use_sim_time"),
+        "image_topics": [LaunchConfiguration(c.lower()) for c in CAMERAS],
+        "camera_info_topics": [LaunchConfiguration(f"{c.lower()}_info") for c in CAMERAS],
+    }
     node = Node(
         package="syncl_ros",
         executable="tracker_node",
         name="syncl_tracker",
         namespace=LaunchConfiguration("namespace"),
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {"model": LaunchConfiguration("model"), "backend": LaunchConfiguration("backend"),
-             "use_sim_time": LaunchConfiguration("use_sim_time")},
-        ],
-        remappings=remaps,
+        parameters=[LaunchConfiguration("params_file"), overrides],
         output="screen",
     )
     return LaunchDescription([*args, node])

@@ -74,6 +74,7 @@ TF_STATIC_QOS = QoSProfile(
 # Frames whose anchor stamps are this close to the processing period still count as due
 # (camera stamps jitter by a few milliseconds around their nominal period).
 PERIOD_SLACK_NS = 40 * MS
+TIME_JUMP_NS = 500 * MS  # a pose stamp this far back starts a new timeline (as the synchronizer decides)
 
 
 def experiment_of(model: Path) -> Experiment:
@@ -147,6 +148,7 @@ class TrackerNode(LifecycleNode):
         self.markers = MarkerPublisherState()
         self.last_scheduled: int | None = None
         self.pending_reset = False
+        self.last_pose_ns: int | None = None
         self.pub_tracks = self.create_lifecycle_publisher(TrackedObject3DArray, "~/tracks", RELIABLE_10)
         self.pub_dets = self.create_lifecycle_publisher(Detection3DArray, "~/detections", RELIABLE_10)
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", RELIABLE_10)
@@ -260,10 +262,19 @@ class TrackerNode(LifecycleNode):
                 )
             self.intrinsics[channel] = info
 
+    def _ego_time_jump(self, stamp_ns: int) -> None:
+        """Poses from an earlier timeline (bag loop) would be interpolated with the new ones: drop them."""
+        if self.last_pose_ns is not None and stamp_ns < self.last_pose_ns - TIME_JUMP_NS:
+            self.ego.clear()
+            self._count("resets.ego_poses", "ego poses jumped back in time: pose history cleared")
+        self.last_pose_ns = stamp_ns
+
     def _on_tf(self, msg: TFMessage, static: bool = False) -> None:
         transforms, errors = tf_message_to_tf(msg)
         for error in errors:
             self._count("tf.invalid", f"ignored a transform: {error}")
+        if not static and transforms:
+            self._ego_time_jump(min(t.stamp_ns for t in transforms))
         for t in transforms:
             try:
                 self.tf.set_transform(t.parent, t.child, t.stamp_ns, t.transform, static=static)
@@ -274,6 +285,7 @@ class TrackerNode(LifecycleNode):
         try:
             t = odometry_to_tf(msg)
             assert isinstance(self.ego, OdometryEgoSource)
+            self._ego_time_jump(t.stamp_ns)
             self.ego.add(t.stamp_ns, t.transform, t.parent, t.child)
         except ValueError as err:
             self._count("odom.invalid", f"ignored odometry: {err}")
@@ -283,8 +295,6 @@ class TrackerNode(LifecycleNode):
     def _handle(self, result: SyncResult) -> None:
         if result.reset:
             self._count("resets.time_jump", "time jumped backward (bag loop?): tracker reset")
-            self.tf.clear()
-            self.ego.clear()
             self.last_scheduled = None
             self.pending_reset = True
         for frame in result.frames:

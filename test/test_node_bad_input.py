@@ -1,0 +1,216 @@
+"""Bad input to the tracker node is counted and logged, never fatal: the same node instance
+keeps processing good frames afterwards. The node runs in-process (real rclpy node, real
+backend and tracker); messages are handed to its subscription callbacks."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy", reason="needs rclpy (make setup installs it)")
+from geometry_msgs.msg import TransformStamped  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+from training_fixtures import TINY_MODEL  # noqa: E402
+
+from syncl_ros.experiment import Experiment  # noqa: E402
+from syncl_ros.geometry import Transform  # noqa: E402
+from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
+from syncl_ros.model.network import TrackerNet  # noqa: E402
+from syncl_ros.rig import load_rig  # noqa: E402
+from syncl_ros.ros.messages import ns_to_stamp, transform_to_msg  # noqa: E402
+from syncl_ros.ros.node import TrackerNode  # noqa: E402
+from syncl_ros.tracking.config import TrackerConfig  # noqa: E402
+
+RIG = load_rig()
+PERIOD_NS = 500_000_000  # one frame per processing period, so that each frame is processed
+JPEG = cv2.imencode(".jpg", np.full((900, 1600, 3), 90, np.uint8))[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    exp = Experiment("bad-input", model=TINY_MODEL, tracker=TrackerConfig(num_slots=TINY_MODEL.num_slots))
+    return save_checkpoint(tmp_path_factory.mktemp("m") / "m.pt", TrackerNet(TINY_MODEL), exp, {})
+
+
+@pytest.fixture()
+def node(model: Path, request: pytest.FixtureRequest) -> Any:
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    transport = getattr(request, "param", "compressed")
+    params = [
+        Parameter("model", value=str(model)),
+        Parameter("backend", value="torch"),
+        Parameter("image_transport", value=transport),
+        Parameter("tf_wait_ms", value=20.0),
+        Parameter("max_wait_ms", value=50.0),
+    ]
+    n = TrackerNode(context=context, parameter_overrides=params)
+    n.trigger_configure()
+    n.trigger_activate()
+    n._on_tf(static_tf(), static=True)
+    yield n
+    n.worker.stop()
+    n.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def static_tf() -> TFMessage:
+    msg = TFMessage()
+    for cam in RIG.cameras:
+        t = TransformStamped(child_frame_id=cam.frame_id, transform=transform_to_msg(cam.to_base()))
+        t.header.frame_id = "base_link"
+        msg.transforms.append(t)
+    return msg
+
+
+def ego_tf(stamp_ns: int) -> TFMessage:
+    t = TransformStamped(
+        child_frame_id="base_link",
+        transform=transform_to_msg(Transform.from_xy_yaw(stamp_ns * 5e-9, 0.0, 0.0)),
+    )
+    t.header.frame_id, t.header.stamp = "map", ns_to_stamp(stamp_ns)
+    return TFMessage(transforms=[t])
+
+
+def camera_info(cam: Any, stamp_ns: int, fx: float | None = None) -> CameraInfo:
+    info = CameraInfo(width=cam.width, height=cam.height)
+    info.header.frame_id, info.header.stamp = cam.frame_id, ns_to_stamp(stamp_ns)
+    K = cam.intrinsics()
+    if fx is not None:
+        K[0, 0] = fx
+    info.k = K.flatten().tolist()
+    info.p = np.hstack([K, np.zeros((3, 1))]).flatten().tolist()
+    return info
+
+
+def send_frame(
+    node: Any,
+    stamp_ns: int,
+    skip: tuple[str, ...] = (),
+    jpeg: dict[str, bytes] | None = None,
+    infos: bool = True,
+    tf: bool = True,
+    raw: Image | None = None,
+) -> None:
+    """All six cameras (at their rig offsets), CameraInfo and the ego pose for one rig frame."""
+    for cam in RIG.cameras:
+        t = stamp_ns + cam.capture_offset_ns
+        if tf:
+            node._on_tf(ego_tf(t))
+        if infos:
+            node._on_info(cam.channel, camera_info(cam, t))
+    for cam in RIG.cameras:
+        if cam.channel in skip:
+            continue
+        t = stamp_ns + cam.capture_offset_ns
+        if raw is not None:
+            raw.header.stamp = ns_to_stamp(t)
+            msg = raw
+        else:
+            msg = CompressedImage(format="jpeg", data=(jpeg or {}).get(cam.channel, JPEG))
+            msg.header.stamp, msg.header.frame_id = ns_to_stamp(t), cam.frame_id
+        node._on_image(cam.channel, msg)
+    time.sleep(0.08)
+    node._poll()  # resolves a frame that waits for a missing camera
+    assert node.worker.wait_idle(30.0)
+
+
+def processed(node: Any) -> int:
+    return node.counts["frames.processed"]
+
+
+def test_good_frames_are_processed(node: Any) -> None:
+    for i in range(3):
+        send_frame(node, 10**18 + i * PERIOD_NS)
+    assert processed(node) == 3
+
+
+def test_corrupt_jpeg_is_dropped_and_counted(node: Any) -> None:
+    send_frame(node, 10**18, jpeg={"CAM_BACK": b"\xff\xd8garbage"})
+    assert node.counts["frames.dropped.decode_error.CAM_BACK"] == 1 and processed(node) == 0
+    send_frame(node, 10**18 + PERIOD_NS)
+    assert processed(node) == 1
+
+
+def test_wrong_image_size_is_dropped_and_counted(node: Any) -> None:
+    small = cv2.imencode(".jpg", np.zeros((450, 800, 3), np.uint8))[1].tobytes()
+    send_frame(node, 10**18, jpeg={"CAM_FRONT_LEFT": small})
+    assert node.counts["frames.dropped.size_mismatch.CAM_FRONT_LEFT"] == 1
+    send_frame(node, 10**18 + PERIOD_NS)
+    assert processed(node) == 1
+
+
+def test_missing_camera_info_and_missing_tf_are_dropped_and_counted(node: Any) -> None:
+    send_frame(node, 10**18, infos=False)
+    assert sum(v for k, v in node.counts.items() if k.startswith("frames.dropped.no_camera_info")) == 1
+    send_frame(node, 10**18 + PERIOD_NS, tf=False)
+    assert sum(v for k, v in node.counts.items() if k.startswith("frames.dropped.no_ego_pose")) == 1
+    send_frame(node, 10**18 + 2 * PERIOD_NS)
+    assert processed(node) == 1
+
+
+def test_missing_camera_drops_the_frame_in_the_synchronizer(node: Any) -> None:
+    send_frame(node, 10**18, skip=("CAM_BACK_RIGHT",))
+    assert node.sync.stats()["cameras"]["CAM_BACK_RIGHT"]["dropped"]["missing"] >= 1
+    assert processed(node) == 0
+    send_frame(node, 10**18 + PERIOD_NS)
+    assert processed(node) == 1
+
+
+def test_out_of_order_image_is_discarded(node: Any) -> None:
+    send_frame(node, 10**18 + PERIOD_NS)
+    old = CompressedImage(format="jpeg", data=JPEG)
+    old.header.stamp = ns_to_stamp(10**18 + PERIOD_NS - 10**8)
+    node._on_image("CAM_BACK", old)
+    assert node.sync.stats()["cameras"]["CAM_BACK"]["dropped"]["out_of_order"] == 1
+    send_frame(node, 10**18 + 2 * PERIOD_NS)
+    assert processed(node) == 2
+
+
+def test_backward_time_jump_resets_the_tracker(node: Any) -> None:
+    send_frame(node, 10**18 + 10 * PERIOD_NS)
+    send_frame(node, 10**18 + 11 * PERIOD_NS)
+    send_frame(node, 10**18)  # a bag loop
+    assert node.counts["resets.time_jump"] == 1
+    assert node.tracker.resets >= 1
+    send_frame(node, 10**18 + PERIOD_NS)
+    assert processed(node) == 4
+
+
+def test_calibration_change_is_counted_and_used(node: Any) -> None:
+    send_frame(node, 10**18)
+    cam = RIG.camera("CAM_FRONT")
+    node._on_info("CAM_FRONT", camera_info(cam, 10**18, fx=cam.fx * 1.1))
+    assert node.counts["camera_info.CAM_FRONT.changed"] == 1
+    assert node.intrinsics["CAM_FRONT"].K[0, 0] == pytest.approx(cam.fx * 1.1)
+
+
+def test_nan_from_the_model_is_counted_and_ignored(node: Any) -> None:
+    real_decode = node.backend.decode
+
+    def nan_decode(*args: Any) -> Any:
+        out = real_decode(*args)
+        out.scores[:5] = np.nan  # a numerical fault in the network
+        return out
+
+    node.backend.decode = nan_decode
+    send_frame(node, 10**18)
+    assert node.counts["model.nonfinite_frames"] == 1 and node.tracker.nonfinite_rows >= 5
+    assert processed(node) == 1
+
+
+@pytest.mark.parametrize("node", ["raw"], indirect=True)
+def test_raw_image_with_unsupported_encoding_is_dropped(node: Any) -> None:
+    depth = Image(height=900, width=1600, encoding="32FC1", step=1600 * 4, data=bytes(1600 * 900 * 4))
+    send_frame(node, 10**18, raw=depth)
+    assert sum(v for k, v in node.counts.items() if k.startswith("frames.dropped.decode_error")) == 1
+    rgb = Image(height=900, width=1600, encoding="rgb8", step=1600 * 3, data=bytes(1600 * 900 * 3))
+    send_frame(node, 10**18 + PERIOD_NS, raw=rgb)
+    assert processed(node) == 1

@@ -15,7 +15,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from syncl_ros.model.backbone import STRIDE
+from syncl_ros.training.dense import project_centers
 from syncl_ros.training.losses import sigmoid_focal_loss
 
 AUX_CODE = 10  # du, dv, log depth, log l, log w, log h, sin, cos, vx, vy
@@ -55,10 +55,7 @@ def aux_targets(
     owner_depth = torch.full((n, h, w), float("inf"))
     if len(boxes) == 0:
         return labels_out, codes
-    homo = torch.cat([boxes[:, :3], torch.ones(len(boxes), 1)], dim=1)
-    proj = torch.einsum("nij,gj->ngi", lidar2img.float(), homo)
-    depth = proj[..., 2]
-    uv = proj[..., :2] / depth.clamp(min=1e-3).unsqueeze(-1) / STRIDE
+    uv, depth = project_centers(boxes, lidar2img)
     jj, ii = torch.meshgrid(torch.arange(w) + 0.5, torch.arange(h) + 0.5, indexing="xy")
     for cam, g in zip(*torch.nonzero(depth > 0.5, as_tuple=True), strict=True):
         u, v, d = uv[cam, g, 0], uv[cam, g, 1], depth[cam, g]

@@ -12,6 +12,14 @@ from syncl_ros.model.backbone import STRIDE
 from syncl_ros.model.network import DenseOutput
 
 
+def project_centers(boxes: torch.Tensor, lidar2img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box centers (G, 9) through each camera (N, 4, 4): feature-cell coordinates (N, G, 2), depths (N, G)."""
+    homo = torch.cat([boxes[:, :3], torch.ones(len(boxes), 1)], dim=1)
+    proj = torch.einsum("nij,gj->ngi", lidar2img.float(), homo)
+    depth = proj[..., 2]
+    return proj[..., :2] / depth.clamp(min=1e-3).unsqueeze(-1) / STRIDE, depth
+
+
 def dense_targets(
     boxes: torch.Tensor,
     labels: torch.Tensor,
@@ -32,10 +40,7 @@ def dense_targets(
     mask = torch.zeros(n, h, w, dtype=torch.bool)
     if len(boxes) == 0:
         return heat, depth, mask
-    homo = torch.cat([boxes[:, :3], torch.ones(len(boxes), 1)], dim=1)
-    proj = torch.einsum("nij,gj->ngi", lidar2img.float(), homo)  # (N, G, 4)
-    d = proj[..., 2]
-    uv = proj[..., :2] / d.clamp(min=1e-3).unsqueeze(-1) / STRIDE
+    uv, d = project_centers(boxes, lidar2img)
     ys, xs = torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32)
     for cam, g in zip(*torch.nonzero(d > 0.5, as_tuple=True), strict=True):
         u, v = uv[cam, g]

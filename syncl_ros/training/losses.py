@@ -24,8 +24,9 @@ Normalizer = float | torch.Tensor | None
 
 
 def _normalize_by(total: torch.Tensor, normalizer: Normalizer, default: int) -> torch.Tensor:
-    denom = torch.as_tensor(default if normalizer is None else normalizer, dtype=total.dtype,
-                            device=total.device)
+    denom = torch.as_tensor(
+        default if normalizer is None else normalizer, dtype=total.dtype, device=total.device
+    )
     return total / denom.clamp(min=1.0)
 
 
@@ -92,15 +93,22 @@ class ContrastiveProjector(nn.Module):
     inference and from exported graphs; track embeddings are not projected.
     """
 
-    def __init__(self, dim: int, hidden_dim: int | None = None, ffn_dim: int | None = None,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, hidden_dim: int | None = None, ffn_dim: int | None = None, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         hidden_dim = hidden_dim or dim
         ffn_dim = ffn_dim or 2 * dim
-        self.phi = nn.Sequential(nn.Linear(dim, hidden_dim), nn.ReLU(inplace=True),
-                                 nn.Linear(hidden_dim, dim))
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                 nn.Linear(ffn_dim, dim), nn.Dropout(dropout))
+        self.phi = nn.Sequential(
+            nn.Linear(dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, dim)
+        )
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, ffn_dim),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(ffn_dim, dim),
+            nn.Dropout(dropout),
+        )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, det_emb: torch.Tensor) -> torch.Tensor:

@@ -117,8 +117,10 @@ def hungarian(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if cost.shape[0] == 0 or cost.shape[1] == 0:
         return _empty_pair(cost.device)
     rows, cols = linear_sum_assignment(_as_numpy_cost(cost))
-    return (torch.as_tensor(rows, dtype=torch.long, device=cost.device),
-            torch.as_tensor(cols, dtype=torch.long, device=cost.device))
+    return (
+        torch.as_tensor(rows, dtype=torch.long, device=cost.device),
+        torch.as_tensor(cols, dtype=torch.long, device=cost.device),
+    )
 
 
 def one_to_many(cost: torch.Tensor, k: int = DEFAULT_K) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,8 +218,15 @@ def _match_subset(
 
 
 def _detection_targets(
-    logits: torch.Tensor, code: torch.Tensor, gt_labels: torch.Tensor, gt_code: torch.Tensor,
-    columns: torch.Tensor, track_gt_idx: torch.Tensor, k: int, gmm_filter: bool, weights: CostWeights,
+    logits: torch.Tensor,
+    code: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_code: torch.Tensor,
+    columns: torch.Tensor,
+    track_gt_idx: torch.Tensor,
+    k: int,
+    gmm_filter: bool,
+    weights: CostWeights,
 ) -> DecoderTargets:
     cost = matching_cost(logits, code, gt_labels, gt_code, weights.cls, weights.box, weights.box_dims)
     query_idx, gt_idx, pair_cost = _match_subset(cost, columns, k)
@@ -261,10 +270,20 @@ def hybrid_assignments(
     newborn, persistent = split_newborn_persistent(gt_ids, track_instance_ids)
     track_gt_idx = assign_tracks(track_instance_ids, gt_ids)
     newborn_cols = newborn.nonzero().flatten()
-    s = _detection_targets(det_logits, det_code, gt_labels, gt_code, newborn_cols, track_gt_idx,
-                           1, False, weights)
+    s = _detection_targets(
+        det_logits, det_code, gt_labels, gt_code, newborn_cols, track_gt_idx, 1, False, weights
+    )
     c = None
     if c_det_logits is not None and c_det_code is not None:
-        c = _detection_targets(c_det_logits, c_det_code, gt_labels, gt_code, persistent.nonzero().flatten(),
-                               track_gt_idx, k if one_to_many else 1, gmm_filter, weights)
+        c = _detection_targets(
+            c_det_logits,
+            c_det_code,
+            gt_labels,
+            gt_code,
+            persistent.nonzero().flatten(),
+            track_gt_idx,
+            k if one_to_many else 1,
+            gmm_filter,
+            weights,
+        )
     return HybridTargets(s=s, c=c, newborn=newborn, persistent=persistent)

@@ -18,6 +18,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     configure_backends_parser(
         sub.add_parser("backends", help="latency of encode / decode / host tracker per backend")
     )
+    from syncl_ros.ros import bench_node  # no rclpy import until it runs
+
+    bench_node.configure_parser(sub.add_parser("node", help="the ROS node under a sustained 12 Hz replay"))
 
 
 def configure_backends_parser(p: argparse.ArgumentParser) -> None:
@@ -64,6 +67,10 @@ def configure_backends_parser(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.target == "backends":
         return main_backends(args)
+    if args.target == "node":
+        from syncl_ros.ros import bench_node
+
+        return bench_node.main(args)
     print(f"syncl bench: unknown target {args.target!r}", file=sys.stderr)
     return 2
 

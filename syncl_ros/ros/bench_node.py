@@ -1,0 +1,163 @@
+"""`syncl bench node`: the tracker node under a sustained camera stream, as a user runs it.
+
+A bag (by default a synthetic 20 s scene, converted) is replayed in a loop by `syncl play`
+at its recorded rate (12 Hz per camera, compressed 1600x900), the node runs as its own
+process set to process every synchronized frame, and this process listens to its output.
+Reported: end-to-end latency (anchor image received -> tracks published) p50/p95 from the
+node's own diagnostics, the sustained processed rate, the node's CPU use and its resident
+memory at the start and the end of the run (flat memory = no leak).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, default=None, help="checkpoint or export folder (default: shipped)")
+    p.add_argument("--bag", type=Path, default=None, help="bag to replay (default: a synthetic scene)")
+    p.add_argument("--seconds", type=float, default=60.0, help="measured replay time (default: 60)")
+    p.add_argument("--backend", default="auto", help="node backend (default: auto)")
+    p.add_argument(
+        "--period",
+        type=float,
+        default=0.0,
+        help="node process_period_s (default 0: every synchronized frame)",
+    )
+
+
+def proc_stats(pid: int) -> tuple[float, float]:
+    """(CPU seconds used, resident MiB) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICKS
+    rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return cpu, rss_pages * PAGE / 2**20
+
+
+def synthetic_bag(folder: Path) -> Path:
+    from syncl_ros.cli import main as syncl
+
+    data, bag = folder / "data", folder / "bag"
+    if syncl(["synth", str(data), "--scenes", "1", "--seed", "5", "--split", "val"]) != 0:
+        raise RuntimeError("could not generate the synthetic scene")
+    scene = json.loads((data / "v1.0-trainval" / "scene.json").read_text())[0]["name"]
+    if syncl(["convert", str(data), "--scene", scene, "--out", str(bag)]) != 0:
+        raise RuntimeError("could not convert the synthetic scene")
+    return bag
+
+
+def listen(seconds: float, node_pid: int) -> dict[str, Any]:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from syncl_ros.msg import TrackedObject3DArray
+
+    rclpy.init()
+    node = rclpy.create_node("syncl_bench_listener")
+    arrivals: list[float] = []
+    diag: dict[str, str] = {}
+    node.create_subscription(
+        TrackedObject3DArray, "/syncl_tracker/tracks", lambda _m: arrivals.append(time.monotonic()), 50
+    )
+    node.create_subscription(
+        DiagnosticArray,
+        "/diagnostics",
+        lambda m: diag.update({kv.key: kv.value for st in m.status for kv in st.values}),
+        10,
+    )
+    while not arrivals:  # the measurement starts with the first published frame
+        rclpy.spin_once(node, timeout_sec=0.1)
+    cpu0, rss0 = proc_stats(node_pid)
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    cpu1, rss1 = proc_stats(node_pid)
+    node.destroy_node()
+    rclpy.shutdown()
+    frames = [t for t in arrivals if t >= start]
+    return {
+        "frames": len(frames),
+        "rate_hz": len(frames) / seconds,
+        "cpu_cores": (cpu1 - cpu0) / seconds,
+        "rss_start_mib": rss0,
+        "rss_end_mib": rss1,
+        "diag": diag,
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    from syncl_ros.inference.default_model import default_model_path
+
+    env = dict(
+        os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE=os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            model = args.model or default_model_path()
+            bag = args.bag or synthetic_bag(Path(tmp))
+        except (FileNotFoundError, RuntimeError) as err:
+            print(f"syncl bench node: {err}", file=sys.stderr)
+            return 2
+        params = {"model": model, "backend": args.backend, "process_period_s": args.period}
+        ros = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
+        node = subprocess.Popen([sys.executable, "-m", "syncl_ros.cli", "node", "--ros-args", *ros], env=env)
+        player = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "syncl_ros.cli",
+                "play",
+                str(bag),
+                "--loop",
+                "--wait-for-subscribers",
+                "30",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            result = listen(args.seconds, node.pid)
+        finally:
+            for proc in (player, node):
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=30)
+    print_table(result, args, model)
+    return 0
+
+
+def print_table(r: dict[str, Any], args: argparse.Namespace, model: Path) -> None:
+    d = r["diag"]
+    rows = [
+        ("processed rate", f"{r['rate_hz']:.2f} frames/s ({r['frames']} in {args.seconds:.0f} s)"),
+        (
+            "latency receive->publish p50 / p95",
+            " / ".join(d.get(f"latency.receive_to_publish.{q}_ms", "?") for q in ("p50", "p95")) + " ms",
+        ),
+        (
+            "stage p50: decode images / encode / decode / tracker",
+            " / ".join(
+                d.get(f"latency.{s}.p50_ms", "?") for s in ("decode_images", "encode", "decode", "tracker")
+            )
+            + " ms",
+        ),
+        ("frames dropped while busy (latest wins)", d.get("worker.replaced_while_busy", "?")),
+        ("node CPU", f"{r['cpu_cores']:.2f} cores"),
+        ("node RSS start -> end", f"{r['rss_start_mib']:.0f} -> {r['rss_end_mib']:.0f} MiB"),
+        ("backend", d.get("backend", "?")),
+    ]
+    print(f"syncl bench node: model {model}, {os.cpu_count()} CPUs")
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")

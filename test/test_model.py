@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from training_fixtures import TINY_MODEL
 
 from syncl_ros.geometry import Transform, optical_to_body, project
 from syncl_ros.model.box_coder import BoxCoder
@@ -13,17 +14,7 @@ from syncl_ros.model.inputs import Resize, camera_geometry, prepare_image
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.model.position import PositionEmbedding3D, lid_depths
 
-SMALL = ModelConfig(
-    embed_dim=32,
-    num_heads=2,
-    ffn_dim=64,
-    num_layers=2,
-    num_queries=20,
-    num_slots=6,
-    depth_bins=8,
-    dense_queries=5,
-    input=InputConfig(height=64, width=160),
-)
+SMALL = TINY_MODEL  # a CPU-cheap configuration shared by the model and training tests
 K = np.array([[1266.0, 0.0, 816.0], [0.0, 1266.0, 491.0], [0.0, 0.0, 1.0]])
 FRONT = Transform(optical_to_body(0.0), np.array([1.7, 0.0, 1.5]))
 
@@ -104,7 +95,8 @@ def test_free_slots_do_not_influence_other_queries() -> None:
     images, i2l = frame_inputs(SMALL)
     feats = net.encode(images)
     s, c = SMALL.num_slots, SMALL.embed_dim
-    mask = torch.tensor([[True, True, False, False, False, False]])
+    mask = torch.zeros(1, s, dtype=torch.bool)
+    mask[0, :2] = True
     emb, ref = torch.randn(1, s, c), torch.rand(1, s, 3)
     with torch.no_grad():
         a = net.decode(feats, i2l, emb, ref, mask)

@@ -146,9 +146,10 @@ def print_table(r: dict[str, Any], args: argparse.Namespace, model: Path) -> Non
             " / ".join(d.get(f"latency.receive_to_publish.{q}_ms", "?") for q in ("p50", "p95")) + " ms",
         ),
         (
-            "stage p50: decode images / encode / decode / tracker",
+            "stage p50: decode+prepare one image (on arrival) / assemble / encode / decode / tracker",
             " / ".join(
-                d.get(f"latency.{s}.p50_ms", "?") for s in ("decode_images", "encode", "decode", "tracker")
+                d.get(f"latency.{s}.p50_ms", "?")
+                for s in ("prepare_image", "assemble", "encode", "decode", "tracker")
             )
             + " ms",
         ),

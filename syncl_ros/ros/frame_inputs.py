@@ -46,18 +46,39 @@ def decode_image(msg: Any, transport: str, min_width: int) -> tuple[np.ndarray, 
     return rgb, rgb.shape[1], rgb.shape[0]
 
 
+@dataclass(frozen=True)
+class CameraImage:
+    """One camera image already turned into network input (done as it arrives, so that decoding
+    overlaps the wait for the rig's other cameras); a problem is kept and reported with its frame."""
+
+    pixels: np.ndarray | None  # (3, H, W) float32, None when the image is unusable
+    width: int  # full image size, checked against CameraInfo
+    height: int
+    problem: tuple[str, str] | None = None  # (reason, message)
+
+
+def prepare_camera_image(msg: Any, transport: str, cfg: InputConfig) -> CameraImage:
+    try:
+        rgb, width, height = decode_image(msg, transport, cfg.width)
+    except ImageDecodeError as err:
+        return CameraImage(None, 0, 0, ("decode_error", str(err)))
+    try:
+        return CameraImage(prepare_image(rgb, width, height, cfg), width, height)
+    except ValueError as err:
+        return CameraImage(None, width, height, ("size_mismatch", str(err)))
+
+
 def assemble(
     channels: Sequence[str],
-    images: Mapping[str, Any],
+    images: Mapping[str, CameraImage],
     stamps_ns: Mapping[str, int],
     anchor_stamp_ns: int,
     intrinsics: Mapping[str, CameraIntrinsics],
     extrinsics: Mapping[str, Transform],
     ego_pose: Callable[[int], Transform],
     cfg: InputConfig,
-    transport: str = "compressed",
 ) -> FrameInputs:
-    """Decode, check and normalize the images and build lidar2img's inverse per camera.
+    """Check the prepared images against the calibration and build lidar2img's inverse per camera.
 
     extrinsics: optical frame -> base_link per channel; ego_pose(stamp) -> base_link -> world.
     Raises FrameError (never anything else for bad input) naming the camera and reason.
@@ -70,20 +91,17 @@ def assemble(
             raise FrameError("no_camera_info", ch, "no CameraInfo received yet")
         if ch not in extrinsics:
             raise FrameError("no_extrinsics", ch, f"no transform from base_link to {info.frame_id} yet")
-        try:
-            rgb, width, height = decode_image(images[ch], transport, cfg.width)
-        except ImageDecodeError as err:
-            raise FrameError("decode_error", ch, str(err)) from err
+        image = images[ch]
+        width, height = image.width, image.height
+        if image.problem is not None:
+            raise FrameError(image.problem[0], ch, image.problem[1])
         if (width, height) != (info.width, info.height):
             raise FrameError(
                 "size_mismatch",
                 ch,
                 f"image is {width}x{height} but CameraInfo says {info.width}x{info.height}",
             )
-        try:
-            prepared.append(prepare_image(rgb, width, height, cfg))
-        except ValueError as err:
-            raise FrameError("size_mismatch", ch, str(err)) from err
+        prepared.append(image.pixels)
         Ks.append(info.K)
         cam_to_model.append(world_to_model @ _ego(ego_pose, stamps_ns[ch], ch) @ extrinsics[ch])
         sizes.append((width, height))

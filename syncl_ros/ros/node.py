@@ -43,7 +43,7 @@ from visualization_msgs.msg import MarkerArray
 from syncl_ros.experiment import Experiment, with_overrides
 from syncl_ros.geometry import Transform
 from syncl_ros.msg import TrackedObject3DArray
-from syncl_ros.ros.frame_inputs import FrameError, assemble
+from syncl_ros.ros.frame_inputs import FrameError, assemble, prepare_camera_image
 from syncl_ros.ros.markers import MarkerPublisherState
 from syncl_ros.ros.messages import (
     OK,
@@ -236,7 +236,9 @@ class TrackerNode(LifecycleNode):
 
     def _on_image(self, channel: str, msg: Any) -> None:
         now = self._now_ns()
-        self._handle(self.sync.add(channel, stamp_to_ns(msg.header.stamp), (msg, now), now))
+        image = prepare_camera_image(msg, self.settings.image_transport, self.experiment.model.input)
+        self.latency["prepare_image"].add((self._now_ns() - now) / MS)
+        self._handle(self.sync.add(channel, stamp_to_ns(msg.header.stamp), (image, now), now))
 
     def _poll(self) -> None:
         self._handle(self.sync.poll(self._now_ns()))
@@ -361,7 +363,6 @@ class TrackerNode(LifecycleNode):
                 self._extrinsics(intrinsics),
                 self._ego_pose,
                 self.experiment.model.input,
-                self.settings.image_transport,
             )
         except FrameError as err:
             # A frame lost to missing inputs does not use up its processing period: the next one runs.
@@ -387,7 +388,7 @@ class TrackerNode(LifecycleNode):
             self._count("model.nonfinite_frames", "the model produced NaN/inf outputs; those queries ignored")
         self._publish(tracks, frame.stamp_ns, inputs.model_to_world)
         for stage, ms in (
-            ("decode_images", t1 - t0),
+            ("assemble", t1 - t0),
             ("encode", t2 - t1),
             ("decode", t3 - t2),
             ("tracker", t4 - t3),

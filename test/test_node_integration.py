@@ -21,11 +21,11 @@ from syncl_ros.cli import main as syncl  # noqa: E402
 from syncl_ros.data.synth.writer import write_dataset  # noqa: E402
 from syncl_ros.eval.tracking import evaluate_tracking  # noqa: E402
 from syncl_ros.experiment import load_experiment  # noqa: E402
-from syncl_ros.inference.offline import RESULTS_META, result_box  # noqa: E402
+from syncl_ros.inference.offline import RESULTS_META  # noqa: E402
 from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
 from syncl_ros.model.network import TrackerNet  # noqa: E402
 from syncl_ros.rig import CAMERA_CHANNELS  # noqa: E402
-from syncl_ros.ros.messages import msg_to_boxes  # noqa: E402
+from syncl_ros.ros.recording import results_from_messages  # noqa: E402
 
 # An untrained model scores below the default thresholds: open them so that every query takes part.
 LOOSE = {"birth_score": 0.0, "update_score": 0.0, "output_score": 0.0}
@@ -77,6 +77,7 @@ def record_node_output(scene: dict[str, Path]) -> list[TrackedObject3DArray]:
             "backend": "torch",
             "output_frame": "map",
             "max_wait_ms": 1000.0,
+            "tf_wait_ms": 1000.0,
         }.items()
         for a in ("-p", f"{k}:={v}")
     ]
@@ -156,12 +157,8 @@ def test_node_matches_offline_tracking(scene: dict[str, Path], tmp_path: Path) -
             assert mine[b["tracking_id"]]["score"] == pytest.approx(b["tracking_score"], abs=1e-3)
 
     # AMOTA of the recorded node output (map frame, moved to the sample times) equals the offline AMOTA
-    recorded = {token: [] for token in offline}
-    for msg in messages:
-        token = by_stamp[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec]
-        dt_s = (nusc.get("sample", token)["timestamp"] * 1000 - anchor_ns[token]) * 1e-9
-        for o, box in zip(msg.objects, msg_to_boxes(msg), strict=True):
-            recorded[token].append(result_box(box, token, dt_s, o.track_id, o.class_name, o.score))
+    recorded, unmatched = results_from_messages(messages, nusc, offline)
+    assert unmatched == 0
     node_results = tmp_path / "node.json"
     node_results.write_text(json.dumps({"meta": RESULTS_META, "results": recorded}))
     amota = {}

@@ -67,7 +67,7 @@ PARAMS: dict[str, Param] = {
     "output_score": Param(-1.0, "tracker output threshold; -1: the model's", lo=-1.0, hi=1.0),
     "max_missed": Param(-1, "frames a track may coast; -1: the model's", lo=-1, hi=100),
     "diagnostics_period_s": Param(1.0, "period of /diagnostics", lo=0.1, hi=60.0),
-    "tf_wait_ms": Param(50.0, "how long a frame waits for its transforms", lo=0.0, hi=1000.0),
+    "tf_wait_ms": Param(100.0, "how long a frame waits for its transforms and CameraInfo", lo=0.0, hi=5000.0),
 }
 
 

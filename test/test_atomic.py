@@ -1,4 +1,5 @@
 """Atomic writes keep the old file on failure and leave no temp files behind."""
+
 import json
 import stat
 

@@ -1,4 +1,5 @@
 """The package's messages and vision_msgs cross a process boundary over Fast DDS."""
+
 import os
 import subprocess
 import sys

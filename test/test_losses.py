@@ -41,7 +41,8 @@ def test_focal_loss_normalizer_defaults_to_foreground_count() -> None:
     assert sigmoid_focal_loss(logits, labels).item() == pytest.approx(total.item() / 3, rel=1e-6)
     all_bg = torch.full((6,), 10)
     assert sigmoid_focal_loss(logits, all_bg).item() == pytest.approx(
-        sigmoid_focal_loss(logits, all_bg, normalizer=1.0).item())  # no foreground: divide by 1
+        sigmoid_focal_loss(logits, all_bg, normalizer=1.0).item()
+    )  # no foreground: divide by 1
     with pytest.raises(ValueError):
         sigmoid_focal_loss(logits, torch.tensor([0, 0, 0, 0, 0, 11]))
 
@@ -156,8 +157,12 @@ def test_contrastive_loss_without_pairs_is_zero_and_differentiable() -> None:
         loss = kernel_contrastive_loss(det, det_ids, track, track_ids)
         assert loss.item() == 0.0
         loss.backward()
-    empty = kernel_contrastive_loss(torch.empty(0, 8), torch.empty(0, dtype=torch.long),
-                                    torch.empty(0, 8), torch.empty(0, dtype=torch.long))
+    empty = kernel_contrastive_loss(
+        torch.empty(0, 8),
+        torch.empty(0, dtype=torch.long),
+        torch.empty(0, 8),
+        torch.empty(0, dtype=torch.long),
+    )
     assert empty.item() == 0.0
 
 

@@ -140,8 +140,14 @@ def test_one_to_many_gives_each_object_its_k_cheapest_when_uncontested() -> None
     cost[:3, 0] = torch.tensor([0.1, 0.2, 0.3])
     cost[3:6, 1] = torch.tensor([0.1, 0.2, 0.3])
     q_idx, g_idx = one_to_many(cost, 3)
-    assert sorted(zip(q_idx.tolist(), g_idx.tolist(), strict=True)) == [(0, 0), (1, 0), (2, 0),
-                                                                         (3, 1), (4, 1), (5, 1)]
+    assert sorted(zip(q_idx.tolist(), g_idx.tolist(), strict=True)) == [
+        (0, 0),
+        (1, 0),
+        (2, 0),
+        (3, 1),
+        (4, 1),
+        (5, 1),
+    ]
 
 
 def test_one_to_many_edge_cases() -> None:
@@ -193,8 +199,18 @@ def _frame(num_queries: int = 40, seed: int = 0) -> dict[str, torch.Tensor]:
 def test_hybrid_assignments_routes_objects_to_the_right_decoder() -> None:
     f = _frame()
     tracks = torch.tensor([101, -1, 104, 555])  # 555 has left the scene
-    out = hybrid_assignments(f["logits"], f["code"], f["gt_labels"], f["gt_code"], f["gt_ids"], tracks,
-                             f["logits"], f["code"], k=5, gmm_filter=False)
+    out = hybrid_assignments(
+        f["logits"],
+        f["code"],
+        f["gt_labels"],
+        f["gt_code"],
+        f["gt_ids"],
+        tracks,
+        f["logits"],
+        f["code"],
+        k=5,
+        gmm_filter=False,
+    )
     assert out.persistent.nonzero().flatten().tolist() == [1, 4]
     # S-decoder: one detection per new-born object, none for the persistent ones.
     assert sorted(out.s.det_gt_idx.tolist()) == [0, 2, 3, 5]
@@ -231,19 +247,39 @@ def test_hybrid_assignments_switches() -> None:
 def test_hybrid_assignments_without_objects_or_tracks() -> None:
     f = _frame()
     empty_code, empty_labels = torch.empty(0, 10), torch.empty(0, dtype=torch.long)
-    out = hybrid_assignments(f["logits"], f["code"], empty_labels, empty_code, [], [7, -1],
-                             f["logits"], f["code"])
+    out = hybrid_assignments(
+        f["logits"], f["code"], empty_labels, empty_code, [], [7, -1], f["logits"], f["code"]
+    )
     assert out.s.det_query_idx.numel() == 0 and out.c is not None and out.c.det_query_idx.numel() == 0
     assert out.s.track_gt_idx.tolist() == [-1, -1]
-    all_tracked = hybrid_assignments(f["logits"], f["code"], f["gt_labels"], f["gt_code"], f["gt_ids"],
-                                     f["gt_ids"], f["logits"], f["code"], weights=CostWeights(cls=1.0))
+    all_tracked = hybrid_assignments(
+        f["logits"],
+        f["code"],
+        f["gt_labels"],
+        f["gt_code"],
+        f["gt_ids"],
+        f["gt_ids"],
+        f["logits"],
+        f["code"],
+        weights=CostWeights(cls=1.0),
+    )
     assert all_tracked.s.det_query_idx.numel() == 0
     assert all_tracked.s.track_gt_idx.tolist() == list(range(6))
 
 
 def test_hybrid_assignments_with_fewer_queries_than_k_per_object() -> None:
     f = _frame(num_queries=7, seed=1)
-    out = hybrid_assignments(f["logits"], f["code"], f["gt_labels"], f["gt_code"], f["gt_ids"],
-                             [100, 101, 102], f["logits"], f["code"], k=5, gmm_filter=False)
+    out = hybrid_assignments(
+        f["logits"],
+        f["code"],
+        f["gt_labels"],
+        f["gt_code"],
+        f["gt_ids"],
+        [100, 101, 102],
+        f["logits"],
+        f["code"],
+        k=5,
+        gmm_filter=False,
+    )
     assert out.c is not None and out.c.det_query_idx.numel() == 7
     assert torch.bincount(out.c.det_gt_idx, minlength=6).max().item() <= 5

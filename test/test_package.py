@@ -1,4 +1,5 @@
 """Package metadata agrees across package.xml, setup.py and the sources."""
+
 import ast
 import re
 import xml.etree.ElementTree as ET
@@ -11,9 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def setup_kwargs() -> dict[str, object]:
     tree = ast.parse((ROOT / "setup.py").read_text())
-    call = next(
-        n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup"
-    )
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
     return {k.arg: ast.literal_eval(k.value) for k in call.keywords if isinstance(k.value, ast.Constant)}
 
 
@@ -30,9 +29,21 @@ def test_package_xml_declares_ros_dependencies() -> None:
     xml = ET.parse(ROOT / "package.xml").getroot()
     declared = {e.text for e in xml if e.tag.endswith("depend")}
     needed = {
-        "rclpy", "sensor_msgs", "geometry_msgs", "std_msgs", "nav_msgs", "visualization_msgs",
-        "vision_msgs", "tf2_msgs", "diagnostic_msgs", "unique_identifier_msgs", "builtin_interfaces",
-        "cv_bridge", "python3-numpy", "rosidl_default_generators", "rosidl_default_runtime",
+        "rclpy",
+        "sensor_msgs",
+        "geometry_msgs",
+        "std_msgs",
+        "nav_msgs",
+        "visualization_msgs",
+        "vision_msgs",
+        "tf2_msgs",
+        "diagnostic_msgs",
+        "unique_identifier_msgs",
+        "builtin_interfaces",
+        "cv_bridge",
+        "python3-numpy",
+        "rosidl_default_generators",
+        "rosidl_default_runtime",
     }
     assert needed <= declared, f"missing: {sorted(needed - declared)}"
     assert xml.findtext("export/build_type") == "ament_cmake"

@@ -53,8 +53,15 @@ def track(track_id: int, class_name: str, box: list[float], **kw: object) -> Tra
 
 TRACKS = [
     track(7, "car", [10.0, 2.0, 0.8, 4.5, 1.9, 1.6, 0.25, 5.0, 0.0]),
-    track(12, "pedestrian", [6.0, -3.0, 0.9, 0.7, 0.6, 1.8, -1.0, 0.0, 0.0], score=0.4, age=9, hits=6,
-          frames_since_update=2),
+    track(
+        12,
+        "pedestrian",
+        [6.0, -3.0, 0.9, 0.7, 0.6, 1.8, -1.0, 0.0, 0.0],
+        score=0.4,
+        age=9,
+        hits=6,
+        frames_since_update=2,
+    ),
 ]
 
 
@@ -137,8 +144,10 @@ def test_markers_are_stable_and_ended_tracks_get_deleted() -> None:
     first = roundtrip(state.update(TRACKS, STAMP, "base_link")).markers
     kinds = sorted((m.ns, m.type) for m in first)
     assert kinds == [
-        ("tracks/boxes", Marker.CUBE), ("tracks/boxes", Marker.CUBE),
-        ("tracks/labels", Marker.TEXT_VIEW_FACING), ("tracks/labels", Marker.TEXT_VIEW_FACING),
+        ("tracks/boxes", Marker.CUBE),
+        ("tracks/boxes", Marker.CUBE),
+        ("tracks/labels", Marker.TEXT_VIEW_FACING),
+        ("tracks/labels", Marker.TEXT_VIEW_FACING),
         ("tracks/velocity", Marker.ARROW),  # only the moving car has an arrow
     ]
     car_box = by_key(first)[("tracks/boxes", marker_id(7), Marker.ADD)]
@@ -152,7 +161,9 @@ def test_markers_are_stable_and_ended_tracks_get_deleted() -> None:
     second = state.update(stopped, STAMP + 1, "base_link").markers
     deletes = {(m.ns, m.id) for m in second if m.action == Marker.DELETE}
     assert deletes == {
-        ("tracks/boxes", marker_id(12)), ("tracks/labels", marker_id(12)), ("tracks/velocity", marker_id(7)),
+        ("tracks/boxes", marker_id(12)),
+        ("tracks/labels", marker_id(12)),
+        ("tracks/velocity", marker_id(7)),
     }
     ids = {(m.ns, m.id) for m in second if m.action == Marker.ADD}
     assert ids == {("tracks/boxes", marker_id(7)), ("tracks/labels", marker_id(7))}  # same ids as before

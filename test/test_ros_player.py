@@ -57,8 +57,15 @@ def typestore() -> Any:
 def _latched_qos() -> Qos:
     unset = QosTime(0, 0)
     return Qos(
-        QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL,
-        unset, unset, QosLiveliness.AUTOMATIC, unset, False,
+        QosHistory.KEEP_LAST,
+        1,
+        QosReliability.RELIABLE,
+        QosDurability.TRANSIENT_LOCAL,
+        unset,
+        unset,
+        QosLiveliness.AUTOMATIC,
+        unset,
+        False,
     )
 
 
@@ -68,14 +75,21 @@ def _tracks_msg(store: Any, k: int, stamp: int) -> Any:
     obj = T["syncl_ros/msg/TrackedObject3D"](
         track_id=k,
         uuid=T["unique_identifier_msgs/msg/UUID"](uuid=np.arange(16, dtype=np.uint8)),
-        label=0, class_name="car", score=0.9, age=k, hits=k + 1, frames_since_update=0,
+        label=0,
+        class_name="car",
+        score=0.9,
+        age=k,
+        hits=k + 1,
+        frames_since_update=0,
         pose=T["geometry_msgs/msg/Pose"](
             position=T["geometry_msgs/msg/Point"](x=float(k), y=0.0, z=0.0),
             orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
         ),
         size=T["geometry_msgs/msg/Vector3"](x=4.5, y=1.9, z=1.6),
         velocity=T["geometry_msgs/msg/Vector3"](x=1.0, y=0.0, z=0.0),
-        has_covariance=False, pose_covariance=np.zeros(36), velocity_covariance=np.zeros(9),
+        has_covariance=False,
+        pose_covariance=np.zeros(36),
+        velocity_covariance=np.zeros(9),
     )
     header = T["std_msgs/msg/Header"](
         stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id="base_link"

@@ -1,5 +1,6 @@
 """A separate process that publishes one TrackedObject3DArray and one
 Detection3DArray at 10 Hz until killed or until the timeout (seconds) given as argv[1]."""
+
 import sys
 import time
 

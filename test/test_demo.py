@@ -3,7 +3,6 @@ DDS -> recorded tracks -> devkit metrics, BEV picture and video. An untrained mo
 for the shipped one (with open thresholds so that its boxes reach the metrics)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 from syncl_ros.experiment import load_experiment
 from syncl_ros.model.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
+from syncl_ros.ros.processes import ros_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def test_demo_pipeline_writes_metrics_picture_and_video(tmp_path: Path) -> None:
     exp = load_experiment("tiny")
     model = save_checkpoint(tmp_path / "m.pt", TrackerNet(exp.model), exp, {"note": "untrained"})
     out = tmp_path / "demo"
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env = ros_env(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     cmd = [
         sys.executable,
         "-m",

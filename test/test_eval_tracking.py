@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.eval import cli
 from syncl_ros.eval.tracking import (
     EvalError,
@@ -102,15 +103,7 @@ def test_metrics_files_written(gt_scored: tuple[dict[str, Any], Path]) -> None:
     devkit = json.loads((out / "metrics_summary.json").read_text())
     assert devkit["amota"] == pytest.approx(metrics["overall"]["amota"])
     assert (out / "metrics_details.json").is_file()
-    assert set(metrics["per_class"]) == {
-        "bicycle",
-        "bus",
-        "car",
-        "motorcycle",
-        "pedestrian",
-        "trailer",
-        "truck",
-    }
+    assert set(metrics["per_class"]) == set(TRACKING_CLASSES)
     for key in ("amota", "amotp", "mota", "motp", "recall", "ids", "frag", "tp", "fp", "fn", "mt", "ml"):
         assert key in metrics["overall"]
     assert not list(out.glob(".metrics.json*")), "no temp file left behind"

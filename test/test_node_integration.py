@@ -3,8 +3,6 @@ processes), publishes the same tracks as offline `syncl track` for the same fram
 recorded output scores the same AMOTA."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,18 +22,14 @@ from syncl_ros.experiment import load_experiment  # noqa: E402
 from syncl_ros.inference.offline import RESULTS_META  # noqa: E402
 from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
 from syncl_ros.model.network import TrackerNet  # noqa: E402
-from syncl_ros.rig import CAMERA_CHANNELS  # noqa: E402
+from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop  # noqa: E402
 from syncl_ros.ros.recording import results_from_messages  # noqa: E402
 
 # An untrained model scores below the default thresholds: open them so that every query takes part.
 LOOSE = {"birth_score": 0.0, "update_score": 0.0, "output_score": 0.0}
 # One CPU thread in both processes: float reductions then run in the same order, so the node and
 # offline tracking compute bit-identical network outputs (an untrained network amplifies any difference).
-# what the node subscribes to (so that the player can wait until every topic has its subscriber)
-TOPICS = ["/tf", "/tf_static"] + [
-    f"/{c}/{kind}" for c in CAMERA_CHANNELS for kind in ("image_rect_compressed", "camera_info")
-]
-ENV = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
+ENV = ros_env(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
 
 
 @pytest.fixture(scope="module")
@@ -67,21 +61,17 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def record_node_output(scene: dict[str, Path]) -> list[TrackedObject3DArray]:
-    params = [
-        a
-        # a generous wait: on a loaded 2-core machine a frame's last image can be late, and the
-        # comparison needs every key frame (the node counts and drops late frames by design)
-        for k, v in {
-            **LOOSE,
-            "model": scene["model"],
-            "backend": "torch",
-            "output_frame": "map",
-            "max_wait_ms": 1000.0,
-            "tf_wait_ms": 1000.0,
-        }.items()
-        for a in ("-p", f"{k}:={v}")
-    ]
-    node = subprocess.Popen([sys.executable, "-m", "syncl_ros.cli", "node", "--ros-args", *params], env=ENV)
+    # a generous wait: on a loaded 2-core machine a frame's last image can be late, and the
+    # comparison needs every key frame (the node counts and drops late frames by design)
+    params = {
+        **LOOSE,
+        "model": scene["model"],
+        "backend": "torch",
+        "output_frame": "map",
+        "max_wait_ms": 1000.0,
+        "tf_wait_ms": 1000.0,
+    }
+    node = start_node(params, ENV)
     context = rclpy.context.Context()
     rclpy.init(context=context)
     sub_node = rclpy.create_node("syncl_test_recorder", context=context)
@@ -90,23 +80,8 @@ def record_node_output(scene: dict[str, Path]) -> list[TrackedObject3DArray]:
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(sub_node)
     try:
-        player = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "syncl_ros.cli",
-                "play",
-                str(scene["bag"]),
-                "--wait-for-subscribers",
-                "60",
-                "--rate",
-                "0.5",
-                "--no-clock",
-                "--topics",
-                *TOPICS,
-            ],
-            env=ENV,
-        )
+        options = ["--wait-for-subscribers", "60", "--rate", "0.5", "--no-clock", "--topics", *NODE_TOPICS]
+        player = start_player(scene["bag"], options, ENV)
         deadline = time.monotonic() + 120
         while player.poll() is None and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
@@ -115,8 +90,7 @@ def record_node_output(scene: dict[str, Path]) -> list[TrackedObject3DArray]:
             executor.spin_once(timeout_sec=0.05)
         assert player.returncode == 0
     finally:
-        node.send_signal(signal.SIGINT)
-        node.wait(timeout=30)
+        stop(node)
         sub_node.destroy_node()
         rclpy.shutdown(context=context)
     return got

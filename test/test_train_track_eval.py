@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.cli import main
 from syncl_ros.data.frames import NuScenesFrames
 
@@ -93,12 +94,4 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["overall"]["amota"] <= 1.0 and metrics["overall"]["gt"] > 0
-    assert set(metrics["per_class"]) == {
-        "bicycle",
-        "bus",
-        "car",
-        "motorcycle",
-        "pedestrian",
-        "trailer",
-        "truck",
-    }
+    assert set(metrics["per_class"]) == set(TRACKING_CLASSES)

@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from syncl_ros.ros.processes import ros_env, start_node, start_player, stop
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -100,9 +100,7 @@ def listen(seconds: float, node_pid: int) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     from syncl_ros.inference.default_model import default_model_path
 
-    env = dict(
-        os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE=os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    )
+    env = ros_env()
     with tempfile.TemporaryDirectory() as tmp:
         try:
             model = args.model or default_model_path()
@@ -110,29 +108,12 @@ def main(args: argparse.Namespace) -> int:
         except (FileNotFoundError, RuntimeError) as err:
             print(f"syncl bench node: {err}", file=sys.stderr)
             return 2
-        params = {"model": model, "backend": args.backend, "process_period_s": args.period}
-        ros = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
-        node = subprocess.Popen([sys.executable, "-m", "syncl_ros.cli", "node", "--ros-args", *ros], env=env)
-        player = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "syncl_ros.cli",
-                "play",
-                str(bag),
-                "--loop",
-                "--wait-for-subscribers",
-                "30",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
+        node = start_node({"model": model, "backend": args.backend, "process_period_s": args.period}, env)
+        player = start_player(bag, ["--loop", "--wait-for-subscribers", "30"], env, quiet=True)
         try:
             result = listen(args.seconds, node.pid)
         finally:
-            for proc in (player, node):
-                proc.send_signal(signal.SIGINT)
-                proc.wait(timeout=30)
+            stop(player, node)
     print_table(result, args, model)
     return 0
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,12 +18,9 @@ import cv2
 import numpy as np
 
 from syncl_ros import boxes as box_ops
-from syncl_ros.rig import CAMERA_CHANNELS
+from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
 
 VERSION, SPLIT, SEED = "v1.0-trainval", "val", 3
-TOPICS = ["/tf", "/tf_static"] + [
-    f"/{c}/{k}" for c in CAMERA_CHANNELS for k in ("image_rect_compressed", "camera_info")
-]
 
 
 def step(message: str) -> None:
@@ -66,33 +60,17 @@ def record(bag: Path, model: Path, extra: list[str], timeout_s: float = 600.0) -
 
     from syncl_ros.msg import TrackedObject3DArray
 
-    env = dict(
-        os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE=os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    )
+    env = ros_env()
     # generous waits: the demo scores every key frame, even on a loaded machine
     params = {"model": model, "output_frame": "map", "max_wait_ms": 1000.0, "tf_wait_ms": 1000.0}
-    ros = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")] + [a for e in extra for a in ("-p", e)]
-    node = subprocess.Popen([sys.executable, "-m", "syncl_ros.cli", "node", "--ros-args", *ros], env=env)
+    node = start_node(params, env, extra)
     rclpy.init()
     listener = rclpy.create_node("syncl_demo_recorder")
     got: list[Any] = []
     listener.create_subscription(TrackedObject3DArray, "/syncl_tracker/tracks", got.append, 100)
     try:
         step("replaying the bag through the node (DDS, separate processes)")
-        player = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "syncl_ros.cli",
-                "play",
-                str(bag),
-                "--wait-for-subscribers",
-                "60",
-                "--topics",
-                *TOPICS,
-            ],
-            env=env,
-        )
+        player = start_player(bag, ["--wait-for-subscribers", "60", "--topics", *NODE_TOPICS], env)
         deadline = time.monotonic() + timeout_s
         while player.poll() is None and time.monotonic() < deadline:
             rclpy.spin_once(listener, timeout_sec=0.05)
@@ -100,8 +78,7 @@ def record(bag: Path, model: Path, extra: list[str], timeout_s: float = 600.0) -
         while time.monotonic() < settle:
             rclpy.spin_once(listener, timeout_sec=0.05)
     finally:
-        node.send_signal(signal.SIGINT)
-        node.wait(timeout=30)
+        stop(node)
         listener.destroy_node()
         rclpy.shutdown()
     return got

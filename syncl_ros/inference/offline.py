@@ -20,6 +20,7 @@ from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.experiment import with_overrides
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.checkpoint import load_model
+from syncl_ros.tracking.greedy import GreedyTracker
 from syncl_ros.tracking.interface import Track
 from syncl_ros.tracking.runtime import RuntimeTracker
 from syncl_ros.training.data import frame_tensors
@@ -91,17 +92,25 @@ def track_split(
     device: str = "cpu",
     progress: bool = True,
     overrides: Sequence[str] = (),
+    tracker: str = "queries",
 ) -> dict[str, Any]:
-    """Track every scene of the split; `overrides` adjust the tracker, e.g. "tracker.birth_score=0.3"."""
+    """Track every scene of the split; `overrides` adjust the tracker, e.g. "tracker.birth_score=0.3".
+
+    ``tracker="greedy"`` runs tracking by detection instead (:mod:`syncl_ros.tracking.greedy`).
+    """
     net, exp, _ = load_model(model_path, device)
     if any(not item.startswith("tracker.") for item in overrides):
         raise ValueError("only tracker.* settings can change at tracking time")
     exp = with_overrides(exp, overrides)
     frames = NuScenesFrames(dataroot, version, split=split)
     backend = TorchBackend(net, device)
-    results = track_frames(
-        frames, backend, lambda: RuntimeTracker(exp.tracker, exp.model.embed_dim, seed=0), progress
-    )
+    factories = {
+        "queries": lambda: RuntimeTracker(exp.tracker, exp.model.embed_dim, seed=0),
+        "greedy": lambda: GreedyTracker(exp.model.num_slots, exp.model.embed_dim, seed=0),
+    }
+    if tracker not in factories:
+        raise ValueError(f"tracker: expected one of {sorted(factories)}, got {tracker!r}")
+    results = track_frames(frames, backend, factories[tracker], progress)
     payload = {"meta": RESULTS_META, "results": results}
     write_json_atomic(out, payload)
     boxes = sum(len(v) for v in results.values())

@@ -24,6 +24,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         metavar="tracker.KEY=VALUE",
         help="override a runtime-tracker setting, e.g. --set tracker.birth_score=0.3",
     )
+    p.add_argument(
+        "--tracker",
+        choices=("queries", "greedy"),
+        default="queries",
+        help="queries: the network's track queries (default); greedy: its per-frame detections "
+        "linked by a CenterPoint-style center-distance tracker (baseline)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -41,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
             args.device,
             not args.no_progress,
             args.overrides,
+            args.tracker,
         )
     except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
         print(f"syncl track: {err}", file=sys.stderr)

@@ -51,6 +51,7 @@ class TrainConfig:
         default=0.1, metadata={"min": 0.0, "max": 1.0}
     )  # drop a track query (robustness)
     checkpoint_every: int = field(default=500, metadata={"min": 1})
+    snapshot_every: int = field(default=0, metadata=_NONNEG)  # keep weights-only step_N.pt (0: never)
     log_every: int = field(default=20, metadata={"min": 1})
     seed: int = 0
     workers: int = field(default=1, metadata=_NONNEG)

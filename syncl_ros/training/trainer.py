@@ -210,9 +210,15 @@ class Trainer:
                 "step": self.step,
                 "lr": self.scheduler.get_last_lr()[-1],
                 "seconds": round(self.seconds, 2),
+                "unix_time": round(time.time(), 1),  # wall clock, for cost statements
                 **{k: round(v, 5) for k, v in stats.items()},
             }
             log.write(json.dumps(record) + "\n")
             log.flush()
         if self.rank == 0 and self.step % t.checkpoint_every == 0:
             self.save(LAST)
+        if self.rank == 0 and t.snapshot_every and self.step % t.snapshot_every == 0:
+            # Weights only (no optimizer state): the points of a learning curve.
+            save_checkpoint(
+                self.spec.out / f"step_{self.step:06d}.pt", self.module.net, self.exp, self._metadata()
+            )

@@ -1,0 +1,101 @@
+"""Learning curve of a training run: score its weight snapshots (step_N.pt) on
+a held-out split with the official tracking metrics, and plot AMOTA against
+training time.
+
+    python -m syncl_ros.training.curve RUN --dataroot data/synth_val --split val [--plot curve.png]
+
+Scores are appended to RUN/curve.jsonl as they are computed, so an
+interrupted run resumes where it stopped and new snapshots are scored on
+the next call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from syncl_ros.atomic import atomic_open
+from syncl_ros.eval.tracking import evaluate_tracking
+from syncl_ros.inference.offline import track_split
+from syncl_ros.model.checkpoint import read_checkpoint
+
+CURVE = "curve.jsonl"
+KEYS = ("amota", "amotp", "recall", "mota", "ids")
+
+
+def read_curve(run: Path) -> list[dict[str, Any]]:
+    path = run / CURVE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def score_snapshot(
+    path: Path, dataroot: Path, version: str, split: str, tracker: str = "queries"
+) -> dict[str, Any]:
+    """Track the split with one checkpoint and return its headline metrics."""
+    meta = read_checkpoint(path)["metadata"]
+    with tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "results.json"
+        track_split(dataroot, version, split, path, results, progress=False, tracker=tracker)
+        metrics = evaluate_tracking(results, dataroot, version, split, Path(tmp) / "eval")
+    record = {"snapshot": path.name, "step": meta["step"], "train_seconds": meta["train_seconds"]}
+    record.update({k: metrics["overall"][k] for k in KEYS})
+    record["per_class_amota"] = {c: v["amota"] for c, v in metrics["per_class"].items()}
+    return record
+
+
+def update_curve(run: Path, dataroot: Path, version: str, split: str) -> list[dict[str, Any]]:
+    """Score every snapshot of the run not yet in its curve; returns the whole curve."""
+    done = {r["snapshot"] for r in read_curve(run)}
+    for path in sorted(run.glob("step_*.pt")):
+        if path.name in done:
+            continue
+        record = score_snapshot(path, dataroot, version, split)
+        with (run / CURVE).open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(f"{path.name}: AMOTA {record['amota']:.3f}  recall {record['recall']:.3f}", flush=True)
+    return sorted(read_curve(run), key=lambda r: r["step"])
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> None:
+    """AMOTA vs training hours, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for label, curve in curves.items():
+        hours = [r["train_seconds"] / 3600 for r in curve]
+        ax.plot(hours, [r["amota"] for r in curve], marker="o", label=label)
+    ax.set_xlabel("training time (hours of compute)")
+    ax.set_ylabel("AMOTA (val)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_open(out) as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", type=Path, help="run folders (from `syncl train --out`)")
+    p.add_argument("--dataroot", type=Path, required=True)
+    p.add_argument("--version", default="v1.0-trainval")
+    p.add_argument("--split", default="val")
+    p.add_argument("--plot", type=Path, default=None, help="write the AMOTA-vs-time plot here")
+    args = p.parse_args(argv)
+    curves = {run.name: update_curve(run, args.dataroot, args.version, args.split) for run in args.runs}
+    if args.plot:
+        plot_curves(curves, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""The tracking-by-detection baseline: greedy center-distance association."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from syncl_ros.classes import LABEL_OF, NUM_CLASSES
+from syncl_ros.geometry import Transform
+from syncl_ros.tracking.greedy import GreedyConfig, GreedyTracker
+from syncl_ros.tracking.interface import DecoderOutputs
+
+SLOTS, DIM, QUERIES = 4, 8, 6
+STEP_NS = 500_000_000
+
+
+def outputs(dets: list[tuple[str, float, list[float]]]) -> DecoderOutputs:
+    """Detection rows (class, score, box); every other row scores 0."""
+    n = QUERIES + SLOTS
+    scores = np.zeros((n, NUM_CLASSES))
+    boxes = np.zeros((n, 9))
+    boxes[:, 3:6] = 1.0
+    for i, (name, score, box) in enumerate(dets):
+        scores[i, LABEL_OF[name]] = score
+        boxes[i] = box
+    return DecoderOutputs(scores, boxes, np.full((n, 3), 0.5), np.zeros((n, DIM)))
+
+
+def car(x: float, y: float, vx: float = 0.0, vy: float = 0.0) -> list[float]:
+    return [x, y, 0.0, 4.0, 2.0, 1.5, 0.0, vx, vy]
+
+
+def step(tracker: GreedyTracker, frame: int, dets, pose: Transform | None = None):
+    slots = tracker.prepare(frame * STEP_NS, pose or Transform.identity())
+    assert not slots.mask.any(), "the network must only detect"
+    return tracker.update(outputs(dets))
+
+
+def test_moving_object_keeps_its_id_and_new_objects_get_new_ids() -> None:
+    t = GreedyTracker(SLOTS, DIM)
+    first = step(t, 0, [("car", 0.9, car(10, 0, vx=10)), ("pedestrian", 0.8, [5, 5, 0, 1, 1, 2, 0, 0, 0])])
+    # 5 m further after 0.5 s: explained by the velocity, so the same car.
+    second = step(t, 1, [("car", 0.9, car(15, 0, vx=10)), ("car", 0.7, car(-20, 0))])
+    ids = {tr.class_name: tr.track_id for tr in first}
+    assert second[0].track_id == ids["car"]
+    assert second[1].track_id not in {tr.track_id for tr in first}
+    assert second[0].hits == 2 and second[0].age == 1
+
+
+def test_class_and_distance_gate_the_match() -> None:
+    t = GreedyTracker(SLOTS, DIM)
+    (a,) = step(t, 0, [("car", 0.9, car(0, 0))])
+    (b,) = step(t, 1, [("truck", 0.9, [0, 0, 0, 8, 2.5, 3, 0, 0, 0])])
+    (c,) = step(t, 2, [("car", 0.9, car(4.5, 0))])  # 4.5 m from the car, limit 4 m
+    assert len({a.track_id, b.track_id, c.track_id}) == 3
+
+
+def test_best_score_claims_the_track_first() -> None:
+    t = GreedyTracker(SLOTS, DIM)
+    (a,) = step(t, 0, [("car", 0.9, car(0, 0))])
+    later = step(t, 1, [("car", 0.3, car(0.5, 0)), ("car", 0.8, car(1.5, 0))])
+    by_score = {round(tr.score, 1): tr.track_id for tr in later}
+    assert by_score[0.8] == a.track_id and by_score[0.3] != a.track_id
+
+
+def test_a_missed_track_coasts_for_max_age_frames_then_ends() -> None:
+    t = GreedyTracker(SLOTS, DIM, GreedyConfig(max_age=2))
+    (a,) = step(t, 0, [("car", 0.9, car(0, 0, vx=2))])
+    assert step(t, 1, []) == [] and step(t, 2, []) == []  # coasting tracks are not reported
+    (b,) = step(t, 3, [("car", 0.9, car(3, 0, vx=2))])  # predicted at 3 m after 1.5 s
+    assert b.track_id == a.track_id
+    for frame in (4, 5, 6):
+        step(t, frame, [])
+    (c,) = step(t, 7, [("car", 0.9, car(11, 0, vx=2))])
+    assert c.track_id != a.track_id
+
+
+def test_matching_happens_in_the_world_frame() -> None:
+    """A parked car seen from a car that drove 10 m forward is the same car."""
+    t = GreedyTracker(SLOTS, DIM)
+    (a,) = step(t, 0, [("car", 0.9, car(20, 0))], Transform.from_xy_yaw(0, 0, 0))
+    (b,) = step(t, 1, [("car", 0.9, car(10, 0))], Transform.from_xy_yaw(10, 0, 0))
+    assert b.track_id == a.track_id
+    np.testing.assert_allclose(b.box[:2], [10, 0])  # reported in the current model frame
+
+
+def test_low_scores_non_tracking_classes_and_non_finite_rows_are_ignored() -> None:
+    t = GreedyTracker(SLOTS, DIM, GreedyConfig(score=0.2))
+    dets = [
+        ("car", 0.1, car(0, 0)),
+        ("barrier", 0.9, car(5, 0)),
+        ("car", 0.9, car(float("nan"), 0)),
+    ]
+    assert step(t, 0, dets) == []

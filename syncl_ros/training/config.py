@@ -44,6 +44,9 @@ class TrainConfig:
     max_steps: int = field(default=20000, metadata={"min": 1})
     warmup_steps: int = field(default=200, metadata=_NONNEG)
     grad_clip: float = field(default=35.0, metadata=_POS)
+    # bfloat16 autocast (mixed precision, no loss scaling needed): ~1.6x faster steps on CPUs with
+    # AVX512-BF16/AMX and on recent GPUs; weights and optimizer stay float32.
+    bf16: bool = False
     cls_weight: float = field(default=2.0, metadata=_NONNEG)  # focal classification (PF-Track)
     box_weight: float = field(default=0.25, metadata=_NONNEG)  # L1 on box codes (PF-Track)
     aux_layers: bool = True  # supervise every decoder layer, not only the last

@@ -160,7 +160,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         stats: dict[str, float] = {}
         for clip in batch:
-            losses = self.model(clip, self.generator)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.exp.train.bf16):
+                losses = self.model(clip, self.generator)
             (losses["loss"] / len(batch)).backward()
             for k, v in losses.items():
                 stats[k] = stats.get(k, 0.0) + float(v.detach()) / len(batch)

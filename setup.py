@@ -15,7 +15,10 @@ setup(
     description="Six-camera end-to-end 3D multi-object tracking for ROS 2, trained with SynCL",
     python_requires=">=3.10",
     packages=find_packages(include=("syncl_ros", "syncl_ros.*")),
-    package_data={"syncl_ros.inference": ["tensorrt_onnx_ops.txt"]},
+    package_data={
+        "syncl_ros": ["models/*.pt", "models/*.md"],
+        "syncl_ros.inference": ["tensorrt_onnx_ops.txt"],
+    },
     data_files=[
         ("share/syncl_ros/config", sorted(glob("config/*"))),
         ("share/syncl_ros/msg", sorted(glob("msg/*.msg"))),

@@ -5,7 +5,19 @@ import sys
 
 from syncl_ros.cli import COMMANDS, NOT_IMPLEMENTED_EXIT, Command, main
 
-EXPECTED = {"synth", "convert", "play", "track", "eval", "train", "export", "build-engine", "bench", "node"}
+EXPECTED = {
+    "synth",
+    "convert",
+    "play",
+    "track",
+    "eval",
+    "train",
+    "export",
+    "build-engine",
+    "bench",
+    "node",
+    "release",
+}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

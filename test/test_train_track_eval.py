@@ -8,6 +8,11 @@ import torch
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.cli import main
 from syncl_ros.data.frames import NuScenesFrames
+from syncl_ros.training.curve import read_curve, update_curve
+
+
+def payload_model(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["model"]
 
 
 def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> None:
@@ -26,6 +31,8 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
                 "2",
                 "--set",
                 "train.log_every=1",
+                "--set",
+                "train.snapshot_every=2",
             ]
         )
         == 0
@@ -41,6 +48,17 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
         main(["train", "--config", "tiny", *common, "--out", str(run), "--max-steps", "3", "--resume"]) == 0
     )
     assert torch.load(ckpt, weights_only=True)["metadata"]["step"] == 3
+    assert sorted(p.name for p in run.glob("step_*.pt")) == ["step_000002.pt"]  # weights-only snapshot
+
+    released = tmp_path / "released.pt"
+    assert main(["release", str(ckpt), str(released), "--note", "data=test split"]) == 0
+    shipped = torch.load(released, weights_only=True)
+    assert set(shipped) == {"format", "experiment", "metadata", "model"}  # no optimizer, no train-only layers
+    assert shipped["metadata"]["data"] == "test split" and shipped["metadata"]["step"] == 3
+    assert released.stat().st_size < ckpt.stat().st_size
+    for name, tensor in shipped["model"].items():
+        assert torch.equal(tensor, payload_model(ckpt)[name]), name
+    assert main(["release", str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")]) == 2
 
     results = tmp_path / "results.json"
     # an untrained model scores below the default thresholds; open them so that boxes reach the metrics
@@ -60,7 +78,7 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
                 "--split",
                 "val",
                 "--model",
-                str(ckpt),
+                str(released),
                 "--out",
                 str(results),
                 "--no-progress",
@@ -95,3 +113,15 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["overall"]["amota"] <= 1.0 and metrics["overall"]["gt"] > 0
     assert set(metrics["per_class"]) == set(TRACKING_CLASSES)
+
+    # tracking by detection with the same network: every sample gets an entry
+    greedy = tmp_path / "greedy.json"
+    args = ["track", str(synth_val_root), "--split", "val", "--model", str(released), "--out", str(greedy)]
+    assert main([*args, "--tracker", "greedy", "--no-progress"]) == 0
+    assert set(json.loads(greedy.read_text())["results"]) == set(frames.sample_tokens())
+
+    # the learning curve scores each snapshot once; an untrained one reports nothing, so AMOTA 0
+    curve = update_curve(run, synth_val_root, "v1.0-trainval", "val")
+    assert [(r["step"], r["boxes"], r["amota"]) for r in curve] == [(2, 0, 0.0)]
+    assert update_curve(run, synth_val_root, "v1.0-trainval", "val") == curve
+    assert len(read_curve(run)) == 1

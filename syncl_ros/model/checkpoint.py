@@ -61,3 +61,21 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[TrackerNet, Exper
     model = TrackerNet(experiment.model)
     model.load_state_dict(payload["model"])
     return model.to(device).eval(), experiment, payload["metadata"]
+
+
+def release_checkpoint(src: str | Path, dst: str | Path, notes: dict[str, Any] | None = None) -> Path:
+    """Write the deployable part of a training checkpoint: network weights, experiment and metadata.
+
+    Optimizer and scheduler state, RNG state and train-only layers (contrastive
+    projector, denoising label embedding, auxiliary box head) are left out.
+    """
+    payload = read_checkpoint(src)
+    Experiment.from_dict(payload["experiment"], where=str(src))  # refuse a checkpoint we cannot load
+    metadata = {**payload["metadata"], "released_from": Path(src).name, **(notes or {})}
+    released = {
+        "format": FORMAT,
+        "experiment": payload["experiment"],
+        "metadata": metadata,
+        "model": {k: v.detach().float() if v.is_floating_point() else v for k, v in payload["model"].items()},
+    }
+    return write_atomic(dst, lambda f: torch.save(released, f))

@@ -96,8 +96,7 @@ class GreedyTracker:
                 state.age += 1
         self._tracks = [s for s in self._tracks if s.missed <= self.config.max_age]
         return [
-            self._report(claimed[i], outputs.boxes[row], float(score[row]))
-            for i, row in enumerate(order)
+            self._report(claimed[i], outputs.boxes[row], float(score[row])) for i, row in enumerate(order)
         ]
 
     def _assign(self, world: np.ndarray, labels: np.ndarray) -> dict[int, int]:

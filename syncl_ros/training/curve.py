@@ -39,11 +39,15 @@ def score_snapshot(
 ) -> dict[str, Any]:
     """Track the split with one checkpoint and return its headline metrics."""
     meta = read_checkpoint(path)["metadata"]
+    record = {"snapshot": path.name, "step": meta["step"], "train_seconds": meta["train_seconds"]}
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.json"
-        track_split(dataroot, version, split, path, results, progress=False, tracker=tracker)
+        stats = track_split(dataroot, version, split, path, results, progress=False, tracker=tracker)
+        record["boxes"] = stats["boxes"]
+        if stats["boxes"] == 0:
+            # Nothing above the thresholds yet (an early snapshot): no recall, so AMOTA and MOTA are 0.
+            return {**record, "amota": 0.0, "amotp": None, "recall": 0.0, "mota": 0.0, "ids": 0}
         metrics = evaluate_tracking(results, dataroot, version, split, Path(tmp) / "eval")
-    record = {"snapshot": path.name, "step": meta["step"], "train_seconds": meta["train_seconds"]}
     record.update({k: metrics["overall"][k] for k in KEYS})
     record["per_class_amota"] = {c: v["amota"] for c, v in metrics["per_class"].items()}
     return record

@@ -125,3 +125,30 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
     assert [(r["step"], r["boxes"], r["amota"]) for r in curve] == [(2, 0, 0.0)]
     assert update_curve(run, synth_val_root, "v1.0-trainval", "val") == curve
     assert len(read_curve(run)) == 1
+
+
+def test_a_non_finite_step_is_skipped_and_counted(
+    synth_val_root: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    from syncl_ros.training.clip_loss import TrainModule
+
+    real_forward = TrainModule.forward
+    calls = {"n": 0}
+
+    def forward_with_one_nan(self, clip, generator):  # type: ignore[no-untyped-def]
+        out = real_forward(self, clip, generator)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(TrainModule, "forward", forward_with_one_nan)
+    run = tmp_path / "run"
+    args = ["train", "--dataroot", str(synth_val_root), "--split", "val", "--out", str(run)]
+    assert main([*args, "--max-steps", "3", "--no-progress", "--set", "train.log_every=1"]) == 0
+    payload = torch.load(run / "last.pt", weights_only=True)
+    assert payload["metadata"]["skipped_steps"] == 1
+    assert all(torch.isfinite(t).all() for t in payload["model"].values() if t.is_floating_point())
+    assert "step 2: non-finite loss or gradient, update skipped" in capsys.readouterr().out
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped_steps"] for r in log] == [0.0, 1.0, 1.0]

@@ -19,7 +19,7 @@ flow through the carried embeddings across the clip.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import numpy as np
@@ -41,6 +41,16 @@ from syncl_ros.training.losses import (
     sigmoid_focal_loss,
 )
 from syncl_ros.training.matching import DecoderTargets, HybridTargets, hybrid_assignments
+
+
+def _float32(out: DecoderOutput) -> DecoderOutput:
+    return replace(
+        out,
+        logits=out.logits.float(),
+        codes=out.codes.float(),
+        refs=out.refs.float(),
+        embeddings=out.embeddings.float(),
+    )
 
 
 class TrainModule(nn.Module):
@@ -141,8 +151,9 @@ class ClipRun:
             )
         extra = None if dn is None else (dn.content, dn.refs, dn.bias)
         args = (feats, i2l, slots.emb[None], slots.ref[None], slots.mask[None])
-        s_out = self.net.decode(*args, self_attention=True, extra=extra)
-        c_out = self.net.decode(*args, self_attention=False) if syncl.hybrid_matching else None
+        # Losses and matching run in float32 also under bfloat16 autocast.
+        s_out = _float32(self.net.decode(*args, self_attention=True, extra=extra))
+        c_out = _float32(self.net.decode(*args, self_attention=False)) if syncl.hybrid_matching else None
         gt_code = self.net.coder.encode(s.boxes).to(self.device)
         parts: dict[str, torch.Tensor] = {}
         last_targets = None
@@ -241,7 +252,7 @@ class ClipRun:
 
     def _coaux_loss(self, feats: torch.Tensor, s: FrameSample) -> torch.Tensor:
         h, w = feats.shape[-2:]
-        cls, reg = self.m.train_only["aux_box_head"](feats)
+        cls, reg = (x.float() for x in self.m.train_only["aux_box_head"](feats))
         targets = aux_targets(s.boxes, s.labels, s.lidar2img, h, w, self.exp.model.num_classes)
         return aux_loss(cls, reg, [targets], self.exp.train.cls_weight, self.exp.train.box_weight)
 

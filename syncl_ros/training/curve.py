@@ -27,8 +27,8 @@ CURVE = "curve.jsonl"
 KEYS = ("amota", "amotp", "recall", "mota", "ids")
 
 
-def read_curve(run: Path) -> list[dict[str, Any]]:
-    path = run / CURVE
+def read_curve(run: Path, name: str = CURVE) -> list[dict[str, Any]]:
+    path = run / name
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -53,17 +53,38 @@ def score_snapshot(
     return record
 
 
-def update_curve(run: Path, dataroot: Path, version: str, split: str) -> list[dict[str, Any]]:
-    """Score every snapshot of the run not yet in its curve; returns the whole curve."""
-    done = {r["snapshot"] for r in read_curve(run)}
+def update_curve(
+    run: Path, dataroot: Path, version: str, split: str, tracker: str = "queries"
+) -> list[dict[str, Any]]:
+    """Score every snapshot of the run not yet in its curve; returns the whole curve.
+
+    ``tracker="greedy"`` scores the same snapshots as tracking by detection (curve_greedy.jsonl).
+    """
+    name = CURVE if tracker == "queries" else f"curve_{tracker}.jsonl"
+    done = {r["snapshot"] for r in read_curve(run, name)}
     for path in sorted(run.glob("step_*.pt")):
         if path.name in done:
             continue
-        record = score_snapshot(path, dataroot, version, split)
-        with (run / CURVE).open("a") as f:
+        record = score_snapshot(path, dataroot, version, split, tracker)
+        with (run / name).open("a") as f:
             f.write(json.dumps(record) + "\n")
-        print(f"{path.name}: AMOTA {record['amota']:.3f}  recall {record['recall']:.3f}", flush=True)
-    return sorted(read_curve(run), key=lambda r: r["step"])
+        print(f"{run.name}/{path.name} ({tracker}): AMOTA {record['amota']:.3f}", flush=True)
+    return sorted(read_curve(run, name), key=lambda r: r["step"])
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    """Markdown table of curve records, one per labelled row."""
+    lines = [
+        "| variant | step | train h | AMOTA | AMOTP | recall | MOTA | IDS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, r in rows.items():
+        amotp = "-" if r["amotp"] is None else f"{r['amotp']:.3f}"
+        lines.append(
+            f"| {label} | {r['step']} | {r['train_seconds'] / 3600:.2f} | {r['amota']:.3f} | {amotp} "
+            f"| {r['recall']:.3f} | {r['mota']:.3f} | {r['ids']} |"
+        )
+    return "\n".join(lines)
 
 
 def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> None:
@@ -94,10 +115,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--version", default="v1.0-trainval")
     p.add_argument("--split", default="val")
     p.add_argument("--plot", type=Path, default=None, help="write the AMOTA-vs-time plot here")
+    p.add_argument("--greedy", action="store_true", help="also score tracking by detection")
+    p.add_argument("--table-step", type=int, default=None, help="print a markdown table at this step")
     args = p.parse_args(argv)
     curves = {run.name: update_curve(run, args.dataroot, args.version, args.split) for run in args.runs}
+    if args.greedy:
+        for run in args.runs:
+            curves[f"{run.name} greedy"] = update_curve(
+                run, args.dataroot, args.version, args.split, "greedy"
+            )
     if args.plot:
         plot_curves(curves, args.plot)
+    if args.table_step is not None:
+        rows = {k: r for k, c in curves.items() for r in c if r["step"] == args.table_step}
+        print(table(rows))
     return 0
 
 

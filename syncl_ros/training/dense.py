@@ -60,11 +60,16 @@ def dense_targets(
 def heatmap_focal_loss(
     logits: torch.Tensor, target: torch.Tensor, alpha: float = 2.0, beta: float = 4.0
 ) -> torch.Tensor:
-    """CenterNet's penalty-reduced focal loss, normalized by the number of centers."""
-    p = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
+    """CenterNet's penalty-reduced focal loss, normalized by the number of centers.
+
+    log p and log(1 - p) come from logsigmoid: a saturated sigmoid (p == 1 in
+    bfloat16) would otherwise give log(0) * 0 = NaN.
+    """
+    x = logits.float()
+    p = x.sigmoid()
     pos = target.eq(1.0).float()
-    pos_loss = -torch.log(p) * (1 - p) ** alpha * pos
-    neg_loss = -torch.log(1 - p) * p**alpha * (1 - target) ** beta * (1 - pos)
+    pos_loss = -F.logsigmoid(x) * (1 - p) ** alpha * pos
+    neg_loss = -F.logsigmoid(-x) * p**alpha * (1 - target) ** beta * (1 - pos)
     return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
 
 
@@ -77,6 +82,6 @@ def dense_loss(
     mask = torch.stack([t[2] for t in targets]).to(dense.depth.device)
     loss = heatmap_focal_loss(dense.heatmap, heat)
     if mask.any():
-        pred = dense.depth[:, :, 0][mask]
+        pred = dense.depth[:, :, 0][mask].float()
         loss = loss + F.l1_loss(pred.log(), depth[mask].log())
     return loss

@@ -159,14 +159,15 @@ def kernel_contrastive_loss(
     """
     det_ok, track_ok = det_instance >= 0, track_instance >= 0
     det_instance, track_instance = det_instance[det_ok], track_instance[track_ok]
-    beta = kernel_weights(det_instance, track_instance, ridge).to(det_emb.dtype)
+    beta = kernel_weights(det_instance, track_instance, ridge)
     anchors = beta.sum(dim=1) > 0
     zero = 0.0 * (det_emb.sum() + track_emb.sum())  # keeps a graph for callers that always backprop
     if not anchors.any():
         return zero
-    x = F.normalize(det_emb[det_ok][anchors], dim=-1)
-    y = F.normalize(track_emb[track_ok], dim=-1)
-    scores = x @ y.T / temperature
+    x = F.normalize(det_emb[det_ok][anchors].float(), dim=-1)
+    y = F.normalize(track_emb[track_ok].float(), dim=-1)
+    with torch.autocast(x.device.type, enabled=False):  # similarities in float32 under mixed precision
+        scores = x @ y.T / temperature
     beta = beta[anchors]
     positive = beta > 0
     neg_inf = torch.finfo(scores.dtype).min

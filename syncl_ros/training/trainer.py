@@ -88,6 +88,7 @@ class Trainer:
         self.step = 0
         self.generator = torch.Generator().manual_seed(exp.train.seed * 1000 + self.rank)
         self.seconds = 0.0
+        self.skipped = 0  # updates skipped because the loss or gradient was not finite
         if spec.resume and (spec.out / LAST).is_file():
             self._resume(spec.out / LAST)
         self.model = (
@@ -103,6 +104,7 @@ class Trainer:
             "step": self.step,
             "max_steps": self.total,
             "train_seconds": round(self.seconds, 1),
+            "skipped_steps": self.skipped,
             "dataroot": str(self.spec.dataroot),
             "version": self.spec.version,
             "split": self.spec.split,
@@ -130,6 +132,7 @@ class Trainer:
         self.generator.set_state(payload["rng"]["generator"])
         self.step = int(payload["metadata"]["step"])
         self.seconds = float(payload["metadata"].get("train_seconds", 0.0))
+        self.skipped = int(payload["metadata"].get("skipped_steps", 0))
 
     # -- loop ------------------------------------------------------------------------------
 
@@ -168,7 +171,16 @@ class Trainer:
         stats["grad_norm"] = float(
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.exp.train.grad_clip)
         )
-        self.optimizer.step()
+        if math.isfinite(stats["loss"]) and math.isfinite(stats["grad_norm"]):
+            self.optimizer.step()
+        else:
+            # One non-finite step would poison every weight; skip it, count it, say so.
+            self.skipped += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            print(
+                f"syncl train: step {self.step + 1}: non-finite loss or gradient, update skipped", flush=True
+            )
+        stats["skipped_steps"] = float(self.skipped)
         self.scheduler.step()
         self.step += 1
         return stats

@@ -50,6 +50,12 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
     assert torch.load(ckpt, weights_only=True)["metadata"]["step"] == 3
     assert sorted(p.name for p in run.glob("step_*.pt")) == ["step_000002.pt"]  # weights-only snapshot
 
+    # --init starts a new run from these weights: step 0, fresh schedule, earlier training recorded
+    warm = tmp_path / "warm"
+    assert main(["train", *common, "--out", str(warm), "--max-steps", "1", "--init", str(ckpt)]) == 0
+    warm_meta = torch.load(warm / "last.pt", weights_only=True)["metadata"]
+    assert warm_meta["step"] == 1 and warm_meta["init_from"]["step"] == 3
+
     released = tmp_path / "released.pt"
     assert main(["release", str(ckpt), str(released), "--note", "data=test split"]) == 0
     shipped = torch.load(released, weights_only=True)

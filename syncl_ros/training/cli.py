@@ -24,6 +24,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and metrics.jsonl")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (default: config)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="start from this checkpoint's weights with a fresh optimizer and schedule "
+        "(ignored when --resume finds OUT/last.pt)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument(
         "--set",
@@ -56,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
         args.resume,
         args.device,
         not args.no_progress,
+        args.init,
     )
     path = Trainer(exp, spec).run()
     print(f"syncl train: checkpoint {path}")

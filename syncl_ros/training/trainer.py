@@ -37,6 +37,7 @@ class RunSpec:
     resume: bool = False
     device: str | None = None
     progress: bool = True
+    init: Path | None = None  # start from these weights (fresh optimizer and schedule)
 
 
 def _distributed() -> tuple[int, int]:
@@ -89,8 +90,11 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(exp.train.seed * 1000 + self.rank)
         self.seconds = 0.0
         self.skipped = 0  # updates skipped because the loss or gradient was not finite
+        self.init_from: dict[str, Any] | None = None
         if spec.resume and (spec.out / LAST).is_file():
             self._resume(spec.out / LAST)
+        elif spec.init is not None:
+            self._initialize(spec.init)
         self.model = (
             DistributedDataParallel(self.module, find_unused_parameters=True)
             if self.world > 1
@@ -105,6 +109,7 @@ class Trainer:
             "max_steps": self.total,
             "train_seconds": round(self.seconds, 1),
             "skipped_steps": self.skipped,
+            "init_from": self.init_from,
             "dataroot": str(self.spec.dataroot),
             "version": self.spec.version,
             "split": self.spec.split,
@@ -122,6 +127,23 @@ class Trainer:
         }
         return save_checkpoint(self.spec.out / name, self.module.net, self.exp, self._metadata(), extra)
 
+    def _initialize(self, path: Path) -> None:
+        """Weights (and train-only layers, when present) of another run; step count starts at 0.
+
+        The earlier training is recorded in the metadata, so that costs add up.
+        """
+        payload = read_checkpoint(path)
+        self.module.net.load_state_dict(payload["model"])
+        if "train_only" in payload:
+            self.module.train_only.load_state_dict(payload["train_only"])
+        meta = payload["metadata"]
+        self.init_from = {
+            "checkpoint": str(path),
+            "step": meta.get("step"),
+            "train_seconds": meta.get("train_seconds"),
+            "init_from": meta.get("init_from"),
+        }
+
     def _resume(self, path: Path) -> None:
         payload = read_checkpoint(path)
         self.module.net.load_state_dict(payload["model"])
@@ -133,6 +155,7 @@ class Trainer:
         self.step = int(payload["metadata"]["step"])
         self.seconds = float(payload["metadata"].get("train_seconds", 0.0))
         self.skipped = int(payload["metadata"].get("skipped_steps", 0))
+        self.init_from = payload["metadata"].get("init_from")
 
     # -- loop ------------------------------------------------------------------------------
 

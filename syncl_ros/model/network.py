@@ -100,10 +100,10 @@ class TrackerNet(nn.Module):
         return content, refs.unsqueeze(0).expand(b, -1, -1)
 
     def _dense_queries(
-        self, feats: torch.Tensor, img2lidar: torch.Tensor
+        self, feats: torch.Tensor, img2lidar: torch.Tensor, dense: DenseOutput | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k heatmap cells over all cameras -> (content, normalized refs); k is a constant (export)."""
-        dense = self.dense(feats)
+        dense = self.dense(feats) if dense is None else dense
         b, n, _, h, w = dense.heatmap.shape
         score = dense.heatmap.amax(dim=2).reshape(b, n * h * w)
         idx = score.topk(self.cfg.dense_queries, dim=1).indices  # (B, k)
@@ -140,18 +140,20 @@ class TrackerNet(nn.Module):
         track_mask: torch.Tensor,
         self_attention: bool = True,
         extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        dense: DenseOutput | None = None,
     ) -> DecoderOutput:
         """Decode one frame.
 
         track_emb (B, S, C), track_ref (B, S, 3) normalized, track_mask (B, S) live slots.
         extra: optional (content (B, E, C), refs (B, E, 3), attention bias (B, M, M)) for training-time
         queries (denoising) that must stay invisible to the others.
+        dense: `self.dense(feats)` when the caller already has it (training reuses it for its loss).
         """
         b = feats.shape[0]
         det_c, det_r = self._detection_queries(b)
         parts_c, parts_r = [det_c], [det_r]
         if self.cfg.dense_queries:
-            dc, dr = self._dense_queries(feats, img2lidar)
+            dc, dr = self._dense_queries(feats, img2lidar, dense)
             parts_c.append(dc)
             parts_r.append(dr)
         num_det = sum(p.shape[1] for p in parts_c)

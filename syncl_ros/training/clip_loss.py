@@ -151,9 +151,14 @@ class ClipRun:
             )
         extra = None if dn is None else (dn.content, dn.refs, dn.bias)
         args = (feats, i2l, slots.emb[None], slots.ref[None], slots.mask[None])
+        dense = self.net.dense(feats) if cfg.dense_heads else None  # once for both decoders and the loss
         # Losses and matching run in float32 also under bfloat16 autocast.
-        s_out = _float32(self.net.decode(*args, self_attention=True, extra=extra))
-        c_out = _float32(self.net.decode(*args, self_attention=False)) if syncl.hybrid_matching else None
+        s_out = _float32(self.net.decode(*args, self_attention=True, extra=extra, dense=dense))
+        c_out = (
+            _float32(self.net.decode(*args, self_attention=False, dense=dense))
+            if syncl.hybrid_matching
+            else None
+        )
         gt_code = self.net.coder.encode(s.boxes).to(self.device)
         parts: dict[str, torch.Tensor] = {}
         last_targets = None
@@ -169,10 +174,10 @@ class ClipRun:
             parts["contrastive"] = syncl.contrastive_weight * self._contrastive(
                 c_out, last_targets.c, s, slots
             )
-        if cfg.dense_heads and aids.dense_weight > 0:
+        if dense is not None and aids.dense_weight > 0:
             h, w = feats.shape[-2:]
             t = dense_targets(s.boxes, s.labels, s.lidar2img, h, w, cfg.num_classes)
-            parts["dense"] = aids.dense_weight * dense_loss(self.net.dense(feats), [t])
+            parts["dense"] = aids.dense_weight * dense_loss(dense, [t])
         if aids.coaux:
             parts["coaux"] = aids.coaux_weight * self._coaux_loss(feats, s)
         if dn is not None:

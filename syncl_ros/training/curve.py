@@ -115,15 +115,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--version", default="v1.0-trainval")
     p.add_argument("--split", default="val")
     p.add_argument("--plot", type=Path, default=None, help="write the AMOTA-vs-time plot here")
-    p.add_argument("--greedy", action="store_true", help="also score tracking by detection")
+    p.add_argument(
+        "--greedy",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="RUN",
+        help="also score this run's snapshots as tracking by detection (repeatable)",
+    )
     p.add_argument("--table-step", type=int, default=None, help="print a markdown table at this step")
     args = p.parse_args(argv)
     curves = {run.name: update_curve(run, args.dataroot, args.version, args.split) for run in args.runs}
-    if args.greedy:
-        for run in args.runs:
-            curves[f"{run.name} greedy"] = update_curve(
-                run, args.dataroot, args.version, args.split, "greedy"
-            )
+    for run in args.greedy:
+        curves[f"{run.name} greedy"] = update_curve(run, args.dataroot, args.version, args.split, "greedy")
     if args.plot:
         plot_curves(curves, args.plot)
     if args.table_step is not None:

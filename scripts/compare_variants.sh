@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Side by side on the same data and step budget: the tracker trained with SynCL, without
+# its parts, without the convergence aids; tracking by detection scores the SynCL run's
+# network with the greedy tracker. Prints one markdown table (docs/training.md).
+#
+#   scripts/compare_variants.sh                       # every variant, one after another
+#   VARIANTS="syncl base" STEPS=1500 scripts/compare_variants.sh
+#   JOBS=2 scripts/compare_variants.sh                # two variants at a time, one thread each
+#
+# Data as in scripts/train_default_model.sh (created when missing). Re-running resumes
+# every run from RUNS/<variant>/last.pt and scores only snapshots not yet scored.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-data}
+RUNS=${RUNS:-runs/compare}
+STEPS=${STEPS:-2400}
+SEED=${SEED:-0}
+JOBS=${JOBS:-1}
+VARIANTS=${VARIANTS:-"syncl base no_aids"}
+PY=${PYTHON:-.venv/bin/python}
+syncl() { "$PY" -m syncl_ros.cli "$@"; }
+
+variant_args() {
+    case "$1" in
+        syncl) ;;  # config/tiny.yaml as shipped: SynCL on, convergence aids on
+        base)  # the same tracker without SynCL: S-decoder one-to-one matching only
+            echo "--set train.syncl.hybrid_matching=false --set train.syncl.gmm_filter=false"
+            echo "--set train.syncl.contrastive=false" ;;
+        hybrid_only)  # SynCL matching (with the query filter) but no contrastive loss
+            echo "--set train.syncl.contrastive=false" ;;
+        no_aids)  # SynCL without dense heads/queries and denoising (300 learned queries, as many)
+            echo "--set model.dense_heads=false --set model.dense_queries=0 --set model.num_queries=300"
+            echo "--set train.aids.dense_weight=0 --set train.aids.denoising=false" ;;
+        *) echo "compare_variants: unknown variant $1" >&2; return 2 ;;
+    esac
+}
+
+[ -d "$DATA/synth_train/v1.0-trainval" ] ||
+    syncl synth "$DATA/synth_train" --split train --scenes 80 --seed 0 --no-sweeps
+[ -d "$DATA/synth_val/v1.0-trainval" ] ||
+    syncl synth "$DATA/synth_val" --split val --scenes 12 --seed 0 --no-sweeps
+
+train_variant() {
+    local name=$1 args
+    args=$(variant_args "$name")
+    # shellcheck disable=SC2086  # the variant's --set words are meant to split
+    syncl train --config tiny --dataroot "$DATA/synth_train" --out "$RUNS/$name-s$SEED" --resume \
+        --no-progress --max-steps "$STEPS" --set train.seed="$SEED" \
+        --set train.snapshot_every=$((STEPS / 4)) $args > "$RUNS/$name-s$SEED.log" 2>&1
+}
+
+mkdir -p "$RUNS"
+threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
+running=0
+for v in $VARIANTS; do
+    OMP_NUM_THREADS=$threads train_variant "$v" &
+    running=$((running + 1))
+    if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+done
+wait
+
+runs=()
+for v in $VARIANTS; do runs+=("$RUNS/$v-s$SEED"); done
+greedy=()
+case " $VARIANTS " in *" syncl "*) greedy=(--greedy "$RUNS/syncl-s$SEED") ;; esac
+"$PY" -m syncl_ros.training.curve "${runs[@]}" --dataroot "$DATA/synth_val" "${greedy[@]}" \
+    --plot "$RUNS/curves_s$SEED.png" --table-step "$STEPS"

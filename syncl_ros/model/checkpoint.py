@@ -7,13 +7,14 @@ pickled code from a file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from syncl_ros.atomic import write_atomic
-from syncl_ros.experiment import Experiment
+from syncl_ros.experiment import Experiment, with_overrides
 from syncl_ros.model.network import TrackerNet
 
 FORMAT = "syncl_ros.checkpoint/1"
@@ -63,18 +64,28 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[TrackerNet, Exper
     return model.to(device).eval(), experiment, payload["metadata"]
 
 
-def release_checkpoint(src: str | Path, dst: str | Path, notes: dict[str, Any] | None = None) -> Path:
+def release_checkpoint(
+    src: str | Path,
+    dst: str | Path,
+    notes: dict[str, Any] | None = None,
+    tracker_overrides: Sequence[str] = (),
+) -> Path:
     """Write the deployable part of a training checkpoint: network weights, experiment and metadata.
 
     Optimizer and scheduler state, RNG state and train-only layers (contrastive
     projector, denoising label embedding, auxiliary box head) are left out.
     """
     payload = read_checkpoint(src)
-    Experiment.from_dict(payload["experiment"], where=str(src))  # refuse a checkpoint we cannot load
+    experiment = Experiment.from_dict(payload["experiment"], where=str(src))  # refuse what cannot load
+    if any(not item.startswith("tracker.") for item in tracker_overrides):
+        raise ValueError("only tracker.* settings can change at release")
     metadata = {**payload["metadata"], "released_from": Path(src).name, **(notes or {})}
+    if tracker_overrides:
+        experiment = with_overrides(experiment, tracker_overrides)
+        metadata["tracker_overrides"] = list(tracker_overrides)
     released = {
         "format": FORMAT,
-        "experiment": payload["experiment"],
+        "experiment": experiment.to_dict(),
         "metadata": metadata,
         "model": {k: v.detach().float() if v.is_floating_point() else v for k, v in payload["model"].items()},
     }

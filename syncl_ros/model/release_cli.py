@@ -22,6 +22,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="add a metadata entry (e.g. a data description); repeatable",
     )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="tracker.KEY=VALUE",
+        help="store a tracker setting with the weights (e.g. thresholds tuned on a dev split); repeatable",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,8 +41,8 @@ def main(args: argparse.Namespace) -> int:
             return 2
         notes[key] = value
     try:
-        out = release_checkpoint(args.checkpoint, args.out, notes)
-    except (FileNotFoundError, ValueError) as err:
+        out = release_checkpoint(args.checkpoint, args.out, notes, args.overrides)
+    except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
         print(f"syncl release: {err}", file=sys.stderr)
         return 2
     size_mb = out.stat().st_size / 2**20

@@ -35,14 +35,21 @@ def read_curve(run: Path, name: str = CURVE) -> list[dict[str, Any]]:
 
 
 def score_snapshot(
-    path: Path, dataroot: Path, version: str, split: str, tracker: str = "queries"
+    path: Path,
+    dataroot: Path,
+    version: str,
+    split: str,
+    tracker: str = "queries",
+    overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Track the split with one checkpoint and return its headline metrics."""
+    """Track the split with one checkpoint (tracker.* `overrides` applied) and return its metrics."""
     meta = read_checkpoint(path)["metadata"]
     record = {"snapshot": path.name, "step": meta["step"], "train_seconds": meta["train_seconds"]}
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.json"
-        stats = track_split(dataroot, version, split, path, results, progress=False, tracker=tracker)
+        stats = track_split(
+            dataroot, version, split, path, results, progress=False, overrides=overrides, tracker=tracker
+        )
         record["boxes"] = stats["boxes"]
         if stats["boxes"] == 0:
             # Nothing above the thresholds yet (an early snapshot): no recall, so AMOTA and MOTA are 0.

@@ -9,6 +9,7 @@ from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.cli import main
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.training.curve import read_curve, update_curve
+from syncl_ros.training.tune_tracker import settings, sweep
 
 
 def payload_model(path: Path) -> dict[str, torch.Tensor]:
@@ -65,6 +66,17 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
     for name, tensor in shipped["model"].items():
         assert torch.equal(tensor, payload_model(ckpt)[name]), name
     assert main(["release", str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")]) == 2
+
+    # tuned tracker settings travel with the weights; nothing else may change at release
+    tuned = tmp_path / "tuned.pt"
+    assert main(["release", str(ckpt), str(tuned), "--set", "tracker.birth_score=0.3"]) == 0
+    tuned_payload = torch.load(tuned, weights_only=True)
+    assert tuned_payload["experiment"]["tracker"]["birth_score"] == 0.3
+    assert tuned_payload["metadata"]["tracker_overrides"] == ["tracker.birth_score=0.3"]
+    assert shipped["experiment"]["tracker"]["birth_score"] == 0.4  # the config's, untouched
+    assert main(["release", str(ckpt), str(tmp_path / "y.pt"), "--set", "model.embed_dim=64"]) == 2
+    assert main(["release", str(ckpt), str(tmp_path / "z.pt"), "--set", "tracker.birth_score=2"]) == 2
+    assert not (tmp_path / "y.pt").exists() and not (tmp_path / "z.pt").exists()
 
     results = tmp_path / "results.json"
     # an untrained model scores below the default thresholds; open them so that boxes reach the metrics
@@ -131,6 +143,13 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
     assert [(r["step"], r["boxes"], r["amota"]) for r in curve] == [(2, 0, 0.0)]
     assert update_curve(run, synth_val_root, "v1.0-trainval", "val") == curve
     assert len(read_curve(run)) == 1
+
+    # threshold tuning: every setting scored, the best one named as release arguments
+    rows = sweep(released, synth_val_root, "v1.0-trainval", "val", [0.0, 0.99])
+    assert [r["birth"] for r in rows] == [0.0, 0.99]
+    assert rows[0]["boxes"] > 0 and rows[1]["boxes"] == 0 and rows[1]["amota"] == 0.0
+    expected = ["tracker.birth_score=0.3", "tracker.update_score=0.3", "tracker.output_score=0.2"]
+    assert settings(0.3) == expected
 
 
 def test_a_non_finite_step_is_skipped_and_counted(

@@ -163,7 +163,7 @@ def check_boxes(results: Mapping[str, Any], cfg: TrackingConfig) -> None:
 
 
 @contextlib.contextmanager
-def _quiet(verbose: bool) -> Iterator[None]:
+def quiet_devkit(verbose: bool) -> Iterator[None]:
     # The devkit shows tqdm bars on stderr even when verbose=False.
     if verbose:
         yield
@@ -186,7 +186,7 @@ def build_evaluator(
     check_coverage(data["results"], split_sample_tokens(dataroot, version, split), split)
     check_boxes(data["results"], cfg)
     try:
-        with _quiet(verbose):
+        with quiet_devkit(verbose):
             return TrackingEval(
                 config=cfg,
                 result_path=str(results_path),
@@ -201,7 +201,7 @@ def build_evaluator(
         raise EvalError(f"the nuScenes devkit rejected the inputs: {exc or type(exc).__name__}") from exc
 
 
-def _clean(value: Any) -> float | int | None:
+def clean_number(value: Any) -> float | int | None:
     """JSON-safe number: NaN/inf -> None, integral counts -> int."""
     if value is None:
         return None
@@ -214,8 +214,8 @@ def _clean(value: Any) -> float | int | None:
 def summarize(summary: Mapping[str, Any], class_names: list[str]) -> dict[str, Any]:
     """Reshape the devkit's metrics summary into overall + per-class tables."""
     label = summary["label_metrics"]
-    overall = {m: _clean(summary[m]) for m in METRIC_ORDER}
-    per_class = {c: {m: _clean(label[m][c]) for m in METRIC_ORDER} for c in class_names}
+    overall = {m: clean_number(summary[m]) for m in METRIC_ORDER}
+    per_class = {c: {m: clean_number(label[m][c]) for m in METRIC_ORDER} for c in class_names}
     return {"overall": overall, "per_class": per_class, "eval_time_s": summary.get("eval_time")}
 
 
@@ -240,7 +240,7 @@ def run_tracking_eval(
     # Inputs are checked before anything is written; the devkit then creates out_dir.
     evaluator = build_evaluator(results_path, dataroot, version, split, out, verbose)
     # main() writes metrics_summary.json / metrics_details.json into out_dir.
-    with _quiet(verbose):
+    with quiet_devkit(verbose):
         summary = evaluator.main(render_curves=render_curves)
     metrics = summarize(summary, evaluator.cfg.class_names)
     metrics.update(split=split, version=version, results_path=str(results_path), meta=summary.get("meta", {}))
@@ -273,9 +273,9 @@ def scene_metrics(evaluator: TrackingEval, scene_token: str) -> dict[str, Any]:
     one.verbose = False
     one.tracks_gt = {scene_token: evaluator.tracks_gt[scene_token]}
     one.tracks_pred = {scene_token: evaluator.tracks_pred[scene_token]}
-    with _quiet(False):
+    with quiet_devkit(False):
         metrics, _ = one.evaluate()
-    return {m: _clean(metrics.compute_metric(m)) for m in METRIC_ORDER}
+    return {m: clean_number(metrics.compute_metric(m)) for m in METRIC_ORDER}
 
 
 # ------------------------------------------------------------------ oracle
@@ -292,7 +292,7 @@ def ground_truth_results(nusc: Any, split: str) -> dict[str, Any]:
     from nuscenes.eval.tracking.data_classes import TrackingBox
 
     tracking_config()  # registers the class names TrackingBox checks
-    with _quiet(False):
+    with quiet_devkit(False):
         gt = load_gt(nusc, split, TrackingBox, verbose=False)
     results: dict[str, list[dict[str, Any]]] = {}
     for token in gt.sample_tokens:

@@ -1,6 +1,6 @@
 """Learning curve of a training run: score its weight snapshots (step_N.pt) on
-a held-out split with the official tracking metrics, and plot AMOTA against
-training time.
+a held-out split with the official tracking metrics (and detection mAP of the
+same boxes), and plot both against training compute.
 
     python -m syncl_ros.training.curve RUN --dataroot data/synth_val --split val [--plot curve.png]
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from syncl_ros.atomic import atomic_open
+from syncl_ros.eval.detection import evaluate_detection
 from syncl_ros.eval.tracking import evaluate_tracking
 from syncl_ros.inference.offline import track_split
 from syncl_ros.model.checkpoint import read_checkpoint
@@ -34,6 +35,19 @@ def read_curve(run: Path, name: str = CURVE) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def total_seconds(meta: dict[str, Any]) -> float:
+    """Training compute of a checkpoint including the runs it was initialized from (`--init`)."""
+    total, link = float(meta.get("train_seconds") or 0.0), meta.get("init_from")
+    while link:
+        total += float(link.get("train_seconds") or 0.0)
+        link = link.get("init_from")
+    return total
+
+
+def _hours(record: dict[str, Any]) -> float:
+    return float(record.get("total_seconds", record["train_seconds"])) / 3600
+
+
 def score_snapshot(
     path: Path,
     dataroot: Path,
@@ -44,7 +58,12 @@ def score_snapshot(
 ) -> dict[str, Any]:
     """Track the split with one checkpoint (tracker.* `overrides` applied) and return its metrics."""
     meta = read_checkpoint(path)["metadata"]
-    record = {"snapshot": path.name, "step": meta["step"], "train_seconds": meta["train_seconds"]}
+    record = {
+        "snapshot": path.name,
+        "step": meta["step"],
+        "train_seconds": meta["train_seconds"],
+        "total_seconds": total_seconds(meta),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.json"
         stats = track_split(
@@ -53,10 +72,12 @@ def score_snapshot(
         record["boxes"] = stats["boxes"]
         if stats["boxes"] == 0:
             # Nothing above the thresholds yet (an early snapshot): no recall, so AMOTA and MOTA are 0.
-            return {**record, "amota": 0.0, "amotp": None, "recall": 0.0, "mota": 0.0, "ids": 0}
+            return {**record, "amota": 0.0, "amotp": None, "recall": 0.0, "mota": 0.0, "ids": 0, "map": 0.0}
         metrics = evaluate_tracking(results, dataroot, version, split, Path(tmp) / "eval")
+        detection = evaluate_detection(results, dataroot, version, split)
     record.update({k: metrics["overall"][k] for k in KEYS})
     record["per_class_amota"] = {c: v["amota"] for c, v in metrics["per_class"].items()}
+    record.update(map=detection["map"], mate=detection["mate"], per_class_ap=detection["per_class_ap"])
     return record
 
 
@@ -79,36 +100,41 @@ def update_curve(
     return sorted(read_curve(run, name), key=lambda r: r["step"])
 
 
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def table(rows: dict[str, dict[str, Any]]) -> str:
-    """Markdown table of curve records, one per labelled row."""
+    """Markdown table of curve records, one per labelled row (compute includes `--init` runs)."""
     lines = [
-        "| variant | step | train h | AMOTA | AMOTP | recall | MOTA | IDS |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | step | compute h | AMOTA | AMOTP | recall | MOTA | IDS | mAP |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, r in rows.items():
-        amotp = "-" if r["amotp"] is None else f"{r['amotp']:.3f}"
         lines.append(
-            f"| {label} | {r['step']} | {r['train_seconds'] / 3600:.2f} | {r['amota']:.3f} | {amotp} "
-            f"| {r['recall']:.3f} | {r['mota']:.3f} | {r['ids']} |"
+            f"| {label} | {r['step']} | {_hours(r):.2f} | {_fmt(r['amota'])} | {_fmt(r['amotp'])} "
+            f"| {_fmt(r['recall'])} | {_fmt(r['mota'])} | {r['ids']} | {_fmt(r.get('map'))} |"
         )
     return "\n".join(lines)
 
 
 def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> None:
-    """AMOTA vs training hours, one line per run."""
+    """AMOTA and detection mAP vs training compute (hours, `--init` runs included), one line per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), dpi=120)
     for label, curve in curves.items():
-        hours = [r["train_seconds"] / 3600 for r in curve]
-        ax.plot(hours, [r["amota"] for r in curve], marker="o", label=label)
-    ax.set_xlabel("training time (hours of compute)")
-    ax.set_ylabel("AMOTA (val)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+        hours = [_hours(r) for r in curve]
+        for ax, key in zip(axes, ("amota", "map"), strict=True):
+            ax.plot(hours, [r.get(key) or 0.0 for r in curve], marker="o", label=label)
+    for ax, name in zip(axes, ("AMOTA (val)", "detection mAP (val, 7 classes)"), strict=True):
+        ax.set_xlabel("training compute (hours)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     with atomic_open(out) as f:
         fig.savefig(f, format="png")

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# Side by side on the same data and step budget: the tracker trained with SynCL, without
-# its parts, without the convergence aids; tracking by detection scores the SynCL run's
-# network with the greedy tracker. Prints one markdown table (docs/training.md).
+# Side by side on the same data, the same initial weights and the same step budget: the tracking
+# stage trained with SynCL, without its parts, and without the convergence aids; tracking by
+# detection scores the SynCL run's network (and the stage-1 detector) with the greedy tracker.
+# Prints one markdown table (docs/training.md).
 #
-#   scripts/compare_variants.sh                       # every variant, one after another
-#   VARIANTS="syncl base" STEPS=1500 scripts/compare_variants.sh
-#   JOBS=2 scripts/compare_variants.sh                # two variants at a time, one thread each
+#   INIT=runs/tiny/det/last.pt scripts/compare_variants.sh        # every variant, one at a time
+#   INIT=... VARIANTS="syncl base" STEPS=1000 JOBS=2 scripts/compare_variants.sh
 #
-# Data as in scripts/train_default_model.sh (created when missing). Re-running resumes
-# every run from RUNS/<variant>/last.pt and scores only snapshots not yet scored.
+# INIT is the stage-1 detector of scripts/train_default_model.sh (all variants start from it, as
+# PF-Track and SynCL start from one pretrained detector). JOBS runs that many variants at a time
+# with the CPU threads split between them. Re-running resumes every run from RUNS/<variant>/last.pt
+# and scores only snapshots not yet scored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs/compare}
-STEPS=${STEPS:-2400}
+STEPS=${STEPS:-1000}
 SEED=${SEED:-0}
 JOBS=${JOBS:-1}
+INIT=${INIT:?set INIT to the stage-1 detector checkpoint (scripts/train_default_model.sh: RUN/det/last.pt)}
 VARIANTS=${VARIANTS:-"syncl base no_aids"}
 PY=${PYTHON:-.venv/bin/python}
 syncl() { "$PY" -m syncl_ros.cli "$@"; }
@@ -28,8 +31,7 @@ variant_args() {
             echo "--set train.syncl.contrastive=false" ;;
         hybrid_only)  # SynCL matching (with the query filter) but no contrastive loss
             echo "--set train.syncl.contrastive=false" ;;
-        no_aids)  # SynCL without dense heads/queries and denoising (300 learned queries, as many)
-            echo "--set model.dense_heads=false --set model.dense_queries=0 --set model.num_queries=300"
+        no_aids)  # SynCL without the dense heatmap/depth losses and query denoising in this stage
             echo "--set train.aids.dense_weight=0 --set train.aids.denoising=false" ;;
         *) echo "compare_variants: unknown variant $1" >&2; return 2 ;;
     esac
@@ -45,10 +47,9 @@ train_variant() {
     args=$(variant_args "$name")
     # shellcheck disable=SC2086  # the variant's --set words are meant to split
     syncl train --config tiny --dataroot "$DATA/synth_train" --out "$RUNS/$name-s$SEED" --resume \
-        --no-progress --max-steps "$STEPS" --set train.seed="$SEED" \
-        --set train.snapshot_every=$((STEPS / 4)) $args > "$RUNS/$name-s$SEED.log" 2>&1
+        --init "$INIT" --no-progress --max-steps "$STEPS" --set train.seed="$SEED" \
+        --set train.snapshot_every=$((STEPS / 2)) $args > "$RUNS/$name-s$SEED.log" 2>&1
 }
-
 mkdir -p "$RUNS"
 threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
 running=0

@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         model = args.model or default_model_path()
+        if not model.is_file():
+            raise FileNotFoundError(f"no checkpoint at {model}")
     except FileNotFoundError as err:
         print(f"demo: {err}", file=sys.stderr)
         return 1

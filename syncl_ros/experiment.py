@@ -63,6 +63,13 @@ def with_overrides(exp: Experiment, overrides: Sequence[str]) -> Experiment:
     return parse(Experiment, data, "overrides")
 
 
+def with_tracker_overrides(exp: Experiment, overrides: Sequence[str], when: str) -> Experiment:
+    """`with_overrides` limited to tracker.* settings (what may change after training)."""
+    if any(not item.startswith("tracker.") for item in overrides):
+        raise ValueError(f"only tracker.* settings can change at {when}")
+    return with_overrides(exp, overrides)
+
+
 def load_experiment(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
     """config/<name>.yaml (e.g. "tiny", "r50_704x256") or a YAML path, with optional
     dotted overrides such as "train.syncl.contrastive=false" (values read as YAML)."""

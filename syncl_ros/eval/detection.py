@@ -9,7 +9,8 @@ score) with the devkit's official detection config. That config insists on
 all ten detection classes, so the devkit also reports the three classes a
 tracker never outputs (barrier, traffic cone, construction vehicle); mAP and
 mATE here are the means of the devkit's per-class values over the tracking
-classes that have ground truth in the split. Every per-class number comes from `nuscenes.eval.detection`.
+classes that have ground truth in the split. Every per-class number comes from
+`nuscenes.eval.detection`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.eval.tracking import (
     EvalError,
     check_coverage,
+    check_not_empty,
     clean_number,
     load_results,
     quiet_devkit,
@@ -69,8 +71,7 @@ def evaluate_detection(
 
     data = load_results(results_path)
     check_coverage(data["results"], split_sample_tokens(dataroot, version, split), split)
-    if not any(data["results"].values()):
-        raise EvalError("the results hold no box at all; the devkit cannot score an empty submission")
+    check_not_empty(data["results"])
     with tempfile.TemporaryDirectory() as tmp, quiet_devkit(False):
         path = Path(tmp) / "detections.json"
         path.write_text(json.dumps(as_detections(data)))

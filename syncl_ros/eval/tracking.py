@@ -133,14 +133,18 @@ def check_coverage(results: Mapping[str, Any], expected: list[str], split: str) 
         raise EvalError(f"results hold {len(extra)} samples outside split {split!r} (e.g. {example})")
 
 
+def check_not_empty(results: Mapping[str, Any]) -> None:
+    """The devkit cannot score a submission without a single box (it fails looking for a box's
+    class field); say so instead of reporting numbers it never computed."""
+    if not any(results.values()):
+        raise EvalError("the results hold no box at all; the devkit cannot score an empty submission")
+
+
 def check_boxes(results: Mapping[str, Any], cfg: TrackingConfig) -> None:
     """Catch malformed boxes before the devkit asserts on them."""
     names = set(cfg.tracking_names)
     fields = ("translation", "size", "rotation", "velocity", "tracking_id", "tracking_name")
-    if not any(results.values()):
-        # The devkit cannot score a submission without a single box (it fails looking for a box's
-        # class field); say so instead of reporting numbers it never computed.
-        raise EvalError("the results hold no box at all; the devkit cannot score an empty submission")
+    check_not_empty(results)
     for token, boxes in results.items():
         if not isinstance(boxes, list):
             raise EvalError(f"results[{token!r}] must be a list of boxes")

@@ -17,7 +17,7 @@ from syncl_ros import boxes as box_ops
 from syncl_ros.atomic import write_json_atomic
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.data.frames import Frame, NuScenesFrames
-from syncl_ros.experiment import with_overrides
+from syncl_ros.experiment import with_tracker_overrides
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.checkpoint import load_model
 from syncl_ros.tracking.greedy import GreedyTracker
@@ -99,9 +99,7 @@ def track_split(
     ``tracker="greedy"`` runs tracking by detection instead (:mod:`syncl_ros.tracking.greedy`).
     """
     net, exp, _ = load_model(model_path, device)
-    if any(not item.startswith("tracker.") for item in overrides):
-        raise ValueError("only tracker.* settings can change at tracking time")
-    exp = with_overrides(exp, overrides)
+    exp = with_tracker_overrides(exp, overrides, "tracking time")
     frames = NuScenesFrames(dataroot, version, split=split)
     backend = TorchBackend(net, device)
     factories = {

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from syncl_ros.atomic import write_atomic
-from syncl_ros.experiment import Experiment, with_overrides
+from syncl_ros.experiment import Experiment, with_tracker_overrides
 from syncl_ros.model.network import TrackerNet
 
 FORMAT = "syncl_ros.checkpoint/1"
@@ -77,11 +77,9 @@ def release_checkpoint(
     """
     payload = read_checkpoint(src)
     experiment = Experiment.from_dict(payload["experiment"], where=str(src))  # refuse what cannot load
-    if any(not item.startswith("tracker.") for item in tracker_overrides):
-        raise ValueError("only tracker.* settings can change at release")
+    experiment = with_tracker_overrides(experiment, tracker_overrides, "release")
     metadata = {**payload["metadata"], "released_from": Path(src).name, **(notes or {})}
     if tracker_overrides:
-        experiment = with_overrides(experiment, tracker_overrides)
         metadata["tracker_overrides"] = list(tracker_overrides)
     released = {
         "format": FORMAT,

@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs/compare}
-STEPS=${STEPS:-1000}
+STEPS=${STEPS:-400}
 SEED=${SEED:-0}
 JOBS=${JOBS:-1}
 INIT=${INIT:?set INIT to the stage-1 detector checkpoint (scripts/train_default_model.sh: RUN/det/last.pt)}

@@ -91,3 +91,24 @@ def test_low_scores_non_tracking_classes_and_non_finite_rows_are_ignored() -> No
         ("car", 0.9, car(float("nan"), 0)),
     ]
     assert step(t, 0, dets) == []
+
+
+def walker(x: float) -> list[float]:
+    return [x, 0, 0, 0.6, 0.6, 1.7, 0, 0, 0]  # a one-frame detector's box: no velocity
+
+
+def test_measured_velocity_carries_a_track_over_a_missed_frame() -> None:
+    # A pedestrian at 1.8 m/s: 0.9 m per frame (within the 1 m gate), unseen at frame 2, then 1.8 m on.
+    frames = {0: 0.0, 1: 0.9, 3: 2.7}
+    ids = {}
+    for weight in (1.0, 0.0):
+        t = GreedyTracker(SLOTS, DIM, GreedyConfig(measured_velocity=weight))
+        seen = []
+        for f in range(4):
+            dets = [("pedestrian", 0.9, walker(frames[f]))] if f in frames else []
+            seen += step(t, f, dets)
+        ids[weight] = [tr.track_id for tr in seen]
+        if weight == 1.0:
+            np.testing.assert_allclose(seen[-1].box[7:], [1.8, 0.0], atol=1e-9)  # measured, reported
+    assert len(set(ids[1.0])) == 1, "measured motion predicts where the walker reappears"
+    assert len(set(ids[0.0])) == 2, "the detections' zero velocity loses it"

@@ -13,11 +13,11 @@ import torch
 from syncl_ros.cli import main
 from syncl_ros.inference.default_model import DEFAULT_MODEL, default_model_path
 
-# Measured on the fixture with the shipped weights: AMOTA 0.063, recall 0.274 on its 2 short
+# Measured on the fixture with the shipped weights: AMOTA 0.066, recall 0.309 on its 2 short
 # scenes (docs/training.md has the 12-scene val figures). The bounds are half of that: an
 # untrained network reports no box at the shipped thresholds, so `syncl eval` fails for it.
 MIN_FIXTURE_AMOTA = 0.03
-MIN_FIXTURE_RECALL = 0.13
+MIN_FIXTURE_RECALL = 0.15
 
 
 def test_the_default_model_is_a_released_tiny_checkpoint() -> None:

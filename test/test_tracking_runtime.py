@@ -84,6 +84,7 @@ def test_config_defaults_and_yaml_parse() -> None:
         ("birth_score", 1.5),
         ("update_score", math.nan),
         ("max_missed", -1),
+        ("measured_velocity", -0.1),
         ("max_outputs", 2.5),
         ("reset_gap_s", 0.0),
         ("tracking_labels_only", 1),
@@ -139,11 +140,44 @@ def test_confirmed_track_takes_new_box_label_and_features() -> None:
     out = step(trk, 0.5, slots={slot: (PED, 0.8, box(1.5, 0.2))})
     (t,) = out
     assert (t.track_id, t.label, t.score, t.age, t.hits, t.frames_since_update) == (1, PED, 0.8, 1, 2, 0)
-    np.testing.assert_allclose(t.box, box(1.5, 0.2))
+    # The new box, with the velocity the track measured: (0.5, 0.2) m in 0.5 s.
+    np.testing.assert_allclose(t.box, box(1.5, 0.2, vx=1.0, vy=0.4), atol=1e-12)
     nxt = trk.prepare(SEC, IDENTITY)
     # Features of the slot's output row (row Q + slot, filled with Q + slot + 1) travel on.
     np.testing.assert_array_equal(nxt.embeddings[slot], Q + slot + 1)
     assert nxt.mask[slot] and nxt.dt_s == pytest.approx(0.5)
+
+
+def test_measured_velocity_weight_blends_with_the_network() -> None:
+    # The network says (2, 0) m/s; the track moved (1, 1) m in 0.5 s, i.e. (2, 2) m/s.
+    for weight, expected in ((0.0, [2.0, 0.0]), (0.25, [2.0, 0.5]), (1.0, [2.0, 2.0])):
+        trk = tracker(measured_velocity=weight)
+        step(trk, 0.0, [(CAR, 0.9, box(10.0, 0.0, vx=2.0))])
+        (t,) = step(trk, 0.5, slots={trk.slot_of(1): (CAR, 0.9, box(11.0, 1.0, vx=2.0))})
+        np.testing.assert_allclose(t.box[7:], expected, atol=1e-9)
+
+
+def test_measured_velocity_is_over_ground_under_ego_motion() -> None:
+    # The object stands still at world (10, 2) while the ego drives 5 m and turns 90° left:
+    # its box moves in the ego frame, yet the measured velocity is zero; the network's (3, 0) is dropped.
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(10.0, 2.0, vx=3.0))])
+    pose = Transform.from_xy_yaw(5.0, 0.0, math.pi / 2)
+    trk.prepare(round(0.5 * SEC), pose)
+    (t,) = trk.update(make_outputs(4, slots={trk.slot_of(1): (CAR, 0.9, box(2.0, -5.0, vx=3.0))}))
+    np.testing.assert_allclose(t.box[7:], [0.0, 0.0], atol=1e-9)
+
+
+def test_measured_velocity_spans_coasted_frames_and_drives_propagation() -> None:
+    # Seen at x=0, missed once, seen at x=3 one second later: 3 m/s, which then moves the reference.
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(0.0))])
+    slot = trk.slot_of(1)
+    step(trk, 0.5, slots={slot: (CAR, 0.1, box())})
+    (t,) = step(trk, 1.0, slots={slot: (CAR, 0.9, box(3.0))})
+    np.testing.assert_allclose(t.box[7:], [3.0, 0.0], atol=1e-9)
+    nxt = trk.prepare(round(1.5 * SEC), IDENTITY)
+    np.testing.assert_allclose(denormalize_refs(nxt.refs[slot], PC_RANGE)[:2], [4.5, 0.0], atol=1e-4)
 
 
 def test_coasting_track_moves_by_velocity_and_keeps_features() -> None:

@@ -3,14 +3,16 @@ and a two-process DDP step keeps the replicas identical."""
 
 import os
 import socket
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from training_fixtures import tiny_clip, tiny_experiment
 
-from syncl_ros.training.clip_loss import TrainModule
+from syncl_ros.training.clip_loss import ClipRun, Slots, TrainModule
 from syncl_ros.training.config import AidsConfig, SynCLConfig
 
 
@@ -114,3 +116,18 @@ def test_saturated_heatmap_gives_a_finite_loss_in_bfloat16() -> None:
     logits[0, 0, 0, 1, 1:3] = 30.0
     loss = heatmap_focal_loss(logits.bfloat16(), target)
     assert torch.isfinite(loss) and loss > 0  # the saturated negative still costs something
+
+
+def test_track_gate_hands_a_lost_object_back_to_the_detection_queries() -> None:
+    frame = tiny_clip()[0]  # car (id 0) at (10, 2), pedestrian (id 1) at (15, -3)
+    slots = Slots.empty(8, 32, torch.device("cpu"))
+    slots.instance[:3] = torch.tensor([0, 1, 5])  # id 5 is not in the frame
+    slots.box[0, :2] = [11.0, 2.0]  # 1 m off the car
+    slots.box[1, :2] = [15.0, 1.0]  # 4 m off the pedestrian
+    for gate, expected in ((0.0, [0, 1, 5]), (2.0, [0, -1, 5]), (0.5, [-1, -1, 5])):
+        exp = tiny_experiment()
+        exp = replace(exp, train=replace(exp.train, track_gate_m=gate))
+        run = ClipRun(TrainModule(exp), torch.Generator())
+        assert run._followed(slots, frame)[:3] == expected
+        assert run._followed(slots, frame)[3:] == [-1] * 5
+    assert np.all(slots.instance[:3].numpy() == [0, 1, 5]), "the slots themselves are not changed"

@@ -20,7 +20,7 @@ from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.experiment import with_tracker_overrides
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.checkpoint import load_model
-from syncl_ros.tracking.greedy import GreedyTracker
+from syncl_ros.tracking.greedy import GreedyConfig, GreedyTracker
 from syncl_ros.tracking.interface import Track
 from syncl_ros.tracking.runtime import RuntimeTracker
 from syncl_ros.training.data import frame_tensors
@@ -102,9 +102,12 @@ def track_split(
     exp = with_tracker_overrides(exp, overrides, "tracking time")
     frames = NuScenesFrames(dataroot, version, split=split)
     backend = TorchBackend(net, device)
+    motion = exp.tracker.measured_velocity  # one setting for both trackers
     factories = {
         "queries": lambda: RuntimeTracker(exp.tracker, exp.model.embed_dim, seed=0),
-        "greedy": lambda: GreedyTracker(exp.model.num_slots, exp.model.embed_dim, seed=0),
+        "greedy": lambda: GreedyTracker(
+            exp.model.num_slots, exp.model.embed_dim, GreedyConfig(measured_velocity=motion), seed=0
+        ),
     }
     if tracker not in factories:
         raise ValueError(f"tracker: expected one of {sorted(factories)}, got {tracker!r}")

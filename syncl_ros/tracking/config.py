@@ -43,6 +43,9 @@ class TrackerConfig:
     output_score: float = field(default=0.2, metadata=_PROB)  # tracks reported only at or above
     max_outputs: int = field(default=150, metadata=_NONNEG)  # at most this many reported, best first
     reset_gap_s: float = field(default=3.0, metadata=_POS)  # a longer forward gap starts over
+    # Share of a confirmed track's velocity taken from its measured displacement rather than the
+    # network's estimate (0: network only); one-frame networks cannot see speed.
+    measured_velocity: float = field(default=1.0, metadata=_PROB)
     tracking_labels_only: bool = True  # score and give birth on the 7 tracking classes only
     pc_range: tuple[float, ...] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)  # normalizes reference points
 
@@ -50,7 +53,7 @@ class TrackerConfig:
         _check_int("num_slots", self.num_slots, 1)
         _check_int("max_missed", self.max_missed, 0)
         _check_int("max_outputs", self.max_outputs, 0)
-        for name in ("birth_score", "update_score", "output_score"):
+        for name in ("birth_score", "update_score", "output_score", "measured_velocity"):
             _check_probability(name, getattr(self, name))
         if not _is_number(self.reset_gap_s) or self.reset_gap_s <= 0.0:
             raise _fail("reset_gap_s", "a positive number of seconds", self.reset_gap_s)
@@ -60,7 +63,7 @@ class TrackerConfig:
         # Numpy scalars pass the checks; store plain Python numbers so configs serialize cleanly.
         for name in ("num_slots", "max_missed", "max_outputs"):
             object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("birth_score", "update_score", "output_score", "reset_gap_s"):
+        for name in ("birth_score", "update_score", "output_score", "measured_velocity", "reset_gap_s"):
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def _check_pc_range(self) -> None:

@@ -1,4 +1,5 @@
-"""Moving tracks from one frame to the next: constant velocity plus ego motion.
+"""Moving tracks from one frame to the next: constant velocity plus ego motion, and
+the velocity a track measures from its own displacement.
 
 Host-side numpy twin of the box coder's reference-point normalization, so
 that the tracker needs no torch.
@@ -10,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from syncl_ros.boxes import VX, VY, X, Y, transform_boxes
-from syncl_ros.geometry import Transform
+from syncl_ros.boxes import VX, VY, X, Y, Z, transform_boxes
+from syncl_ros.geometry import Transform, transform_velocities
 
 
 def _lo_span(pc_range: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -47,3 +48,32 @@ def propagate_boxes(boxes: np.ndarray, dt_s: float, prev_to_cur: Transform) -> n
     moved = np.array(boxes, dtype=np.float64)
     moved[:, [X, Y]] += moved[:, [VX, VY]] * dt_s
     return transform_boxes(moved, prev_to_cur)
+
+
+def with_track_velocity(
+    boxes: np.ndarray,
+    model_to_world: Transform,
+    now_ns: int,
+    seen_xy: np.ndarray,
+    seen_ns: np.ndarray,
+    weight: float,
+) -> np.ndarray:
+    """Boxes (N, 9) of tracks confirmed again, their velocity blended with their measured motion.
+
+    A network that sees one frame at a time cannot observe speed, so its
+    velocity is often near zero; the displacement of a track's world center
+    since its last confirmation (``seen_xy`` (N, 2) at ``seen_ns`` (N,)) can.
+    ``weight`` is the share of that measured velocity (0 keeps the network's).
+    Rows without an earlier time (dt <= 0) keep the network's velocity.
+    """
+    out = np.array(boxes, dtype=np.float64)
+    if weight == 0.0 or len(out) == 0:
+        return out
+    dt_s = (now_ns - np.asarray(seen_ns, dtype=np.int64)) * 1e-9
+    ok = dt_s > 0.0
+    world_xy = model_to_world.apply(out[:, [X, Y, Z]])[:, :2]
+    net_world = transform_velocities(model_to_world, out[:, [VX, VY]])
+    measured = (world_xy - seen_xy) / np.where(ok, dt_s, 1.0)[:, None]
+    blended = np.where(ok[:, None], weight * measured + (1.0 - weight) * net_world, net_world)
+    out[:, [VX, VY]] = transform_velocities(model_to_world.inverse(), blended)
+    return out

@@ -9,7 +9,9 @@ Per frame::
 A track lives in one of S fixed slots (static shapes for export). Each frame
 its query is decoded again: a confident result replaces the track's box,
 reference point and features; a weak one lets it coast on its constant
-velocity motion until it has missed more than ``max_missed`` frames. Confident
+velocity motion until it has missed more than ``max_missed`` frames. A
+confirmed track's velocity comes from its measured displacement since its last
+confirmation (``measured_velocity`` sets the share; the rest is the network's). Confident
 detection queries become new tracks in free slots. Training-time changes
 (such as SynCL's) leave this inference logic as it is.
 """
@@ -25,7 +27,7 @@ from syncl_ros.classes import DETECTION_CLASSES, NUM_CLASSES, TRACKING_LABELS
 from syncl_ros.geometry import Transform, relative_motion
 from syncl_ros.tracking.config import TrackerConfig
 from syncl_ros.tracking.interface import UUID_BYTES, DecoderOutputs, Track, TrackSlots
-from syncl_ros.tracking.motion import propagate_boxes, refs_from_boxes
+from syncl_ros.tracking.motion import propagate_boxes, refs_from_boxes, with_track_velocity
 from syncl_ros.tracking.slots import SlotTable
 
 __all__ = ["DecoderOutputs", "RuntimeTracker", "Track", "TrackSlots", "TrackerConfig"]
@@ -212,7 +214,8 @@ class RuntimeTracker:
         # finite is explicit so that update_score = 0 can never let a NaN box in.
         hit = live & finite & (score >= self.config.update_score)
         miss = live & ~hit
-        s.boxes[hit] = outputs.boxes[q:][hit]
+        s.boxes[hit] = self._measured(outputs.boxes[q:][hit], s.seen_xy[hit], s.seen_ns[hit])
+        self._mark_seen(hit)
         s.refs[hit] = outputs.refs[q:][hit]
         s.labels[hit] = label[hit]
         s.hits[hit] += 1
@@ -250,6 +253,19 @@ class RuntimeTracker:
         s.age[slots] = 0
         s.hits[slots] = 1
         s.missed[slots] = 0
+        self._mark_seen(slots)
+
+    def _measured(self, boxes: np.ndarray, seen_xy: np.ndarray, seen_ns: np.ndarray) -> np.ndarray:
+        assert self._last_pose is not None and self._last_ns is not None  # set by prepare()
+        weight = self.config.measured_velocity
+        return with_track_velocity(boxes, self._last_pose, self._last_ns, seen_xy, seen_ns, weight)
+
+    def _mark_seen(self, which: np.ndarray) -> None:
+        """Remember where (world) and when the selected slots were confirmed."""
+        assert self._last_pose is not None and self._last_ns is not None
+        s = self._slots
+        s.seen_xy[which] = self._last_pose.apply(s.boxes[which][:, :3])[:, :2]
+        s.seen_ns[which] = self._last_ns
 
     def _new_uuids(self, n: int) -> np.ndarray:
         raw = b"".join(uuid.UUID(int=self._rng.getrandbits(128), version=4).bytes for _ in range(n))

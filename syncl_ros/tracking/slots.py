@@ -30,6 +30,8 @@ class SlotTable:
         self.age = np.zeros(num_slots, dtype=np.int64)
         self.hits = np.zeros(num_slots, dtype=np.int64)
         self.missed = np.zeros(num_slots, dtype=np.int64)  # frames since the last confirmation
+        self.seen_xy = np.zeros((num_slots, 2), dtype=np.float64)  # world center when last confirmed
+        self.seen_ns = np.zeros(num_slots, dtype=np.int64)  # time of that confirmation
 
     def free(self, which: np.ndarray) -> None:
         """Release the slots selected by a boolean mask or an index array."""
@@ -44,6 +46,8 @@ class SlotTable:
         self.age[which] = 0
         self.hits[which] = 0
         self.missed[which] = 0
+        self.seen_xy[which] = 0.0
+        self.seen_ns[which] = 0
 
     def clear(self) -> None:
         self.free(np.ones(self.num_slots, dtype=bool))

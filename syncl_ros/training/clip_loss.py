@@ -162,8 +162,9 @@ class ClipRun:
         gt_code = self.net.coder.encode(s.boxes).to(self.device)
         parts: dict[str, torch.Tensor] = {}
         last_targets = None
+        followed = self._followed(slots, s)
         for layer in self._layers():
-            targets = self._assign(s_out, c_out, layer, s, slots, gt_code)
+            targets = self._assign(s_out, c_out, layer, s, followed, gt_code)
             self._add(parts, "s", self._decoder_loss(s_out, layer, targets.s, s, slots, gt_code))
             if c_out is not None and targets.c is not None:
                 c_loss = self._decoder_loss(c_out, layer, targets.c, s, slots, gt_code)
@@ -192,13 +193,26 @@ class ClipRun:
     def _add(parts: dict[str, torch.Tensor], name: str, value: torch.Tensor) -> None:
         parts[name] = parts[name] + value if name in parts else value
 
+    def _followed(self, slots: Slots, s: FrameSample) -> list[int]:
+        """Instance id each slot is supervised to follow; -1 for free slots and, past
+        ``train.track_gate_m``, for slots whose predicted center has lost their object."""
+        ids = [int(i) for i in slots.instance.tolist()]
+        gate = self.exp.train.track_gate_m
+        if gate <= 0.0:
+            return ids
+        centers = {int(i): s.boxes[j, :2].numpy() for j, i in enumerate(s.instances.tolist())}
+        for k, inst in enumerate(ids):
+            if inst in centers and np.linalg.norm(slots.box[k, :2] - centers[inst]) > gate:
+                ids[k] = -1
+        return ids
+
     def _assign(
         self,
         s_out: DecoderOutput,
         c_out: DecoderOutput | None,
         layer: int,
         s: FrameSample,
-        slots: Slots,
+        followed: list[int],
         gt_code: torch.Tensor,
     ) -> HybridTargets:
         nd, syncl = s_out.num_det, self.exp.train.syncl
@@ -208,7 +222,7 @@ class ClipRun:
             s.labels,
             gt_code,
             s.instances,
-            slots.instance.tolist(),
+            followed,
             None if c_out is None else c_out.logits[layer, 0, :nd].detach(),
             None if c_out is None else c_out.codes[layer, 0, :nd].detach(),
             one_to_many=True,

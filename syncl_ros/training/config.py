@@ -53,6 +53,9 @@ class TrainConfig:
     track_drop: float = field(
         default=0.1, metadata={"min": 0.0, "max": 1.0}
     )  # drop a track query (robustness)
+    # A track slot whose predicted center is farther than this from its object has lost it: it is
+    # taught "no object" and the object is new-born again (0: keep it while the object exists).
+    track_gate_m: float = field(default=0.0, metadata=_NONNEG)
     checkpoint_every: int = field(default=500, metadata={"min": 1})
     snapshot_every: int = field(default=0, metadata=_NONNEG)  # keep weights-only step_N.pt (0: never)
     log_every: int = field(default=20, metadata={"min": 1})

@@ -422,7 +422,8 @@ class TrackerNode(LifecycleNode):
         pipeline = {
             "backend": getattr(self.backend, "name", "none"),
             "counts": dict(self.counts),
-            "latency": {k: v.summary() for k, v in self.latency.items()},
+            # The worker thread adds stages while this runs: iterate over a snapshot (one C-level copy).
+            "latency": {k: v.summary() for k, v in list(self.latency.items())},
             "worker": worker,
             "tracker": {
                 "live": self.tracker.num_live,

@@ -6,11 +6,18 @@ import numpy as np
 
 from syncl_ros.classes import LABEL_OF, NUM_CLASSES
 from syncl_ros.geometry import Transform
-from syncl_ros.tracking.greedy import GreedyConfig, GreedyTracker
+from syncl_ros.tracking.config import GreedyConfig, TrackerConfig
+from syncl_ros.tracking.greedy import GreedyTracker
 from syncl_ros.tracking.interface import DecoderOutputs
 
 SLOTS, DIM, QUERIES = 4, 8, 6
 STEP_NS = 500_000_000
+
+
+def tracker(**settings) -> GreedyTracker:
+    """A greedy tracker; ``greedy`` entries go to GreedyConfig, the rest to TrackerConfig."""
+    greedy = GreedyConfig(**settings.pop("greedy", {}))
+    return GreedyTracker(TrackerConfig(num_slots=SLOTS, greedy=greedy, **settings), DIM)
 
 
 def outputs(dets: list[tuple[str, float, list[float]]]) -> DecoderOutputs:
@@ -36,7 +43,7 @@ def step(tracker: GreedyTracker, frame: int, dets, pose: Transform | None = None
 
 
 def test_moving_object_keeps_its_id_and_new_objects_get_new_ids() -> None:
-    t = GreedyTracker(SLOTS, DIM)
+    t = tracker()
     first = step(t, 0, [("car", 0.9, car(10, 0, vx=10)), ("pedestrian", 0.8, [5, 5, 0, 1, 1, 2, 0, 0, 0])])
     # 5 m further after 0.5 s: explained by the velocity, so the same car.
     second = step(t, 1, [("car", 0.9, car(15, 0, vx=10)), ("car", 0.7, car(-20, 0))])
@@ -47,7 +54,7 @@ def test_moving_object_keeps_its_id_and_new_objects_get_new_ids() -> None:
 
 
 def test_class_and_distance_gate_the_match() -> None:
-    t = GreedyTracker(SLOTS, DIM)
+    t = tracker()
     (a,) = step(t, 0, [("car", 0.9, car(0, 0))])
     (b,) = step(t, 1, [("truck", 0.9, [0, 0, 0, 8, 2.5, 3, 0, 0, 0])])
     (c,) = step(t, 2, [("car", 0.9, car(4.5, 0))])  # 4.5 m from the car, limit 4 m
@@ -55,7 +62,7 @@ def test_class_and_distance_gate_the_match() -> None:
 
 
 def test_best_score_claims_the_track_first() -> None:
-    t = GreedyTracker(SLOTS, DIM)
+    t = tracker()
     (a,) = step(t, 0, [("car", 0.9, car(0, 0))])
     later = step(t, 1, [("car", 0.3, car(0.5, 0)), ("car", 0.8, car(1.5, 0))])
     by_score = {round(tr.score, 1): tr.track_id for tr in later}
@@ -63,7 +70,7 @@ def test_best_score_claims_the_track_first() -> None:
 
 
 def test_a_missed_track_coasts_for_max_age_frames_then_ends() -> None:
-    t = GreedyTracker(SLOTS, DIM, GreedyConfig(max_age=2))
+    t = tracker(greedy={"max_age": 2})
     (a,) = step(t, 0, [("car", 0.9, car(0, 0, vx=2))])
     assert step(t, 1, []) == [] and step(t, 2, []) == []  # coasting tracks are not reported
     (b,) = step(t, 3, [("car", 0.9, car(3, 0, vx=2))])  # predicted at 3 m after 1.5 s
@@ -76,7 +83,7 @@ def test_a_missed_track_coasts_for_max_age_frames_then_ends() -> None:
 
 def test_matching_happens_in_the_world_frame() -> None:
     """A parked car seen from a car that drove 10 m forward is the same car."""
-    t = GreedyTracker(SLOTS, DIM)
+    t = tracker()
     (a,) = step(t, 0, [("car", 0.9, car(20, 0))], Transform.from_xy_yaw(0, 0, 0))
     (b,) = step(t, 1, [("car", 0.9, car(10, 0))], Transform.from_xy_yaw(10, 0, 0))
     assert b.track_id == a.track_id
@@ -84,7 +91,7 @@ def test_matching_happens_in_the_world_frame() -> None:
 
 
 def test_low_scores_non_tracking_classes_and_non_finite_rows_are_ignored() -> None:
-    t = GreedyTracker(SLOTS, DIM, GreedyConfig(score=0.2))
+    t = tracker(greedy={"score": 0.2})
     dets = [
         ("car", 0.1, car(0, 0)),
         ("barrier", 0.9, car(5, 0)),
@@ -102,7 +109,7 @@ def test_measured_velocity_carries_a_track_over_a_missed_frame() -> None:
     frames = {0: 0.0, 1: 0.9, 3: 2.7}
     ids = {}
     for weight in (1.0, 0.0):
-        t = GreedyTracker(SLOTS, DIM, GreedyConfig(measured_velocity=weight))
+        t = tracker(measured_velocity=weight)
         seen = []
         for f in range(4):
             dets = [("pedestrian", 0.9, walker(frames[f]))] if f in frames else []
@@ -112,3 +119,28 @@ def test_measured_velocity_carries_a_track_over_a_missed_frame() -> None:
             np.testing.assert_allclose(seen[-1].box[7:], [1.8, 0.0], atol=1e-9)  # measured, reported
     assert len(set(ids[1.0])) == 1, "measured motion predicts where the walker reappears"
     assert len(set(ids[0.0])) == 2, "the detections' zero velocity loses it"
+
+
+def test_a_backward_jump_or_a_long_gap_starts_over_and_ids_keep_counting() -> None:
+    t = tracker(reset_gap_s=3.0)
+    (a,) = step(t, 4, [("car", 0.9, car(0, 0))])
+    (b,) = step(t, 2, [("car", 0.9, car(0, 0))])  # a bag played again from an earlier time
+    assert (t.resets, t.last_reset_reason) == (1, "backward jump") and b.track_id > a.track_id
+    (c,) = step(t, 12, [("car", 0.9, car(0, 0))])  # 5 s later: the same place, but no longer known
+    assert (t.resets, t.last_reset_reason) == (2, "gap") and c.track_id > b.track_id
+    t.reset()
+    assert (t.resets, t.last_reset_reason, t.num_live) == (3, "requested", 0)
+
+
+def test_counters_for_dropped_and_non_finite_detections() -> None:
+    t = tracker(greedy={"max_detections": 1})
+    step(t, 0, [("car", 0.9, car(0, 0)), ("car", 0.8, car(20, 0)), ("car", 0.9, car(float("inf"), 0))])
+    assert (t.dropped_births, t.nonfinite_rows, t.num_live) == (1, 1, 1)
+
+
+def test_the_factory_builds_the_method_a_config_names() -> None:
+    from syncl_ros.tracking.factory import make_tracker
+    from syncl_ros.tracking.runtime import RuntimeTracker
+
+    assert isinstance(make_tracker(TrackerConfig(num_slots=SLOTS), DIM), RuntimeTracker)
+    assert isinstance(make_tracker(TrackerConfig(num_slots=SLOTS, method="greedy"), DIM), GreedyTracker)

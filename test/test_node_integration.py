@@ -1,6 +1,6 @@
 """The tracker node over real DDS, fed by `syncl play` of a converted synthetic bag (separate
 processes), publishes the same tracks as offline `syncl track` for the same frames, and its
-recorded output scores the same AMOTA."""
+recorded output scores the same AMOTA; with either tracker (track queries or greedy)."""
 
 import json
 import subprocess
@@ -24,9 +24,11 @@ from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
 from syncl_ros.model.network import TrackerNet  # noqa: E402
 from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop  # noqa: E402
 from syncl_ros.ros.recording import results_from_messages  # noqa: E402
+from syncl_ros.ros.settings import TRACKER_KEYS  # noqa: E402
 
 # An untrained model scores below the default thresholds: open them so that every query takes part.
-LOOSE = {"birth_score": 0.0, "update_score": 0.0, "output_score": 0.0}
+LOOSE = {"birth_score": 0.0, "update_score": 0.0, "output_score": 0.0, "greedy_score": 0.0}
+METHODS = ("queries", "greedy")
 # One CPU thread in both processes: float reductions then run in the same order, so the node and
 # offline tracking compute bit-identical network outputs (an untrained network amplifies any difference).
 ENV = ros_env(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
@@ -43,28 +45,24 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     bag = root / "bag"
     name = json.loads((data / "v1.0-trainval" / "scene.json").read_text())[0]["name"]
     assert syncl(["convert", str(data), "--scene", name, "--out", str(bag), "--no-progress"]) == 0
-    offline = root / "offline.json"
-    sets = [a for k, v in LOOSE.items() for a in ("--set", f"tracker.{k}={v}")]
-    track = [
-        "track",
-        str(data),
-        "--split",
-        "val",
-        "--model",
-        str(ckpt),
-        "--out",
-        str(offline),
-        "--no-progress",
-    ]
-    subprocess.run([sys.executable, "-m", "syncl_ros.cli", *track, *sets], env=ENV, check=True)
-    return {"data": data, "model": ckpt, "bag": bag, "offline": offline}
+    return {"root": root, "data": data, "model": ckpt, "bag": bag}
 
 
-def record_node_output(scene: dict[str, Path]) -> list[TrackedObject3DArray]:
+def track_offline(scene: dict[str, Path], method: str) -> Path:
+    out = scene["root"] / f"offline_{method}.json"
+    sets = [a for k, v in LOOSE.items() for a in ("--set", f"tracker.{TRACKER_KEYS[k]}={v}")]
+    track = ["track", str(scene["data"]), "--split", "val", "--model", str(scene["model"])]
+    track += ["--tracker", method, "--out", str(out), "--no-progress", *sets]
+    subprocess.run([sys.executable, "-m", "syncl_ros.cli", *track], env=ENV, check=True)
+    return out
+
+
+def record_node_output(scene: dict[str, Path], method: str) -> list[TrackedObject3DArray]:
     # a generous wait: on a loaded 2-core machine a frame's last image can be late, and the
     # comparison needs every key frame (the node counts and drops late frames by design)
     params = {
         **LOOSE,
+        "tracker": method,
         "model": scene["model"],
         "backend": "torch",
         "output_frame": "map",
@@ -96,11 +94,14 @@ def record_node_output(scene: dict[str, Path]) -> list[TrackedObject3DArray]:
     return got
 
 
-def test_node_matches_offline_tracking(scene: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_node_matches_offline_tracking(scene: dict[str, Path], method: str, tmp_path: Path) -> None:
     from nuscenes.nuscenes import NuScenes
 
-    messages = record_node_output(scene)
-    offline = json.loads(scene["offline"].read_text())["results"]
+    offline_path = track_offline(scene, method)
+    messages = record_node_output(scene, method)
+    offline = json.loads(offline_path.read_text())["results"]
+    assert sum(len(boxes) for boxes in offline.values()) > 0, "a comparison needs tracks"
     nusc = NuScenes("v1.0-trainval", str(scene["data"]), verbose=False)
     # the node stamps a frame with its anchor (CAM_FRONT) capture time; results are at the sample time
     anchor_ns = {
@@ -136,7 +137,7 @@ def test_node_matches_offline_tracking(scene: dict[str, Path], tmp_path: Path) -
     node_results = tmp_path / "node.json"
     node_results.write_text(json.dumps({"meta": RESULTS_META, "results": recorded}))
     amota = {}
-    for name, path in (("node", node_results), ("offline", scene["offline"])):
+    for name, path in (("node", node_results), ("offline", offline_path)):
         metrics = evaluate_tracking(path, scene["data"], "v1.0-trainval", "val", tmp_path / name)
         amota[name] = metrics["overall"]["amota"]
     assert amota["node"] == pytest.approx(amota["offline"], abs=1e-3)

@@ -90,6 +90,7 @@ def test_config_defaults_and_yaml_parse() -> None:
         ("tracking_labels_only", 1),
         ("pc_range", (0.0, 0.0, 0.0, 1.0, 1.0)),
         ("pc_range", (1.0, 0.0, 0.0, 0.0, 1.0, 1.0)),
+        ("method", "hungarian"),
     ],
 )
 def test_config_rejects_bad_values_naming_field_and_value(field: str, value: object) -> None:
@@ -100,6 +101,18 @@ def test_config_rejects_bad_values_naming_field_and_value(field: str, value: obj
 def test_config_error_through_yaml_parser() -> None:
     with pytest.raises(ConfigError, match="birth_score"):
         parse(TrackerConfig, {"birth_score": -0.1})
+    with pytest.raises(ConfigError, match="method"):
+        parse(TrackerConfig, {"method": "hungarian"})
+
+
+def test_greedy_settings_parse_nested_and_are_checked() -> None:
+    cfg = parse(TrackerConfig, {"method": "greedy", "greedy": {"score": 0.05, "max_age": 2}})
+    assert (cfg.method, cfg.greedy.score, cfg.greedy.max_age) == ("greedy", 0.05, 2)
+    assert cfg.greedy.distances["pedestrian"] == 1.0  # CenterPoint's, unless given
+    with pytest.raises(ConfigError, match=r"greedy\.score"):
+        parse(TrackerConfig, {"greedy": {"score": 2.0}})
+    with pytest.raises(ConfigError, match=r"greedy\.distances"):
+        parse(TrackerConfig, {"greedy": {"distances": {"car": 4.0}}})  # the other classes missing
 
 
 # ------------------------------------------------------------------ life cycle

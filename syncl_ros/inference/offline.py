@@ -1,12 +1,12 @@
 """Offline tracking over every scene of a split -> nuScenes tracking results JSON.
 
 Runs exactly the inference path of the node (same preprocessing, backend and
-runtime tracker), one scene at a time with a fresh tracker state per scene.
+tracker), one scene at a time with a fresh tracker state per scene.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,8 @@ from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.experiment import with_tracker_overrides
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.checkpoint import load_model
-from syncl_ros.tracking.greedy import GreedyConfig, GreedyTracker
-from syncl_ros.tracking.interface import Track
-from syncl_ros.tracking.runtime import RuntimeTracker
+from syncl_ros.tracking.factory import make_tracker
+from syncl_ros.tracking.interface import Track, Tracker
 from syncl_ros.training.data import frame_tensors
 
 RESULTS_META = {
@@ -61,14 +60,17 @@ def result_entry(track: Track, frame: Frame) -> dict[str, Any]:
 
 
 def track_frames(
-    frames: NuScenesFrames, backend: TorchBackend, tracker_factory: Any, progress: bool = True
+    frames: NuScenesFrames,
+    backend: TorchBackend,
+    tracker_factory: Callable[[], Tracker],
+    progress: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
     """Results per sample token for every key frame of `frames` (tracker reset at each scene)."""
     results: dict[str, list[dict[str, Any]]] = {}
     cfg = backend.net.cfg
     bar = tqdm(total=len(frames), desc="track", disable=not progress)
     for scene in frames.scene_names:
-        tracker: RuntimeTracker = tracker_factory()
+        tracker = tracker_factory()
         for i in frames.scene_slices[scene]:
             frame: Frame = frames[i]
             images, _, img2lidar = frame_tensors(frame, cfg)
@@ -92,26 +94,23 @@ def track_split(
     device: str = "cpu",
     progress: bool = True,
     overrides: Sequence[str] = (),
-    tracker: str = "queries",
+    tracker: str | None = None,
 ) -> dict[str, Any]:
     """Track every scene of the split; `overrides` adjust the tracker, e.g. "tracker.birth_score=0.3".
 
-    ``tracker="greedy"`` runs tracking by detection instead (:mod:`syncl_ros.tracking.greedy`).
+    ``tracker`` ("queries" or "greedy") replaces the model's ``tracker.method``; None keeps it.
     """
+    if tracker is not None:
+        overrides = [*overrides, f"tracker.method={tracker}"]
     net, exp, _ = load_model(model_path, device)
     exp = with_tracker_overrides(exp, overrides, "tracking time")
     frames = NuScenesFrames(dataroot, version, split=split)
     backend = TorchBackend(net, device)
-    motion = exp.tracker.measured_velocity  # one setting for both trackers
-    factories = {
-        "queries": lambda: RuntimeTracker(exp.tracker, exp.model.embed_dim, seed=0),
-        "greedy": lambda: GreedyTracker(
-            exp.model.num_slots, exp.model.embed_dim, GreedyConfig(measured_velocity=motion), seed=0
-        ),
-    }
-    if tracker not in factories:
-        raise ValueError(f"tracker: expected one of {sorted(factories)}, got {tracker!r}")
-    results = track_frames(frames, backend, factories[tracker], progress)
+
+    def factory() -> Tracker:
+        return make_tracker(exp.tracker, exp.model.embed_dim, seed=0)
+
+    results = track_frames(frames, backend, factory, progress)
     payload = {"meta": RESULTS_META, "results": results}
     write_json_atomic(out, payload)
     boxes = sum(len(v) for v in results.values())

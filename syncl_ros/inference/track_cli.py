@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from syncl_ros.inference.default_model import default_model_path
+from syncl_ros.tracking.config import TRACKING_METHODS
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -26,10 +27,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--tracker",
-        choices=("queries", "greedy"),
-        default="queries",
-        help="queries: the network's track queries (default); greedy: its per-frame detections "
-        "linked by a CenterPoint-style center-distance tracker (baseline)",
+        choices=TRACKING_METHODS,
+        default=None,
+        help="queries: the network's track queries; greedy: its per-frame detections linked by a "
+        "CenterPoint-style center-distance tracker (default: the model's tracker.method)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -4,7 +4,8 @@ configure: read parameters, load the model into a backend, create publishers.
 activate:  subscribe to the six cameras, their CameraInfo, /tf + /tf_static (or odometry).
 Per synchronized rig frame, at the model's trained frame interval by default:
 decode (at reduced JPEG scale) -> geometry at the anchor stamp -> backend
-encode/decode -> runtime tracker -> publish ~/tracks, ~/detections, ~/markers;
+encode/decode -> tracker (track queries or greedy: the model's tracker.method, or the
+`tracker` parameter) -> publish ~/tracks, ~/detections, ~/markers;
 /diagnostics once a second. One worker thread processes frames; while it is
 busy the newest synchronized frame waits and older waiting ones are dropped.
 
@@ -57,7 +58,7 @@ from syncl_ros.ros.messages import (
     tracks_to_detections,
     tracks_to_msg,
 )
-from syncl_ros.ros.settings import NodeSettings, declare_and_read
+from syncl_ros.ros.settings import NodeSettings, declare_and_read, tracker_overrides
 from syncl_ros.ros.sync import RigFrame, RigSynchronizer, SyncResult
 from syncl_ros.ros.tf_buffer import OdometryEgoSource, TfBuffer, TfEgoSource
 from syncl_ros.ros.worker import LatestWorker
@@ -159,17 +160,12 @@ class TrackerNode(LifecycleNode):
     def _load_model(self) -> None:
         from syncl_ros.inference.backend import create_backend
         from syncl_ros.inference.default_model import default_model_path
-        from syncl_ros.tracking.runtime import RuntimeTracker
+        from syncl_ros.tracking.factory import make_tracker
 
         s = self.settings
         model = Path(s.model) if s.model else default_model_path()
         exp = experiment_of(model)
-        overrides = [
-            f"tracker.{k}={getattr(s, k)}"
-            for k in ("birth_score", "update_score", "output_score", "max_missed")
-            if getattr(s, k) >= 0
-        ]
-        self.experiment = with_overrides(exp, overrides)
+        self.experiment = with_overrides(exp, tracker_overrides(s))
         device = resolve_device(s.device)
         precision = s.precision if device.startswith("cuda") else "fp32"
         self.backend = create_backend(
@@ -177,7 +173,8 @@ class TrackerNode(LifecycleNode):
         )
         for line in self.backend.selection:
             self.get_logger().info(f"backend: {line}")
-        self.tracker = RuntimeTracker(self.experiment.tracker, self.experiment.model.embed_dim)
+        self.tracker = make_tracker(self.experiment.tracker, self.experiment.model.embed_dim)
+        self.get_logger().info(f"tracker: {self.experiment.tracker.method}")
         period = s.process_period_s if s.process_period_s >= 0 else self.experiment.model.frame_interval_s
         self.period_ns = int(period * 1e9)
         self.get_logger().info(f"model {model}: processing a frame every {period:.3f} s")
@@ -426,6 +423,7 @@ class TrackerNode(LifecycleNode):
             "latency": {k: v.summary() for k, v in list(self.latency.items())},
             "worker": worker,
             "tracker": {
+                "method": self.experiment.tracker.method,
                 "live": self.tracker.num_live,
                 "resets": self.tracker.resets,
                 "dropped_births": self.tracker.dropped_births,

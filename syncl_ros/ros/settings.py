@@ -14,6 +14,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 
 from syncl_ros.rig import CAMERA_CHANNELS
+from syncl_ros.tracking.config import TRACKING_METHODS
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
@@ -62,10 +63,24 @@ PARAMS: dict[str, Param] = {
         lo=-1.0,
         hi=10.0,
     ),
-    "birth_score": Param(-1.0, "tracker birth threshold; -1: the model's", lo=-1.0, hi=1.0),
-    "update_score": Param(-1.0, "tracker update threshold; -1: the model's", lo=-1.0, hi=1.0),
-    "output_score": Param(-1.0, "tracker output threshold; -1: the model's", lo=-1.0, hi=1.0),
-    "max_missed": Param(-1, "frames a track may coast; -1: the model's", lo=-1, hi=100),
+    "tracker": Param(
+        "",
+        "queries (the network's track queries) | greedy (its detections linked by center distance); "
+        "empty: the model's tracker.method",
+        ("", *TRACKING_METHODS),
+    ),
+    "birth_score": Param(-1.0, "query tracker birth threshold; -1: the model's", lo=-1.0, hi=1.0),
+    "update_score": Param(-1.0, "query tracker update threshold; -1: the model's", lo=-1.0, hi=1.0),
+    "output_score": Param(-1.0, "query tracker output threshold; -1: the model's", lo=-1.0, hi=1.0),
+    "max_missed": Param(-1, "frames a query track may coast; -1: the model's", lo=-1, hi=100),
+    "greedy_score": Param(-1.0, "greedy tracker detection threshold; -1: the model's", lo=-1.0, hi=1.0),
+    "greedy_max_age": Param(-1, "frames a greedy track may go unmatched; -1: the model's", lo=-1, hi=100),
+    "measured_velocity": Param(
+        -1.0,
+        "share of a track's velocity measured from its motion (0: the network's); -1: the model's",
+        lo=-1.0,
+        hi=1.0,
+    ),
     "diagnostics_period_s": Param(1.0, "period of /diagnostics", lo=0.1, hi=60.0),
     "tf_wait_ms": Param(100.0, "how long a frame waits for its transforms and CameraInfo", lo=0.0, hi=5000.0),
 }
@@ -94,10 +109,14 @@ class NodeSettings:
     base_frame: str
     output_frame: str
     process_period_s: float
+    tracker: str
     birth_score: float
     update_score: float
     output_score: float
     max_missed: int
+    greedy_score: float
+    greedy_max_age: int
+    measured_velocity: float
     diagnostics_period_s: float
     tf_wait_ms: float
 
@@ -115,7 +134,7 @@ class NodeSettings:
                 f"output_frame must be base_frame ({self.base_frame}) or world_frame "
                 f"({self.world_frame}), got {self.output_frame!r}"
             )
-        for name in ("backend", "precision", "image_transport", "ego_source"):
+        for name in ("backend", "precision", "image_transport", "ego_source", "tracker"):
             choices = PARAMS[name].choices
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
@@ -140,3 +159,26 @@ def declare_and_read(node: Node) -> NodeSettings:
     settings = NodeSettings(**values)
     settings.check()
     return settings
+
+
+# Node parameter -> model tracker setting it overrides when set (>= 0 or non-empty).
+TRACKER_KEYS = {
+    "tracker": "method",
+    "birth_score": "birth_score",
+    "update_score": "update_score",
+    "output_score": "output_score",
+    "max_missed": "max_missed",
+    "greedy_score": "greedy.score",
+    "greedy_max_age": "greedy.max_age",
+    "measured_velocity": "measured_velocity",
+}
+
+
+def tracker_overrides(settings: NodeSettings) -> list[str]:
+    """The node's tracker parameters that are set, as "tracker.KEY=VALUE" overrides of the model's."""
+    out = []
+    for name, key in TRACKER_KEYS.items():
+        value = getattr(settings, name)
+        if value != "" and not (isinstance(value, int | float) and value < 0):
+            out.append(f"tracker.{key}={value}")
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 _PROB = {"min": 0.0, "max": 1.0}
 _POS = {"gt": 0}
@@ -31,10 +31,53 @@ def _check_probability(name: str, value: Any) -> None:
         raise _fail(name, "a number in [0, 1]", value)
 
 
+TRACKING_METHODS = ("queries", "greedy")
+
+# Largest center distance (m) for a greedy match, per class: CenterPoint's nuScenes values.
+MATCH_DISTANCE_M = {
+    "car": 4.0,
+    "truck": 4.0,
+    "bus": 5.5,
+    "trailer": 3.0,
+    "pedestrian": 1.0,
+    "motorcycle": 13.0,
+    "bicycle": 3.0,
+}
+
+
+@dataclass(frozen=True)
+class GreedyConfig:
+    """Tracking by detection (:mod:`syncl_ros.tracking.greedy`): CenterPoint-style association."""
+
+    score: float = field(default=0.1, metadata=_PROB)  # detections below this are ignored
+    max_detections: int = field(default=150, metadata=_NONNEG)  # per frame, best first
+    max_age: int = field(default=3, metadata=_NONNEG)  # frames a track may go unmatched before it ends
+    distances: dict[str, float] = field(default_factory=lambda: dict(MATCH_DISTANCE_M))
+
+    def __post_init__(self) -> None:
+        _check_probability("greedy.score", self.score)
+        _check_int("greedy.max_detections", self.max_detections, 0)
+        _check_int("greedy.max_age", self.max_age, 0)
+        missing = sorted(set(MATCH_DISTANCE_M) - set(self.distances))
+        if missing or not all(_is_number(d) and d > 0 for d in self.distances.values()):
+            expected = f"a positive distance for each of {sorted(MATCH_DISTANCE_M)}"
+            raise _fail("greedy.distances", expected, self.distances)
+        object.__setattr__(self, "score", float(self.score))
+        for name in ("max_detections", "max_age"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        object.__setattr__(self, "distances", {k: float(v) for k, v in self.distances.items()})
+
+
 @dataclass(frozen=True)
 class TrackerConfig:
-    """Thresholds and limits of query-based tracking at inference (PF-Track / MUTR3D style)."""
+    """Thresholds and limits of tracking at inference.
 
+    ``method`` picks the tracker: "queries", the network's own track queries (PF-Track / MUTR3D
+    style, the thresholds below), or "greedy", its per-frame detections linked by center distance
+    (``greedy`` settings). A released model stores the method it was validated with.
+    """
+
+    method: Literal["queries", "greedy"] = "queries"
     num_slots: int = field(default=64, metadata=_POS)  # fixed slot count keeps exported shapes static
     birth_score: float = field(default=0.4, metadata=_PROB)  # detection query -> new track at or above
     update_score: float = field(default=0.4, metadata=_PROB)  # below it a live track coasts on its motion
@@ -48,8 +91,13 @@ class TrackerConfig:
     measured_velocity: float = field(default=1.0, metadata=_PROB)
     tracking_labels_only: bool = True  # score and give birth on the 7 tracking classes only
     pc_range: tuple[float, ...] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)  # normalizes reference points
+    greedy: GreedyConfig = field(default_factory=GreedyConfig)
 
     def __post_init__(self) -> None:
+        if self.method not in TRACKING_METHODS:
+            raise _fail("method", f"one of {TRACKING_METHODS}", self.method)
+        if not isinstance(self.greedy, GreedyConfig):
+            raise _fail("greedy", "a GreedyConfig", self.greedy)
         _check_int("num_slots", self.num_slots, 1)
         _check_int("max_missed", self.max_missed, 0)
         _check_int("max_outputs", self.max_outputs, 0)

@@ -12,43 +12,27 @@ and are reported only on frames where a detection confirms them. Once a track
 has been seen twice, its own measured velocity (``measured_velocity`` share,
 as in the query tracker) replaces the detection's for prediction and output.
 
-It has the same ``prepare``/``update`` protocol as :class:`RuntimeTracker`.
+It has the same frame protocol, resets and counters as :class:`RuntimeTracker` and is chosen
+with ``tracker.method: greedy``; its settings are ``tracker.greedy`` (:class:`GreedyConfig`).
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.classes import DETECTION_CLASSES, TRACKING_LABELS
 from syncl_ros.geometry import Transform
+from syncl_ros.tracking.config import GreedyConfig, TrackerConfig
 from syncl_ros.tracking.interface import DecoderOutputs, Track, TrackSlots
 from syncl_ros.tracking.motion import with_track_velocity
-from syncl_ros.tracking.runtime import class_scores, finite_rows
+from syncl_ros.tracking.runtime import check_frame_start, class_scores, finite_rows, reset_reason
 
-# Largest center distance (m) for a match, per class: CenterPoint's nuScenes values.
-MATCH_DISTANCE_M = {
-    "car": 4.0,
-    "truck": 4.0,
-    "bus": 5.5,
-    "trailer": 3.0,
-    "pedestrian": 1.0,
-    "motorcycle": 13.0,
-    "bicycle": 3.0,
-}
-
-
-@dataclass(frozen=True)
-class GreedyConfig:
-    score: float = 0.1  # detections below this are ignored
-    max_detections: int = 150  # per frame, best first
-    max_age: int = 3  # frames a track may go unmatched before it ends
-    measured_velocity: float = 1.0  # share of a track's measured velocity (0: the detections' only)
-    distances: dict[str, float] = field(default_factory=lambda: dict(MATCH_DISTANCE_M))
+__all__ = ["GreedyConfig", "GreedyTracker"]
 
 
 @dataclass
@@ -67,21 +51,37 @@ class _State:
 
 
 class GreedyTracker:
-    def __init__(self, num_slots: int, embed_dim: int, config: GreedyConfig | None = None, seed: int = 0):
-        self.config = config or GreedyConfig()
-        self._num_slots, self._embed_dim = num_slots, embed_dim
+    def __init__(self, config: TrackerConfig, embed_dim: int, seed: int | None = None) -> None:
+        if not isinstance(config, TrackerConfig):
+            raise TypeError(f"config: expected a TrackerConfig, got {type(config).__name__}")
+        self.config = config
+        self.greedy: GreedyConfig = config.greedy
+        self._num_slots, self._embed_dim = config.num_slots, int(embed_dim)
         self._rng = random.Random(seed)
         self._allowed = np.array(sorted(TRACKING_LABELS))
         self._tracks: list[_State] = []
-        self._next_id = 0
+        self._next_id = 1
         self._dt_s = 0.0
         self._last_ns: int | None = None
         self._pose = Transform.identity()
+        self.resets = 0
+        self.last_reset_reason: str | None = None
+        self.dropped_births = 0  # confident detections beyond max_detections, summed over frames
+        self.nonfinite_rows = 0  # detection rows holding NaN or inf, summed over frames
+
+    @property
+    def num_live(self) -> int:
+        return len(self._tracks)
 
     def prepare(self, timestamp_ns: int, model_to_world: Transform) -> TrackSlots:
-        """Start a frame; every slot stays empty so the network only detects."""
-        self._dt_s = 0.0 if self._last_ns is None else (int(timestamp_ns) - self._last_ns) * 1e-9
-        self._last_ns, self._pose = int(timestamp_ns), model_to_world
+        """Start a frame (resetting after a backward jump or a long gap); every slot stays empty
+        so the network only detects."""
+        t_ns = check_frame_start(timestamp_ns, model_to_world)
+        reason = reset_reason(self._last_ns, t_ns, self.config.reset_gap_s)
+        if reason is not None:
+            self._start_over(reason)
+        self._dt_s = 0.0 if self._last_ns is None else (t_ns - self._last_ns) * 1e-9
+        self._last_ns, self._pose = t_ns, model_to_world
         return TrackSlots(
             np.zeros((self._num_slots, self._embed_dim), np.float32),
             np.full((self._num_slots, 3), 0.5, np.float32),
@@ -91,9 +91,15 @@ class GreedyTracker:
 
     def update(self, outputs: DecoderOutputs) -> list[Track]:
         q = outputs.num_rows - self._num_slots
+        if q < 0:
+            raise ValueError(f"DecoderOutputs: {outputs.num_rows} rows cannot hold {self._num_slots} slots")
         score, label = class_scores(outputs.scores[:q], self._allowed)
-        keep = finite_rows(outputs)[:q] & (score >= self.config.score)
-        order = np.flatnonzero(keep)[np.argsort(-score[keep], kind="stable")][: self.config.max_detections]
+        finite = finite_rows(outputs)[:q]
+        self.nonfinite_rows += int((~finite).sum())
+        keep = finite & (score >= self.greedy.score)
+        order = np.flatnonzero(keep)[np.argsort(-score[keep], kind="stable")]
+        self.dropped_births += max(0, len(order) - self.greedy.max_detections)
+        order = order[: self.greedy.max_detections]
         world = box_ops.transform_boxes(outputs.boxes[order], self._pose)
         claimed = self._assign(world, outputs.boxes[order], label[order])
         for state in self._tracks:
@@ -101,8 +107,17 @@ class GreedyTracker:
                 state.center = state.center + state.velocity * self._dt_s
                 state.missed += 1
                 state.age += 1
-        self._tracks = [s for s in self._tracks if s.missed <= self.config.max_age]
+        self._tracks = [s for s in self._tracks if s.missed <= self.greedy.max_age]
         return [self._report(claimed[i], float(score[row])) for i, row in enumerate(order)]
+
+    def reset(self) -> None:
+        """Drop all tracks and forget the last frame; track ids keep counting."""
+        self._start_over("requested")
+
+    def _start_over(self, reason: str) -> None:
+        self._tracks, self._last_ns = [], None
+        self.resets += 1
+        self.last_reset_reason = reason
 
     def _motion(self, state: _State, world_box: np.ndarray) -> np.ndarray:
         """Expected world displacement of ``state`` over this frame interval."""
@@ -116,7 +131,7 @@ class GreedyTracker:
         free = set(by_id)
         claimed: dict[int, int] = {}
         for i, (box, lab) in enumerate(zip(world, labels, strict=True)):
-            limit = self.config.distances[DETECTION_CLASSES[int(lab)]]
+            limit = self.greedy.distances[DETECTION_CLASSES[int(lab)]]
             best, best_d = None, limit
             for tid in free:
                 state = by_id[tid]

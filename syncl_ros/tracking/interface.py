@@ -10,11 +10,13 @@ reported :class:`Track` list. All arrays are numpy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from syncl_ros.boxes import BOX_DIM
 from syncl_ros.classes import NUM_CLASSES
+from syncl_ros.geometry import Transform
 
 REF_DIM = 3
 UUID_BYTES = 16
@@ -89,3 +91,21 @@ class Track:
         # Reported tracks are snapshots; freezing the box keeps them from aliasing tracker state.
         box.setflags(write=False)
         object.__setattr__(self, "box", box)
+
+
+class Tracker(Protocol):
+    """What the node and offline tracking need of a tracker (query-based or greedy)."""
+
+    @property
+    def resets(self) -> int: ...
+    @property
+    def last_reset_reason(self) -> str | None: ...
+    @property
+    def dropped_births(self) -> int: ...
+    @property
+    def nonfinite_rows(self) -> int: ...
+    @property
+    def num_live(self) -> int: ...
+    def prepare(self, timestamp_ns: int, model_to_world: Transform) -> TrackSlots: ...
+    def update(self, outputs: DecoderOutputs) -> list[Track]: ...
+    def reset(self) -> None: ...

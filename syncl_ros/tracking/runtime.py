@@ -52,12 +52,27 @@ def finite_rows(outputs: DecoderOutputs) -> np.ndarray:
     return np.logical_and.reduce([np.isfinite(a).all(axis=1) for a in parts])
 
 
-def _check_pose(model_to_world: Transform) -> None:
+def check_frame_start(timestamp_ns: int, model_to_world: Transform) -> int:
+    """The frame time as a Python int, after checking it and the ego pose."""
+    if isinstance(timestamp_ns, bool) or not isinstance(timestamp_ns, int | np.integer):
+        raise TypeError(f"timestamp_ns: expected integer nanoseconds, got {timestamp_ns!r}")
     if not isinstance(model_to_world, Transform):
         raise TypeError(f"model_to_world: expected a Transform, got {type(model_to_world).__name__}")
     pose = np.concatenate([model_to_world.translation, model_to_world.rotation.elements])
     if not np.isfinite(pose).all():
         raise ValueError(f"model_to_world: non-finite pose {model_to_world!r}")
+    return int(timestamp_ns)
+
+
+def reset_reason(last_ns: int | None, t_ns: int, reset_gap_s: float) -> str | None:
+    """Why a tracker must start over at frame time t_ns, or None to carry on."""
+    if last_ns is None:
+        return None  # first frame: nothing to discard
+    if t_ns < last_ns:
+        return "backward jump"  # e.g. a bag played in a loop
+    if (t_ns - last_ns) / _NS_PER_S > reset_gap_s:
+        return "gap"  # constant-velocity prediction is meaningless over a long gap
+    return None
 
 
 class RuntimeTracker:
@@ -130,12 +145,9 @@ class RuntimeTracker:
 
     def prepare(self, timestamp_ns: int, model_to_world: Transform) -> TrackSlots:
         """Start a frame: reset if time jumped, else move live tracks into this frame."""
-        if isinstance(timestamp_ns, bool) or not isinstance(timestamp_ns, int | np.integer):
-            raise TypeError(f"timestamp_ns: expected integer nanoseconds, got {timestamp_ns!r}")
-        _check_pose(model_to_world)
-        t_ns = int(timestamp_ns)
+        t_ns = check_frame_start(timestamp_ns, model_to_world)
         dt_s = 0.0
-        reason = self._reset_reason(t_ns)
+        reason = reset_reason(self._last_ns, t_ns, self.config.reset_gap_s)
         if reason is not None:
             self._start_over(reason)
         elif self._last_ns is not None and self._last_pose is not None:
@@ -166,15 +178,6 @@ class RuntimeTracker:
         self._start_over("requested")
 
     # ------------------------------------------------------------ internals
-
-    def _reset_reason(self, t_ns: int) -> str | None:
-        if self._last_ns is None:
-            return None  # first frame: nothing to discard
-        if t_ns < self._last_ns:
-            return "backward jump"  # e.g. a bag played in a loop
-        if (t_ns - self._last_ns) / _NS_PER_S > self.config.reset_gap_s:
-            return "gap"  # constant-velocity prediction is meaningless over a long gap
-        return None
 
     def _start_over(self, reason: str) -> None:
         self._slots.clear()

@@ -3,13 +3,14 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.cli import main
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.training.curve import read_curve, update_curve
-from syncl_ros.training.tune_tracker import settings, sweep
+from syncl_ros.training.tune_tracker import grid, settings, sweep
 
 
 def payload_model(path: Path) -> dict[str, torch.Tensor]:
@@ -145,11 +146,17 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
     assert len(read_curve(run)) == 1
 
     # threshold tuning: every setting scored, the best one named as release arguments
-    rows = sweep(released, synth_val_root, "v1.0-trainval", "val", [0.0, 0.99])
-    assert [r["birth"] for r in rows] == [0.0, 0.99]
+    rows = sweep(released, synth_val_root, "v1.0-trainval", "val", [settings(0.0), settings(0.99)])
+    assert [r["settings"] for r in rows] == [settings(0.0), settings(0.99)]
     assert rows[0]["boxes"] > 0 and rows[1]["boxes"] == 0 and rows[1]["amota"] == 0.0
     expected = ["tracker.birth_score=0.3", "tracker.update_score=0.3", "tracker.output_score=0.2"]
     assert settings(0.3) == expected
+    assert grid(["tracker.method=greedy", "tracker.greedy.max_age=2,5"]) == [
+        ["tracker.method=greedy", "tracker.greedy.max_age=2"],
+        ["tracker.method=greedy", "tracker.greedy.max_age=5"],
+    ]
+    with pytest.raises(ValueError, match="tracker.KEY"):
+        grid(["train.lr=1,2"])
 
 
 def test_a_non_finite_step_is_skipped_and_counted(

@@ -53,10 +53,13 @@ def score_snapshot(
     dataroot: Path,
     version: str,
     split: str,
-    tracker: str = "queries",
+    tracker: str | None = "queries",
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Track the split with one checkpoint (tracker.* `overrides` applied) and return its metrics."""
+    """Track the split with one checkpoint (tracker.* `overrides` applied) and return its metrics.
+
+    ``tracker`` names the method ("queries" or "greedy"); None: the checkpoint's own setting.
+    """
     meta = read_checkpoint(path)["metadata"]
     record = {
         "snapshot": path.name,

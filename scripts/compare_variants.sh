@@ -4,7 +4,7 @@
 # detection scores the SynCL run's network (and the stage-1 detector) with the greedy tracker.
 # Prints one markdown table (docs/training.md).
 #
-#   INIT=runs/tiny/det2/last.pt scripts/compare_variants.sh       # every variant, one at a time
+#   INIT=runs/tiny/det4/last.pt scripts/compare_variants.sh       # every variant, one at a time
 #   INIT=... VARIANTS="syncl base" STEPS=1000 JOBS=2 scripts/compare_variants.sh
 #
 # INIT is the stage-1 detector of scripts/train_default_model.sh (all variants start from it, as
@@ -18,7 +18,7 @@ RUNS=${RUNS:-runs/compare}
 STEPS=${STEPS:-400}
 SEED=${SEED:-0}
 JOBS=${JOBS:-1}
-INIT=${INIT:?set INIT to the stage-1 detector checkpoint (scripts/train_default_model.sh: RUN/det2/last.pt)}
+INIT=${INIT:?set INIT to the stage-1 detector checkpoint (scripts/train_default_model.sh: its last RUN/detN/last.pt)}
 VARIANTS=${VARIANTS:-"syncl base no_aids"}
 PY=${PYTHON:-.venv/bin/python}
 syncl() { "$PY" -m syncl_ros.cli "$@"; }

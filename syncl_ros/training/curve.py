@@ -55,10 +55,12 @@ def score_snapshot(
     split: str,
     tracker: str | None = "queries",
     overrides: Sequence[str] = (),
+    detection: bool = True,
 ) -> dict[str, Any]:
     """Track the split with one checkpoint (tracker.* `overrides` applied) and return its metrics.
 
     ``tracker`` names the method ("queries" or "greedy"); None: the checkpoint's own setting.
+    ``detection=False`` skips the detection mAP (a second devkit evaluation).
     """
     meta = read_checkpoint(path)["metadata"]
     record = {
@@ -77,10 +79,11 @@ def score_snapshot(
             # Nothing above the thresholds yet (an early snapshot): no recall, so AMOTA and MOTA are 0.
             return {**record, "amota": 0.0, "amotp": None, "recall": 0.0, "mota": 0.0, "ids": 0, "map": 0.0}
         metrics = evaluate_tracking(results, dataroot, version, split, Path(tmp) / "eval")
-        detection = evaluate_detection(results, dataroot, version, split)
+        det = evaluate_detection(results, dataroot, version, split) if detection else None
     record.update({k: metrics["overall"][k] for k in KEYS})
     record["per_class_amota"] = {c: v["amota"] for c, v in metrics["per_class"].items()}
-    record.update(map=detection["map"], mate=detection["mate"], per_class_ap=detection["per_class_ap"])
+    if det is not None:
+        record.update(map=det["map"], mate=det["mate"], per_class_ap=det["per_class_ap"])
     return record
 
 

@@ -49,7 +49,9 @@ def sweep(
     """Score each candidate list of overrides; rows carry their "settings"."""
     rows = []
     for overrides in candidates:
-        record = score_snapshot(checkpoint, dataroot, version, split, tracker=None, overrides=overrides)
+        record = score_snapshot(
+            checkpoint, dataroot, version, split, tracker=None, overrides=overrides, detection=False
+        )
         rows.append({"settings": list(overrides), **record})
         amota, recall = record["amota"], record["recall"]
         print(f"{' '.join(overrides)}: AMOTA {amota:.3f} recall {recall:.3f}", flush=True)

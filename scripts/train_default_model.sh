@@ -27,7 +27,7 @@ DATA=${DATA:-data}
 RUN=${RUN:-runs/tiny}
 DET_CYCLES=${DET_CYCLES:-"7000:0.0005:0:300 6000:0.0003:1:100 6000:0.0002:2:100 8000:0.0002:3:100"}
 TRACK_STEPS=${TRACK_STEPS:-400}
-TUNE_GRID=${TUNE_GRID:-"tracker.method=greedy tracker.greedy.score=0.2,0.3,0.4,0.5 tracker.greedy.max_age=2,3"}
+TUNE_GRID=${TUNE_GRID:-"tracker.method=greedy tracker.greedy.score=0.3,0.4,0.5 tracker.greedy.max_age=2,3"}
 OUT=${OUT:-$RUN/release}
 PY=${PYTHON:-.venv/bin/python}
 syncl() { "$PY" -m syncl_ros.cli "$@"; }

@@ -1,7 +1,8 @@
 """Launch the syncl_ros tracker node.
 
     ros2 launch syncl_ros tracker.launch.py [params_file:=...] [model:=...] [backend:=...]
-        [use_sim_time:=true] [namespace:=...] [cam_front:=/my/front/image cam_front_info:=...]
+        [tracker:=queries|greedy] [use_sim_time:=true] [namespace:=...]
+        [cam_front:=/my/front/image cam_front_info:=...]
 
 Defaults match bags written by `syncl convert` (config/tracker.yaml, the nuScenes preset).
 """
@@ -13,6 +14,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 
@@ -53,14 +55,19 @@ def generate_launch_description() -> LaunchDescription:
             "backend", default_value="auto", description="auto | tensorrt | onnxruntime | torch"
         ),
         DeclareLaunchArgument(
+            "tracker", default_value="", description="queries | greedy; empty: the model's stored method"
+        ),
+        DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="follow /clock (bag replay)"
         ),
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
         *camera_arguments(),
     ]
     overrides = {
-        "model": LaunchConfiguration("model"),
+        # Typed as strings: an empty argument would otherwise be read as YAML null.
+        "model": ParameterValue(LaunchConfiguration("model"), value_type=str),
         "backend": LaunchConfiguration("backend"),
+        "tracker": ParameterValue(LaunchConfiguration("tracker"), value_type=str),
         "use_sim_time": LaunchConfiguration("use_sim_time"),
         "image_topics": [LaunchConfiguration(c.lower()) for c in CAMERAS],
         "camera_info_topics": [LaunchConfiguration(f"{c.lower()}_info") for c in CAMERAS],

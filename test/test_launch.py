@@ -61,7 +61,7 @@ def test_launch_arguments_match_node_parameters() -> None:
         )
     )
     assert tuple(cameras) == CAMERA_CHANNELS
-    assert {"params_file", "model", "backend", "use_sim_time", "namespace"} <= declared
+    assert {"params_file", "model", "backend", "tracker", "use_sim_time", "namespace"} <= declared
     # every override the launch file passes to the node is a declared node parameter (or use_sim_time)
     (overrides,) = [
         n

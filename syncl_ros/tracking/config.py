@@ -1,4 +1,4 @@
-"""Settings of the runtime tracker (the `tracker:` section of config/<name>.yaml)."""
+"""Settings of the trackers at inference (the `tracker:` section of config/<name>.yaml)."""
 
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
         ["tracker.method=greedy", "tracker.greedy.max_age=2"],
         ["tracker.method=greedy", "tracker.greedy.max_age=5"],
     ]
-    with pytest.raises(ValueError, match="tracker.KEY"):
+    with pytest.raises(ValueError, match=r"tracker\.KEY"):
         grid(["train.lr=1,2"])
 
 

@@ -144,3 +144,14 @@ def test_the_factory_builds_the_method_a_config_names() -> None:
 
     assert isinstance(make_tracker(TrackerConfig(num_slots=SLOTS), DIM), RuntimeTracker)
     assert isinstance(make_tracker(TrackerConfig(num_slots=SLOTS, method="greedy"), DIM), GreedyTracker)
+
+
+def test_outputs_without_room_for_the_slot_rows_are_refused() -> None:
+    import pytest
+
+    t = tracker()
+    t.prepare(0, Transform.identity())
+    n = SLOTS - 1
+    short = DecoderOutputs(np.zeros((n, NUM_CLASSES)), np.zeros((n, 9)), np.zeros((n, 3)), np.zeros((n, DIM)))
+    with pytest.raises(ValueError, match=f"{n} rows cannot hold the {SLOTS} slot rows"):
+        t.update(short)

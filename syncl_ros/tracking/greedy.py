@@ -90,9 +90,7 @@ class GreedyTracker:
         )
 
     def update(self, outputs: DecoderOutputs) -> list[Track]:
-        q = outputs.num_rows - self._num_slots
-        if q < 0:
-            raise ValueError(f"DecoderOutputs: {outputs.num_rows} rows cannot hold {self._num_slots} slots")
+        q = outputs.num_detections(self._num_slots)
         score, label = class_scores(outputs.scores[:q], self._allowed)
         finite = finite_rows(outputs)[:q]
         self.nonfinite_rows += int((~finite).sum())

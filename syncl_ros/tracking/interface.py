@@ -66,6 +66,13 @@ class DecoderOutputs:
     def num_rows(self) -> int:
         return len(self.scores)
 
+    def num_detections(self, num_slots: int) -> int:
+        """Q, the detection rows ahead of the ``num_slots`` slot rows; ValueError if they do not fit."""
+        q = self.num_rows - num_slots
+        if q < 0:
+            raise ValueError(f"DecoderOutputs: {self.num_rows} rows cannot hold the {num_slots} slot rows")
+        return q
+
 
 @dataclass(frozen=True, eq=False)
 class Track:

@@ -197,10 +197,7 @@ class RuntimeTracker:
 
     def _check_outputs(self, outputs: DecoderOutputs) -> int:
         """Number of detection rows Q, after checking the slot rows and feature width."""
-        num_slots = self.config.num_slots
-        q = outputs.num_rows - num_slots
-        if q < 0:
-            raise ValueError(f"DecoderOutputs: {outputs.num_rows} rows cannot hold the {num_slots} slot rows")
+        q = outputs.num_detections(self.config.num_slots)
         if outputs.embeddings.shape[1] != self.embed_dim:
             raise ValueError(
                 f"DecoderOutputs.embeddings: expected width {self.embed_dim}, "

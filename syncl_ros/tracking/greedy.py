@@ -55,7 +55,6 @@ class GreedyTracker:
         if not isinstance(config, TrackerConfig):
             raise TypeError(f"config: expected a TrackerConfig, got {type(config).__name__}")
         self.config = config
-        self.greedy: GreedyConfig = config.greedy
         self._num_slots, self._embed_dim = config.num_slots, int(embed_dim)
         self._rng = random.Random(seed)
         self._allowed = np.array(sorted(TRACKING_LABELS))
@@ -94,10 +93,10 @@ class GreedyTracker:
         score, label = class_scores(outputs.scores[:q], self._allowed)
         finite = finite_rows(outputs)[:q]
         self.nonfinite_rows += int((~finite).sum())
-        keep = finite & (score >= self.greedy.score)
+        keep = finite & (score >= self.config.greedy.score)
         order = np.flatnonzero(keep)[np.argsort(-score[keep], kind="stable")]
-        self.dropped_births += max(0, len(order) - self.greedy.max_detections)
-        order = order[: self.greedy.max_detections]
+        self.dropped_births += max(0, len(order) - self.config.greedy.max_detections)
+        order = order[: self.config.greedy.max_detections]
         world = box_ops.transform_boxes(outputs.boxes[order], self._pose)
         claimed = self._assign(world, outputs.boxes[order], label[order])
         for state in self._tracks:
@@ -105,7 +104,7 @@ class GreedyTracker:
                 state.center = state.center + state.velocity * self._dt_s
                 state.missed += 1
                 state.age += 1
-        self._tracks = [s for s in self._tracks if s.missed <= self.greedy.max_age]
+        self._tracks = [s for s in self._tracks if s.missed <= self.config.greedy.max_age]
         return [self._report(claimed[i], float(score[row])) for i, row in enumerate(order)]
 
     def reset(self) -> None:
@@ -129,7 +128,7 @@ class GreedyTracker:
         free = set(by_id)
         claimed: dict[int, int] = {}
         for i, (box, lab) in enumerate(zip(world, labels, strict=True)):
-            limit = self.greedy.distances[DETECTION_CLASSES[int(lab)]]
+            limit = self.config.greedy.distances[DETECTION_CLASSES[int(lab)]]
             best, best_d = None, limit
             for tid in free:
                 state = by_id[tid]

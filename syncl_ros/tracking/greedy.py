@@ -105,7 +105,8 @@ class GreedyTracker:
                 state.missed += 1
                 state.age += 1
         self._tracks = [s for s in self._tracks if s.missed <= self.config.greedy.max_age]
-        return [self._report(claimed[i], float(score[row])) for i, row in enumerate(order)]
+        by_id = {state.track_id: state for state in self._tracks}
+        return [self._report(by_id[claimed[i]], float(score[row])) for i, row in enumerate(order)]
 
     def reset(self) -> None:
         """Drop all tracks and forget the last frame; track ids keep counting."""
@@ -166,10 +167,9 @@ class GreedyTracker:
         self._tracks.append(_State(tid, raw, label, xy, vel, self._last_ns or 0, xy.copy(), box=model_box))
         return tid
 
-    def _report(self, track_id: int, score: float) -> Track:
-        state = next(s for s in self._tracks if s.track_id == track_id)
+    def _report(self, state: _State, score: float) -> Track:
         return Track(
-            track_id=track_id,
+            track_id=state.track_id,
             uuid=state.uuid,
             label=state.label,
             class_name=DETECTION_CLASSES[state.label],

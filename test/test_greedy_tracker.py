@@ -136,6 +136,9 @@ def test_counters_for_dropped_and_non_finite_detections() -> None:
     t = tracker(greedy={"max_detections": 1})
     step(t, 0, [("car", 0.9, car(0, 0)), ("car", 0.8, car(20, 0)), ("car", 0.9, car(float("inf"), 0))])
     assert (t.dropped_births, t.nonfinite_rows, t.num_live) == (1, 1, 1)
+    # No duplicate check and no fixed table: a second object on the same spot is its own track.
+    step(t, 1, [("pedestrian", 0.9, car(0, 0))])
+    assert (t.duplicate_births, t.full_table_frames, t.num_live) == (0, 0, 2)
 
 
 def test_the_factory_builds_the_method_a_config_names() -> None:

@@ -283,3 +283,20 @@ def test_hybrid_assignments_with_fewer_queries_than_k_per_object() -> None:
     )
     assert out.c is not None and out.c.det_query_idx.numel() == 7
     assert torch.bincount(out.c.det_gt_idx, minlength=6).max().item() <= 5
+
+
+def test_c_decoder_ignores_new_born_candidates_instead_of_teaching_no_object() -> None:
+    """The C-decoder matches only persistent objects; the queries the same one-to-many matching
+    gives to new-born objects are left out of its loss (they once all became "no object")."""
+    f = _frame()
+    args = (f["logits"], f["code"], f["gt_labels"], f["gt_code"], f["gt_ids"])
+    first = hybrid_assignments(*args, [], f["logits"], f["code"], k=5, gmm_filter=False)
+    assert first.c is not None and first.c.det_query_idx.numel() == 0
+    assert first.c.num_positives == 0
+    assert first.c.ignore_query_idx.numel() == 5 * 6  # k candidates for each of the 6 new-born objects
+    later = hybrid_assignments(*args, [101, 104], f["logits"], f["code"], k=5, gmm_filter=False)
+    assert later.c is not None
+    positives = set(later.c.det_query_idx.tolist())
+    ignored = set(later.c.ignore_query_idx.tolist())
+    assert len(positives) == 10 and len(ignored) == 5 * 4 and not positives & ignored
+    assert later.s.ignore_query_idx.numel() == 0  # the S-decoder ignores nothing

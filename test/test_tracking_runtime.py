@@ -14,7 +14,14 @@ from syncl_ros.classes import LABEL_OF, NUM_CLASSES
 from syncl_ros.config import ConfigError, parse
 from syncl_ros.geometry import Transform
 from syncl_ros.tracking.motion import denormalize_refs, normalize_points
-from syncl_ros.tracking.runtime import DecoderOutputs, RuntimeTracker, Track, TrackerConfig
+from syncl_ros.tracking.runtime import (
+    DecoderOutputs,
+    FrameChanges,
+    RuntimeTracker,
+    Track,
+    TrackerConfig,
+    duplicate_candidates,
+)
 
 C = 8  # feature width
 Q = 6  # detection queries per frame
@@ -74,6 +81,8 @@ def test_config_defaults_and_yaml_parse() -> None:
     assert cfg.num_slots == 32
     assert cfg.pc_range == (-40.0, -40.0, -4.0, 40.0, 40.0, 2.0)
     assert TrackerConfig().max_missed == 6
+    assert TrackerConfig().duplicate_distance_m == 1.0
+    assert parse(TrackerConfig, {"duplicate_distance_m": 0}).duplicate_distance_m == 0.0
 
 
 @pytest.mark.parametrize(
@@ -87,6 +96,8 @@ def test_config_defaults_and_yaml_parse() -> None:
         ("measured_velocity", -0.1),
         ("max_outputs", 2.5),
         ("reset_gap_s", 0.0),
+        ("duplicate_distance_m", -0.5),
+        ("duplicate_distance_m", math.inf),
         ("tracking_labels_only", 1),
         ("pc_range", (0.0, 0.0, 0.0, 1.0, 1.0)),
         ("pc_range", (1.0, 0.0, 0.0, 0.0, 1.0, 1.0)),
@@ -207,7 +218,8 @@ def test_coasting_track_moves_by_velocity_and_keeps_features() -> None:
     assert (t.label, t.score, t.hits, t.frames_since_update, t.age) == (CAR, 0.1, 1, 1, 1)
     np.testing.assert_allclose(t.box, expected, atol=1e-9)
     nxt = trk.prepare(SEC, IDENTITY)
-    np.testing.assert_array_equal(nxt.embeddings[slot], Q + slot + 1)
+    # Its unconfident output row (filled with Q + slot + 1) is not stored: the birth row 0's features stay.
+    np.testing.assert_array_equal(nxt.embeddings[slot], 1.0)
     np.testing.assert_allclose(denormalize_refs(nxt.refs[slot], PC_RANGE)[:2], [12.0, 3.0], atol=1e-4)
 
 
@@ -305,6 +317,18 @@ def test_slot_exhaustion_keeps_the_best_and_counts_the_rest() -> None:
     assert trk.dropped_births == 4
 
 
+def test_full_table_counts_frames_not_rows_and_ignores_duplicates() -> None:
+    trk = tracker(num_slots=2)
+    step(trk, 0.0, [(CAR, s, box(x)) for s, x in ((0.9, 0.0), (0.8, 10.0), (0.7, 20.0), (0.6, 30.0))])
+    assert (trk.full_table_frames, trk.dropped_births) == (1, 2)
+    # Both tracks confirmed; the only other confident rows are duplicates of them: no birth wanted.
+    live: dict[int, Row] = {0: (CAR, 0.9, box(0.0)), 1: (CAR, 0.9, box(10.0))}
+    step(trk, 0.1, [(CAR, 0.8, box(0.5)), (PED, 0.7, box(10.0, 0.3))], slots=live)
+    assert (trk.full_table_frames, trk.dropped_births, trk.duplicate_births) == (1, 2, 2)
+    step(trk, 0.2, [(CAR, 0.8, box(40.0))], slots=live)
+    assert (trk.full_table_frames, trk.dropped_births) == (2, 3)
+
+
 def test_output_threshold_and_max_outputs_best_first() -> None:
     trk = tracker(num_slots=8, output_score=0.5, max_outputs=3, birth_score=0.3)
     scores = [0.9, 0.5, 0.7, 0.45, 0.6, 0.7]
@@ -331,6 +355,122 @@ def test_many_slots_stay_consistent() -> None:
         assert len(out) == trk.num_live <= 256
         assert len(set(trk.live_ids)) == trk.num_live
     assert trk.dropped_births > 0
+
+
+# ------------------------------------------------------------------ duplicate births
+
+
+def test_two_queries_on_one_object_make_one_track_whatever_their_class() -> None:
+    trk = tracker(num_slots=8)
+    dets: list[Row] = [(PED, 0.6, box(10.3, 0.4)), (CAR, 0.9, box(10.0)), (CAR, 0.7, box(10.9))]
+    (t,) = step(trk, 0.0, dets)
+    assert (t.score, t.label) == (0.9, CAR)  # the best one is born
+    assert trk.duplicate_births == 2 and trk.dropped_births == 0
+    np.testing.assert_array_equal(trk.last_changes.birth_rows, [1])
+
+
+def test_only_accepted_births_block_later_candidates() -> None:
+    # B is 0.8 m from A (a duplicate); C is 0.8 m from B but 1.6 m from A: B took no slot, so C is born.
+    trk = tracker(num_slots=8)
+    out = step(trk, 0.0, [(CAR, 0.9, box(0.0)), (CAR, 0.8, box(0.8)), (CAR, 0.7, box(1.6))])
+    assert [t.box[0] for t in out] == [0.0, 1.6]
+    assert trk.duplicate_births == 1
+
+
+def test_duplicates_of_tracks_are_judged_at_their_current_boxes() -> None:
+    trk = tracker(num_slots=8)
+    step(trk, 0.0, [(CAR, 0.9, box(0.0)), (CAR, 0.9, box(20.0, vx=2.0))])
+    confirmed, coasting = trk.slot_of(1), trk.slot_of(2)
+    # Track 1 is confirmed at x=5 this frame; track 2 coasts from x=20 to x=21 (2 m/s over 0.5 s).
+    dets: list[Row] = [
+        (PED, 0.9, box(5.5)),  # 0.5 m from track 1's new box: a duplicate, though of another class
+        (CAR, 0.9, box(0.0)),  # where track 1 was: a new object
+        (CAR, 0.9, box(21.4)),  # 0.4 m from track 2's propagated box: a duplicate
+        (CAR, 0.9, box(19.8)),  # 1.2 m from it, where it was: a new object
+    ]
+    out = step(trk, 0.5, dets, slots={confirmed: (CAR, 0.9, box(5.0)), coasting: (CAR, 0.1, box())})
+    assert trk.duplicate_births == 2
+    np.testing.assert_array_equal(trk.last_changes.birth_rows, [1, 3])
+    assert sorted(t.box[0] for t in out if t.track_id > 2) == [0.0, 19.8]
+
+
+def test_distance_zero_turns_the_duplicate_check_off() -> None:
+    out = step(tracker(num_slots=8, duplicate_distance_m=0.0), 0.0, [(CAR, 0.9, box()), (CAR, 0.8, box())])
+    assert len(out) == 2
+
+
+def test_duplicate_candidates_is_best_first_and_strict() -> None:
+    centers = np.array([[0.0, 0.0], [0.0, 0.99], [0.0, 1.0], [5.0, 0.0], [5.0, 0.5]])
+    tracks = np.array([[5.0, 0.9]])
+    np.testing.assert_array_equal(
+        duplicate_candidates(centers, tracks, 1.0), [False, True, False, True, True]
+    )
+    assert not duplicate_candidates(centers, np.zeros((0, 2)), 0.0).any()
+    assert duplicate_candidates(np.zeros((0, 2)), tracks, 1.0).shape == (0,)
+
+
+# ------------------------------------------------------------------ memory and changes
+
+
+def test_memory_is_refreshed_only_by_confident_outputs() -> None:
+    trk = tracker(update_score=0.5)
+    step(trk, 0.0, [(CAR, 0.9, box(1.0))])
+    slot = trk.slot_of(1)
+    # Finite but unconfident (just under update_score): the birth row 0's features stay.
+    step(trk, 0.1, slots={slot: (CAR, 0.49, box(1.0))})
+    np.testing.assert_array_equal(trk.prepare(round(0.2 * SEC), IDENTITY).embeddings[slot], 1.0)
+    trk.update(make_outputs(4, slots={slot: (CAR, 0.5, box(1.0))}))  # at the threshold: refreshed
+    np.testing.assert_array_equal(trk.prepare(round(0.3 * SEC), IDENTITY).embeddings[slot], Q + slot + 1)
+
+
+def test_last_changes_name_births_refreshed_and_ended_slots() -> None:
+    trk = tracker(max_missed=0)
+    assert len(trk.last_changes.birth_rows) == 0
+    step(trk, 0.0, [(CAR, 0.5, box(0.0)), (CAR, 0.9, box(10.0)), (CAR, 0.3, box(20.0))])
+    c = trk.last_changes
+    np.testing.assert_array_equal(c.birth_rows, [1, 0])  # best first
+    np.testing.assert_array_equal(c.birth_slots, [0, 1])
+    assert (len(c.refreshed), len(c.ended)) == (0, 0)
+    # Slot 0 is confirmed, slot 1 misses and ends, and a new object takes slot 1 at once.
+    step(trk, 0.1, [(CAR, 0.8, box(30.0))], slots={0: (CAR, 0.9, box(10.0))})
+    c = trk.last_changes
+    np.testing.assert_array_equal(c.refreshed, [0])
+    np.testing.assert_array_equal(c.ended, [1])
+    np.testing.assert_array_equal(c.birth_rows, [0])
+    np.testing.assert_array_equal(c.birth_slots, [1])
+    assert c.refreshed.dtype == np.int64
+    with pytest.raises(ValueError):
+        c.ended[0] = 3  # a record, not a view of the tracker's state
+    trk.reset()
+    assert len(trk.last_changes.refreshed) == 0
+
+
+def mirror(emb: np.ndarray, out: DecoderOutputs, changes: FrameChanges) -> np.ndarray:
+    """FrameChanges' documented recipe, applied to a copy of the slot embeddings."""
+    q = out.num_detections(len(emb))
+    emb = emb.copy()
+    emb[changes.ended] = 0.0
+    emb[changes.refreshed] = out.embeddings[q + changes.refreshed]
+    emb[changes.birth_slots] = out.embeddings[changes.birth_rows]
+    return emb
+
+
+def test_mirroring_last_changes_reproduces_the_stored_embeddings() -> None:
+    trk = RuntimeTracker(TrackerConfig(num_slots=16, max_missed=1), embed_dim=C, seed=3)
+    rng = np.random.default_rng(5)
+    mirrored = np.zeros((16, C), dtype=np.float32)
+    for frame in range(8):
+        slots = trk.prepare(frame * SEC // 10, IDENTITY)
+        np.testing.assert_array_equal(slots.embeddings, mirrored)
+        n = 12 + 16
+        boxes = np.tile(np.array(box(), dtype=np.float64), (n, 1))
+        boxes[:, :2] = rng.uniform(-8.0, 8.0, size=(n, 2))  # crowded: duplicates and a full table
+        scores = rng.uniform(0.0, 0.7, size=(n, NUM_CLASSES))
+        emb = rng.normal(size=(n, C)).astype(np.float32)
+        out = DecoderOutputs(scores, boxes, normalize_points(boxes[:, :3], PC_RANGE), emb)
+        trk.update(out)
+        mirrored = mirror(mirrored, out, trk.last_changes)
+    assert trk.duplicate_births > 0 and trk.full_table_frames > 0 and trk.resets == 0
 
 
 # ------------------------------------------------------------------ ego motion
@@ -460,7 +600,8 @@ def test_uuids_reproducible_for_a_seed() -> None:
 
 
 def test_nonfinite_rows_rejected_even_with_zero_thresholds() -> None:
-    trk = tracker(num_slots=8, birth_score=0.0, update_score=0.0)
+    # Every row sits at the origin: with the duplicate check on, one track would stand for them all.
+    trk = tracker(num_slots=8, birth_score=0.0, update_score=0.0, duplicate_distance_m=0.0)
     trk.prepare(0, IDENTITY)
     out = make_outputs(8)
     out.refs[2, 0] = np.nan

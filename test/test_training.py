@@ -12,8 +12,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from training_fixtures import tiny_clip, tiny_experiment
 
-from syncl_ros.training.clip_loss import ClipRun, Slots, TrainModule
+from syncl_ros.experiment import Experiment
+from syncl_ros.geometry import Transform
+from syncl_ros.inference.torch_backend import to_decoder_outputs
+from syncl_ros.model.network import DecoderOutput
+from syncl_ros.tracking.runtime import RuntimeTracker
+from syncl_ros.training.clip_loss import COUNTS, ClipRun, SlotMemory, TrainModule
 from syncl_ros.training.config import AidsConfig, SynCLConfig
+from syncl_ros.training.matching import DecoderTargets
 
 
 def run_steps(module: TrainModule, steps: int, lr: float = 2e-3) -> list[float]:
@@ -46,14 +52,14 @@ def test_short_training_lowers_the_loss() -> None:
 )
 def test_each_part_is_switchable(syncl: SynCLConfig, aids: AidsConfig, expected: set[str]) -> None:
     torch.manual_seed(0)
-    out = TrainModule(tiny_experiment(syncl, aids))(tiny_clip(), torch.Generator().manual_seed(0))
-    assert set(out) - {"loss"} == expected
+    out = TrainModule(_all_born(tiny_experiment(syncl, aids)))(tiny_clip(), torch.Generator().manual_seed(0))
+    assert set(out) - {"loss", *COUNTS} == expected
     assert torch.isfinite(out["loss"])
 
 
 def test_contrastive_trains_the_projector_which_inference_never_uses() -> None:
     torch.manual_seed(0)
-    module = TrainModule(tiny_experiment(aids=AidsConfig()))
+    module = TrainModule(_all_born(tiny_experiment(aids=AidsConfig())))
     out = module(tiny_clip(), torch.Generator().manual_seed(0))
     out["contrastive"].backward()
     projector = module.train_only["projector"]
@@ -118,16 +124,137 @@ def test_saturated_heatmap_gives_a_finite_loss_in_bfloat16() -> None:
     assert torch.isfinite(loss) and loss > 0  # the saturated negative still costs something
 
 
-def test_track_gate_hands_a_lost_object_back_to_the_detection_queries() -> None:
+def _with(exp, **tracker_or_train):  # type: ignore[no-untyped-def]
+    tracker = {k: v for k, v in tracker_or_train.items() if hasattr(exp.tracker, k)}
+    train = {k: v for k, v in tracker_or_train.items() if k not in tracker}
+    return replace(exp, tracker=replace(exp.tracker, **tracker), train=replace(exp.train, **train))
+
+
+def _all_born(exp: Experiment) -> Experiment:
+    """Every detection may start a track (more slots than detection queries, no thresholds), so
+    that an untrained network's matched detections become tracks and their objects persistent."""
+    model = replace(exp.model, num_slots=48)
+    tracker = replace(exp.tracker, num_slots=48, birth_score=0.0, update_score=0.0)
+    return replace(exp, model=model, tracker=tracker)
+
+
+def test_c_decoder_has_no_loss_on_a_frame_without_tracks() -> None:
+    """On a clip's first frame every object is new-born: nothing for the C-decoder to match."""
+    torch.manual_seed(0)
+    module = TrainModule(tiny_experiment(aids=AidsConfig()))
+    out = module(tiny_clip()[:1], torch.Generator().manual_seed(0))
+    assert "c" not in out and float(out["contrastive"]) == 0.0
+    assert torch.isfinite(out["loss"])
+
+
+def test_training_tracks_by_the_runtime_rules() -> None:
+    """Training's slots (mask, reference points, carried embeddings) are exactly those of the
+    inference path (RuntimeTracker on the network's outputs): births, motion, coasting, memory."""
+    torch.manual_seed(0)
+    exp = _with(tiny_experiment(aids=AidsConfig()), birth_score=0.015, update_score=0.015, track_drop=0.0)
+    module = TrainModule(exp).eval()
+    clip = tiny_clip()
+    run = ClipRun(module, torch.Generator().manual_seed(0))
+    run.run(clip)
+    net, tracker = module.net, RuntimeTracker(exp.tracker, exp.model.embed_dim, seed=0)
+    births = 0
+    with torch.no_grad():
+        for sample, record in zip(clip, run.records, strict=True):
+            slots = tracker.prepare(sample.timestamp_ns, Transform.from_matrix(sample.model_to_world.numpy()))
+            np.testing.assert_array_equal(slots.mask, record.live)
+            np.testing.assert_allclose(slots.refs, record.refs, atol=1e-6)
+            args = [torch.from_numpy(a)[None] for a in (slots.embeddings, slots.refs, slots.mask)]
+            out = net.decode(net.encode(sample.images[None]), sample.img2lidar[None], *args)
+            tracker.update(to_decoder_outputs(out, net))
+            births += len(tracker.last_changes.birth_rows)
+            assert len(tracker.last_changes.birth_rows) == record.births
+    assert births > 0 and run.records[-1].live.sum() > 0, "the clip must exercise births and carried tracks"
+
+
+def test_no_births_below_the_birth_score_in_training() -> None:
+    """Today's runtime gives a track only to a detection scoring >= birth_score; so does training
+    (an untrained network scores about 0.01 everywhere)."""
+    torch.manual_seed(0)
+    run = ClipRun(TrainModule(tiny_experiment()), torch.Generator().manual_seed(0))
+    run.run(tiny_clip())
+    assert all(r.births == 0 and not r.live.any() for r in run.records)
+
+
+def _output(num_det: int, slots: int, dim: int, centers: dict[int, tuple[float, float]]) -> DecoderOutput:
+    """A one-layer decoder output: rows in `centers` confident at those centers, the rest silent."""
+    rows = num_det + slots
+    logits = torch.full((1, 1, rows, 10), -6.0)
+    codes = torch.zeros(1, 1, rows, 10)
+    codes[..., 3:6] = 0.5
+    codes[..., 7] = 1.0
+    for row, (x, y) in centers.items():
+        logits[0, 0, row, 0] = 4.0
+        codes[0, 0, row, :2] = torch.tensor([x, y])
+    refs = torch.full((1, 1, rows, 3), 0.5)
+    return DecoderOutput(logits, codes, refs, torch.randn(1, rows, dim), num_det)
+
+
+def test_births_follow_their_object_false_tracks_none_and_coasting_slots_stay() -> None:
+    exp = _with(tiny_experiment(), fp_ratio=0.0, track_drop=0.0)
+    run = ClipRun(TrainModule(exp), torch.Generator().manual_seed(0))
+    nd, s, dim = 30 + 10, exp.model.num_slots, exp.model.embed_dim
+    clip = tiny_clip()  # car id 0 at (10, 2), pedestrian id 1 at (15, -3), gone in the last frame
+    memory = SlotMemory.empty(s, dim, torch.device("cpu"))
+    slots = run.tracker.prepare(clip[0].timestamp_ns, Transform.from_matrix(clip[0].model_to_world.numpy()))
+    out = _output(nd, s, dim, {3: (10.0, 2.0), 7: (15.0, -3.0), 9: (30.0, 30.0)})
+    targets = DecoderTargets(
+        torch.tensor([3, 7]), torch.tensor([0, 1]), torch.zeros(2), torch.full((s,), -1), 2
+    )
+    memory, record = run._update_tracks(out, targets, clip[0], slots, memory)
+    assert record.births == 3
+    born = {
+        int(r): int(k)
+        for r, k in zip(
+            run.tracker.last_changes.birth_rows, run.tracker.last_changes.birth_slots, strict=True
+        )
+    }
+    assert memory.follow[born[3]] == 0 and memory.follow[born[7]] == 1 and memory.follow[born[9]] == -1
+    torch.testing.assert_close(memory.emb[born[7]], out.embeddings[0, 7])
+    # Next frame nothing is confident: every track coasts, keeps its embedding and its object.
+    slots = run.tracker.prepare(clip[1].timestamp_ns, Transform.from_matrix(clip[1].model_to_world.numpy()))
+    quiet = _output(nd, s, dim, {})
+    none = DecoderTargets(*(torch.empty(0, dtype=torch.long),) * 2, torch.zeros(0), torch.full((s,), -1), 0)
+    before = memory.emb.clone()
+    memory, record = run._update_tracks(quiet, none, clip[1], slots, memory)
+    assert record.live.sum() == 3 and run.tracker.num_live == 3
+    torch.testing.assert_close(memory.emb, before)
+    assert memory.follow[born[7]] == 1
+
+
+def test_false_tracks_and_drops_change_the_runtime_tracker_too() -> None:
+    exp = _with(tiny_experiment(), fp_ratio=1.0, track_drop=0.0)
+    run = ClipRun(TrainModule(exp), torch.Generator().manual_seed(0))
+    nd, s, dim = 40, exp.model.num_slots, exp.model.embed_dim
+    clip = tiny_clip()
+    slots = run.tracker.prepare(clip[0].timestamp_ns, Transform.from_matrix(clip[0].model_to_world.numpy()))
+    out = _output(nd, s, dim, {3: (10.0, 2.0)})
+    targets = DecoderTargets(torch.tensor([3]), torch.tensor([0]), torch.zeros(1), torch.full((s,), -1), 1)
+    memory, record = run._update_tracks(
+        out, targets, clip[0], slots, SlotMemory.empty(s, dim, torch.device("cpu"))
+    )
+    assert record.births == 1 and record.false_tracks == 1 and run.tracker.num_live == 2
+    assert sorted(memory.follow[run.tracker.live_slots].tolist()) == [-1, 0]
+    run.tracker.end(run.tracker.live_slots)
+    assert run.tracker.num_live == 0
+
+
+def test_track_gate_judges_the_decoded_box() -> None:
+    """A slot whose decoded center is farther than the gate from its object loses it for good."""
     frame = tiny_clip()[0]  # car (id 0) at (10, 2), pedestrian (id 1) at (15, -3)
-    slots = Slots.empty(8, 32, torch.device("cpu"))
-    slots.instance[:3] = torch.tensor([0, 1, 5])  # id 5 is not in the frame
-    slots.box[0, :2] = [11.0, 2.0]  # 1 m off the car
-    slots.box[1, :2] = [15.0, 1.0]  # 4 m off the pedestrian
-    for gate, expected in ((0.0, [0, 1, 5]), (2.0, [0, -1, 5]), (0.5, [-1, -1, 5])):
-        exp = tiny_experiment()
-        exp = replace(exp, train=replace(exp.train, track_gate_m=gate))
-        run = ClipRun(TrainModule(exp), torch.Generator())
-        assert run._followed(slots, frame)[:3] == expected
-        assert run._followed(slots, frame)[3:] == [-1] * 5
-    assert np.all(slots.instance[:3].numpy() == [0, 1, 5]), "the slots themselves are not changed"
+    exp = tiny_experiment()
+    nd, s, dim = 40, exp.model.num_slots, exp.model.embed_dim
+    out = _output(nd, s, dim, {nd + 0: (11.0, 2.0), nd + 1: (15.0, 1.0), nd + 2: (0.0, 0.0)})
+    live = np.zeros(s, dtype=bool)
+    live[:4] = True
+    follow = np.array([0, 1, 5, -1] + [-1] * (s - 4))  # id 5 is not in the frame
+    for gate, expected, lost in ((0.0, [0, 1, 5], 0), (2.0, [0, -1, 5], 1), (0.5, [-1, -1, 5], 2)):
+        run = ClipRun(TrainModule(_with(exp, track_gate_m=gate)), torch.Generator())
+        got, n = run._follow(out, frame, live, follow)
+        assert got[:3].tolist() == expected and n == lost
+        assert (got[3:] == -1).all()
+    assert follow[:3].tolist() == [0, 1, 5], "the caller's array is not changed"

@@ -427,6 +427,8 @@ class TrackerNode(LifecycleNode):
                 "live": self.tracker.num_live,
                 "resets": self.tracker.resets,
                 "dropped_births": self.tracker.dropped_births,
+                "duplicate_births": self.tracker.duplicate_births,
+                "full_table_frames": self.tracker.full_table_frames,
                 "nonfinite_rows": self.tracker.nonfinite_rows,
             },
         }

@@ -71,6 +71,13 @@ PARAMS: dict[str, Param] = {
     ),
     "birth_score": Param(-1.0, "query tracker birth threshold; -1: the model's", lo=-1.0, hi=1.0),
     "update_score": Param(-1.0, "query tracker update threshold; -1: the model's", lo=-1.0, hi=1.0),
+    "duplicate_distance_m": Param(
+        -1.0,
+        "query tracker: a confident detection closer than this (m, bird's-eye view) to a track or a "
+        "better new one gives no birth; 0: off; -1: the model's",
+        lo=-1.0,
+        hi=20.0,
+    ),
     "output_score": Param(-1.0, "query tracker output threshold; -1: the model's", lo=-1.0, hi=1.0),
     "max_missed": Param(-1, "frames a query track may coast; -1: the model's", lo=-1, hi=100),
     "greedy_score": Param(-1.0, "greedy tracker detection threshold; -1: the model's", lo=-1.0, hi=1.0),
@@ -112,6 +119,7 @@ class NodeSettings:
     tracker: str
     birth_score: float
     update_score: float
+    duplicate_distance_m: float
     output_score: float
     max_missed: int
     greedy_score: float
@@ -166,6 +174,7 @@ TRACKER_KEYS = {
     "tracker": "method",
     "birth_score": "birth_score",
     "update_score": "update_score",
+    "duplicate_distance_m": "duplicate_distance_m",
     "output_score": "output_score",
     "max_missed": "max_missed",
     "greedy_score": "greedy.score",

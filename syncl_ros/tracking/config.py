@@ -81,6 +81,9 @@ class TrackerConfig:
     num_slots: int = field(default=64, metadata=_POS)  # fixed slot count keeps exported shapes static
     birth_score: float = field(default=0.4, metadata=_PROB)  # detection query -> new track at or above
     update_score: float = field(default=0.4, metadata=_PROB)  # below it a live track coasts on its motion
+    # A confident detection closer than this (m, bird's-eye view) to a live track or to a better
+    # detection born this frame is a second query on one object: no new track. 0 turns the check off.
+    duplicate_distance_m: float = field(default=1.0, metadata=_NONNEG)
     # Frames below update_score before a track ends (PF-Track: 7 at 800x320, 6 at 1600x640; MUTR3D: 5).
     max_missed: int = field(default=6, metadata=_NONNEG)
     output_score: float = field(default=0.2, metadata=_PROB)  # tracks reported only at or above
@@ -105,13 +108,23 @@ class TrackerConfig:
             _check_probability(name, getattr(self, name))
         if not _is_number(self.reset_gap_s) or self.reset_gap_s <= 0.0:
             raise _fail("reset_gap_s", "a positive number of seconds", self.reset_gap_s)
+        dup = self.duplicate_distance_m
+        if not _is_number(dup) or dup < 0.0:
+            raise _fail("duplicate_distance_m", "a distance >= 0 in meters (0: off)", dup)
         if not isinstance(self.tracking_labels_only, bool):
             raise _fail("tracking_labels_only", "true or false", self.tracking_labels_only)
         self._check_pc_range()
         # Numpy scalars pass the checks; store plain Python numbers so configs serialize cleanly.
         for name in ("num_slots", "max_missed", "max_outputs"):
             object.__setattr__(self, name, int(getattr(self, name)))
-        for name in ("birth_score", "update_score", "output_score", "measured_velocity", "reset_gap_s"):
+        for name in (
+            "birth_score",
+            "update_score",
+            "output_score",
+            "measured_velocity",
+            "reset_gap_s",
+            "duplicate_distance_m",
+        ):
             object.__setattr__(self, name, float(getattr(self, name)))
 
     def _check_pc_range(self) -> None:

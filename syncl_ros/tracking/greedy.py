@@ -66,6 +66,10 @@ class GreedyTracker:
         self.resets = 0
         self.last_reset_reason: str | None = None
         self.dropped_births = 0  # confident detections beyond max_detections, summed over frames
+        # A detection near a track it cannot claim (other class, already claimed) is a new object here,
+        # never a suppressed duplicate; and the track list has no fixed size, so it is never full.
+        self.duplicate_births = 0
+        self.full_table_frames = 0
         self.nonfinite_rows = 0  # detection rows holding NaN or inf, summed over frames
 
     @property

@@ -9,17 +9,21 @@ Per frame::
 A track lives in one of S fixed slots (static shapes for export). Each frame
 its query is decoded again: a confident result replaces the track's box,
 reference point and features; a weak one lets it coast on its constant
-velocity motion until it has missed more than ``max_missed`` frames. A
-confirmed track's velocity comes from its measured displacement since its last
-confirmation (``measured_velocity`` sets the share; the rest is the network's). Confident
-detection queries become new tracks in free slots. Training-time changes
-(such as SynCL's) leave this inference logic as it is.
+velocity motion, keeping its stored features, until it has missed more than
+``max_missed`` frames. A confirmed track's velocity comes from its measured
+displacement since its last confirmation (``measured_velocity`` sets the share;
+the rest is the network's). Confident detection queries, best first, become new
+tracks in free slots unless they lie closer than ``duplicate_distance_m`` to a
+live track or to a better one born this frame. ``last_changes`` lists what an
+update changed, so that training can mirror it. Training-time changes (such as
+SynCL's) leave this inference logic as it is.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,9 +34,48 @@ from syncl_ros.tracking.interface import UUID_BYTES, DecoderOutputs, Track, Trac
 from syncl_ros.tracking.motion import propagate_boxes, refs_from_boxes, with_track_velocity
 from syncl_ros.tracking.slots import SlotTable
 
-__all__ = ["DecoderOutputs", "RuntimeTracker", "Track", "TrackSlots", "TrackerConfig"]
+__all__ = ["DecoderOutputs", "FrameChanges", "RuntimeTracker", "Track", "TrackSlots", "TrackerConfig"]
 
 _NS_PER_S = 1e9
+
+
+def _slot_list(values: np.ndarray) -> np.ndarray:
+    a = np.array(values, dtype=np.int64).reshape(-1)
+    a.setflags(write=False)  # a record of a past frame, never a view of live state
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class FrameChanges:
+    """What one ``update()`` changed in the slot table, for training to mirror on its own tensors.
+
+    Read-only int64 arrays. With Q detection rows and ``emb`` the stored (S, C) slot embeddings, the
+    next frame's ``emb`` is this frame's after, in this order::
+
+        emb[ended] = 0
+        emb[refreshed] = outputs[Q + refreshed]
+        emb[birth_slots] = outputs[birth_rows]
+
+    ``refreshed`` and ``ended`` are disjoint, and so are ``refreshed`` and ``birth_slots``; a slot
+    may be in both ``ended`` and ``birth_slots`` (its track ended and a new one took the slot).
+    Slots a reset frees in ``prepare()`` are not listed: its returned mask shows them.
+    """
+
+    birth_rows: np.ndarray  # (B,) detection row (< Q) of each new track, best score first
+    birth_slots: np.ndarray  # (B,) the slot each new track took, same order
+    refreshed: np.ndarray  # (R,) ascending: slots confirmed this frame, embedding := own output row
+    ended: np.ndarray  # (E,) ascending: slots freed because their track missed too often
+
+    def __post_init__(self) -> None:
+        for name in ("birth_rows", "birth_slots", "refreshed", "ended"):
+            object.__setattr__(self, name, _slot_list(getattr(self, name)))
+        if len(self.birth_rows) != len(self.birth_slots):
+            raise ValueError("FrameChanges: birth_rows and birth_slots need the same length")
+
+    @classmethod
+    def nothing(cls) -> FrameChanges:
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(empty, empty, empty, empty)
 
 
 def class_scores(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,6 +93,42 @@ def finite_rows(outputs: DecoderOutputs) -> np.ndarray:
     """(N,) True where a row's scores, box, reference point and features are all finite."""
     parts = (outputs.scores, outputs.boxes, outputs.refs, outputs.embeddings)
     return np.logical_and.reduce([np.isfinite(a).all(axis=1) for a in parts])
+
+
+def duplicate_candidates(centers: np.ndarray, tracks: np.ndarray, distance: float) -> np.ndarray:
+    """(N,) True where a birth candidate is a duplicate.
+
+    ``centers`` (N, 2) are the candidates' bird's-eye-view centers, best first; ``tracks`` (M, 2)
+    those of the live tracks. A candidate closer than ``distance`` to a track, or to an earlier
+    candidate that is not itself a duplicate, is one. ``distance`` 0 finds none.
+    """
+    dup = np.zeros(len(centers), dtype=bool)
+    if distance <= 0.0 or len(centers) == 0:
+        return dup
+    dup |= _closer(centers, tracks, distance).any(axis=1)
+    rest = np.flatnonzero(~dup)
+    later_near = np.triu(_closer(centers[rest], centers[rest], distance), k=1)
+    # Best first, each accepted candidate blocks the later ones near it. Only a candidate with a later
+    # neighbour can block, so the loop visits those alone (whether i is blocked is known on reaching it).
+    blocked = np.zeros(len(rest), dtype=bool)
+    for i in np.flatnonzero(later_near.any(axis=1)):
+        if not blocked[i]:
+            blocked |= later_near[i]
+    dup[rest[blocked]] = True
+    return dup
+
+
+def _closer(a: np.ndarray, b: np.ndarray, distance: float) -> np.ndarray:
+    """(N, M) True where points a (N, 2) and b (M, 2) lie closer than ``distance`` in the plane."""
+    # float32 (micrometers at 100 m, ample for a meter-scale test) and per-axis differences keep the
+    # temporaries in cache: ten times faster than float64 for a few hundred candidates.
+    a, b = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
+    dx = np.subtract.outer(a[:, 0], b[:, 0])
+    dy = np.subtract.outer(a[:, 1], b[:, 1])
+    dx *= dx
+    dy *= dy
+    dx += dy
+    return np.asarray(dx < np.float32(distance) ** 2)
 
 
 def check_frame_start(timestamp_ns: int, model_to_world: Transform) -> int:
@@ -97,7 +176,10 @@ class RuntimeTracker:
         self._resets = 0
         self._last_reset_reason: str | None = None
         self._dropped_births = 0
+        self._duplicate_births = 0
+        self._full_table_frames = 0
         self._nonfinite_rows = 0
+        self._last_changes = FrameChanges.nothing()
 
     # ------------------------------------------------------------ diagnostics
 
@@ -115,6 +197,21 @@ class RuntimeTracker:
     def dropped_births(self) -> int:
         """Confident detections that found no free slot, summed over frames."""
         return self._dropped_births
+
+    @property
+    def duplicate_births(self) -> int:
+        """Confident detections that took no slot because a track or a better birth was near, summed."""
+        return self._duplicate_births
+
+    @property
+    def full_table_frames(self) -> int:
+        """Frames in which at least one birth (after the duplicate check) found no free slot."""
+        return self._full_table_frames
+
+    @property
+    def last_changes(self) -> FrameChanges:
+        """What the last ``update()`` changed (births, refreshed and ended slots); see FrameChanges."""
+        return self._last_changes
 
     @property
     def nonfinite_rows(self) -> int:
@@ -168,8 +265,9 @@ class RuntimeTracker:
         score, label = class_scores(outputs.scores, self._allowed)
         score = np.where(finite, score, 0.0)
         self._nonfinite_rows += int((~finite[:q]).sum() + (~finite[q:] & self._slots.mask).sum())
-        self._update_live(outputs, q, score[q:], label[q:], finite[q:])
-        self._give_birth(outputs, score[:q], label[:q], finite[:q])
+        refreshed, ended = self._update_live(outputs, q, score[q:], label[q:], finite[q:])
+        rows, slots = self._give_birth(outputs, score[:q], label[:q], finite[:q])
+        self._last_changes = FrameChanges(rows, slots, refreshed, ended)
         self._awaiting_update = False
         return self._report()
 
@@ -181,6 +279,7 @@ class RuntimeTracker:
 
     def _start_over(self, reason: str) -> None:
         self._slots.clear()
+        self._last_changes = FrameChanges.nothing()  # its slots no longer hold those tracks
         self._last_ns = None
         self._last_pose = None
         self._awaiting_update = False
@@ -207,8 +306,11 @@ class RuntimeTracker:
 
     def _update_live(
         self, outputs: DecoderOutputs, q: int, score: np.ndarray, label: np.ndarray, finite: np.ndarray
-    ) -> None:
-        """Confirm or coast every live slot, then end those that missed too often."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Confirm or coast every live slot, then end those that missed too often.
+
+        Returns the confirmed slots (their embeddings refreshed) and the ended ones.
+        """
         s = self._slots
         live = s.mask.copy()
         # finite is explicit so that update_score = 0 can never let a NaN box in.
@@ -221,32 +323,43 @@ class RuntimeTracker:
         s.hits[hit] += 1
         s.missed[hit] = 0
         s.missed[miss] += 1
-        # A coasting query still attended this frame's images: keep its features, not its box.
-        attended = hit | (miss & finite)
-        s.embeddings[attended] = outputs.embeddings[q:][attended]
+        # Only a confident output refreshes the memory (PF-Track, MixFormer): an unconfident one
+        # may have drifted to another object or to background, while the box coasts on its motion.
+        s.embeddings[hit] = outputs.embeddings[q:][hit]
         s.scores[live] = score[live]
         dead = live & (s.missed > self.config.max_missed)
         s.free(dead)
         s.age[live & ~dead] += 1
+        return np.flatnonzero(hit), np.flatnonzero(dead)
 
     def _give_birth(
         self, outputs: DecoderOutputs, score: np.ndarray, label: np.ndarray, finite: np.ndarray
-    ) -> None:
-        """Confident detection rows, best first, become tracks in the free slots."""
-        candidates = np.flatnonzero(finite & (score >= self.config.birth_score))
-        # Stable sort: equal scores go by query order, so runs are deterministic.
-        rows = candidates[np.argsort(-score[candidates], kind="stable")]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Confident detection rows, best first and not duplicates, become tracks in the free slots.
+
+        Returns the detection rows born and their slots, in the same order.
+        """
+        rows = self._birth_candidates(outputs, score, finite)
         free = self._slots.free_indices()
         n = min(len(rows), len(free))
         self._dropped_births += len(rows) - n
-        rows, slots = rows[:n], free[:n]
+        self._full_table_frames += int(len(rows) > n)
+        rows = rows[:n]
+        return rows, self._start_tracks(outputs, rows, score[rows], label[rows])
+
+    def _start_tracks(
+        self, outputs: DecoderOutputs, rows: np.ndarray, score: np.ndarray, label: np.ndarray
+    ) -> np.ndarray:
+        """New tracks from detection ``rows`` (no more than there are free slots); returns their slots."""
+        slots = self._slots.free_indices()[: len(rows)]
+        n = len(slots)
         s = self._slots
         s.mask[slots] = True
         s.boxes[slots] = outputs.boxes[rows]
         s.refs[slots] = outputs.refs[rows]
         s.embeddings[slots] = outputs.embeddings[rows]
-        s.scores[slots] = score[rows]
-        s.labels[slots] = label[rows]
+        s.scores[slots] = score
+        s.labels[slots] = label
         s.track_ids[slots] = np.arange(self._next_id, self._next_id + n)
         self._next_id += n
         s.uuids[slots] = self._new_uuids(n)
@@ -254,6 +367,43 @@ class RuntimeTracker:
         s.hits[slots] = 1
         s.missed[slots] = 0
         self._mark_seen(slots)
+        return slots
+
+    # ------------------------------------------------------------ training only
+
+    @property
+    def live_slots(self) -> np.ndarray:
+        """Indices of the live slots, ascending."""
+        return self._slots.live_indices()
+
+    def adopt(self, outputs: DecoderOutputs, rows: np.ndarray) -> np.ndarray:
+        """Start tracks from detection ``rows`` of the last update's outputs whatever their score,
+        into free slots (as many as there are); returns their slots.
+
+        Training only: MUTR3D's false-positive tracks, which teach track queries to let go.
+        """
+        rows = np.asarray(rows, dtype=np.int64)[: len(self._slots.free_indices())]
+        q = outputs.num_detections(self.config.num_slots)
+        if len(rows) and (rows.min() < 0 or rows.max() >= q):
+            raise ValueError(f"adopt: rows must be detection rows in [0, {q})")
+        score, label = class_scores(outputs.scores[rows], self._allowed)
+        return self._start_tracks(outputs, rows, score, label)
+
+    def end(self, slots: np.ndarray) -> None:
+        """End the tracks in ``slots`` now (training only: random track drops)."""
+        self._slots.free(np.asarray(slots, dtype=np.int64))
+
+    def _birth_candidates(self, outputs: DecoderOutputs, score: np.ndarray, finite: np.ndarray) -> np.ndarray:
+        """Detection rows that may give birth, best first: confident, finite and not duplicates."""
+        candidates = np.flatnonzero(finite & (score >= self.config.birth_score))
+        # Stable sort: equal scores go by query order, so runs are deterministic.
+        rows = candidates[np.argsort(-score[candidates], kind="stable")]
+        # Live boxes are this frame's: confirmed ones measured, coasting ones propagated.
+        s = self._slots
+        tracks = s.boxes[s.mask][:, :2]
+        dup = duplicate_candidates(outputs.boxes[rows][:, :2], tracks, self.config.duplicate_distance_m)
+        self._duplicate_births += int(dup.sum())
+        return rows[~dup]
 
     def _measured(self, boxes: np.ndarray, seen_xy: np.ndarray, seen_ns: np.ndarray) -> np.ndarray:
         assert self._last_pose is not None and self._last_ns is not None  # set by prepare()

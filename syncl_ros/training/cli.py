@@ -31,6 +31,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="start from this checkpoint's weights with a fresh optimizer and schedule "
         "(ignored when --resume finds OUT/last.pt)",
     )
+    p.add_argument(
+        "--feature-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="cache of the frozen encoder's features (train.freeze_encoder) "
+        "(default: features/ under $SYNCL_CACHE_DIR, else $XDG_CACHE_HOME/syncl_ros or ~/.cache/syncl_ros)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument(
         "--set",
@@ -64,6 +72,7 @@ def main(args: argparse.Namespace) -> int:
         args.device,
         not args.no_progress,
         args.init,
+        args.feature_cache,
     )
     path = Trainer(exp, spec).run()
     print(f"syncl train: checkpoint {path}")

@@ -1,20 +1,32 @@
-"""One training clip through the tracker with the SynCL strategy.
+"""One training clip through the tracker with the SynCL strategy, under the runtime's rules.
 
-Frame by frame, as at inference, the network sees the six images plus the
-track slots carried from the previous frame. Per frame and decoder layer:
+Frame by frame, as at inference, the network sees the six images (or their
+cached encoder features) plus the track slots carried from the previous frame.
+The runtime tracker itself (:class:`RuntimeTracker`) keeps the books: births
+(score at or above ``birth_score``, no duplicate of a live track, a free slot),
+motion (measured velocity and ego motion), confirmation, coasting and death.
+Training mirrors its decisions on torch tensors, so that the carried
+embeddings keep their gradients across the clip, and adds what only training
+knows: the object each slot follows.
+
+Per frame and decoder layer:
 - S-decoder (the inference decoder): detection queries are matched one-to-one
-  to new-born objects; track slots keep their object by instance id (or learn
-  "no object" once it is gone);
+  to new-born objects (those no slot follows); each slot is taught its object
+  while the object is there and "no object" while it is not (coasting) or when
+  it never had one (a false track);
 - C-decoder (same weights, self-attention skipped; `syncl.hybrid_matching`):
-  track slots by id, detection queries one-to-many (at most k) to persistent
-  objects, thinned by the GMM query filter (`syncl.gmm_filter`);
+  slots by object, detection queries one-to-many (at most k) to persistent
+  objects, thinned by the GMM query filter (`syncl.gmm_filter`); it has no loss
+  on a frame without persistent objects;
 - instance-aware contrastive loss between the C-decoder's matched detection
-  embeddings (through train-only projection layers) and the track embeddings
-  of the same objects (`syncl.contrastive`);
+  embeddings (through train-only projection layers) and the slot embeddings of
+  the same objects (`syncl.contrastive`);
 - convergence aids: dense heatmap/depth losses, Co-DETR-style one-to-many
   dense box supervision, query denoising.
-Matched new-born detections become track slots for the next frame; gradients
-flow through the carried embeddings across the clip.
+Added for training only, as MUTR3D does: false-positive tracks
+(``train.fp_ratio``) and random track drops (``train.track_drop``), so that
+track queries learn both to keep and to let go. A slot whose decoded center
+is farther than ``train.track_gate_m`` from its object has lost it for good.
 """
 
 from __future__ import annotations
@@ -27,9 +39,11 @@ import torch
 from torch import nn
 
 from syncl_ros.experiment import Experiment
-from syncl_ros.geometry import Transform, relative_motion
-from syncl_ros.model.network import DecoderOutput, TrackerNet
-from syncl_ros.tracking.motion import propagate_boxes, refs_from_boxes
+from syncl_ros.geometry import Transform
+from syncl_ros.inference.torch_backend import to_decoder_outputs
+from syncl_ros.model.network import DecoderOutput, DenseOutput, TrackerNet
+from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
+from syncl_ros.tracking.runtime import RuntimeTracker
 from syncl_ros.training.coaux import AuxBoxHead, aux_loss, aux_targets
 from syncl_ros.training.data import FrameSample
 from syncl_ros.training.denoising import DenoisingQueries, make_denoising
@@ -42,6 +56,9 @@ from syncl_ros.training.losses import (
 )
 from syncl_ros.training.matching import DecoderTargets, HybridTargets, hybrid_assignments
 
+# Counts reported next to the losses (logged, never summed into the loss).
+COUNTS = ("tracks", "births", "lost")
+
 
 def _float32(out: DecoderOutput) -> DecoderOutput:
     return replace(
@@ -50,6 +67,16 @@ def _float32(out: DecoderOutput) -> DecoderOutput:
         codes=out.codes.float(),
         refs=out.refs.float(),
         embeddings=out.embeddings.float(),
+    )
+
+
+def _detached(out: DecoderOutput) -> DecoderOutput:
+    return replace(
+        out,
+        logits=out.logits.detach(),
+        codes=out.codes.detach(),
+        refs=out.refs.detach(),
+        embeddings=out.embeddings.detach(),
     )
 
 
@@ -74,24 +101,27 @@ class TrainModule(nn.Module):
 
 
 @dataclass
-class Slots:
-    emb: torch.Tensor  # (S, C)
-    ref: torch.Tensor  # (S, 3)
-    instance: torch.Tensor  # (S,) long, -1 = free
-    box: np.ndarray  # (S, 9) last decoded box (for propagation)
+class SlotMemory:
+    """What training keeps per slot beside the runtime tracker's books."""
+
+    emb: torch.Tensor  # (S, C) carried query embeddings, with their gradients
+    follow: np.ndarray  # (S,) instance id each slot is taught to follow; -1: none (free, false or lost)
 
     @staticmethod
-    def empty(num: int, dim: int, device: torch.device) -> Slots:
-        return Slots(
-            torch.zeros(num, dim, device=device),
-            torch.full((num, 3), 0.5, device=device),
-            torch.full((num,), -1, dtype=torch.long, device=device),
-            np.zeros((num, 9)),
-        )
+    def empty(num: int, dim: int, device: torch.device) -> SlotMemory:
+        return SlotMemory(torch.zeros(num, dim, device=device), np.full(num, -1, dtype=np.int64))
 
-    @property
-    def mask(self) -> torch.Tensor:
-        return self.instance >= 0
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """What happened to the slots in one training frame (for tests and logs)."""
+
+    live: np.ndarray  # (S,) bool, slots given to the decoder
+    follow: np.ndarray  # (S,) instance each slot was taught this frame (-1: "no object")
+    refs: np.ndarray  # (S, 3) reference points given to the decoder
+    births: int  # tracks started by the runtime rule
+    false_tracks: int  # tracks started from unmatched detections (train.fp_ratio)
+    lost: int  # slots that lost their object this frame (train.track_gate_m)
 
 
 class ClipRun:
@@ -101,57 +131,49 @@ class ClipRun:
         self.exp = module.experiment
         self.gen = generator
         self.device = next(module.parameters()).device
+        self.tracker = RuntimeTracker(self.exp.tracker, self.exp.model.embed_dim, seed=0)
+        self.records: list[FrameRecord] = []
 
     def run(self, clip: list[FrameSample]) -> dict[str, torch.Tensor]:
         cfg = self.exp.model
-        slots = Slots.empty(cfg.num_slots, cfg.embed_dim, self.device)
+        memory = SlotMemory.empty(cfg.num_slots, cfg.embed_dim, self.device)
         totals: dict[str, torch.Tensor] = {}
-        prev: FrameSample | None = None
         for sample in clip:
-            if prev is not None:
-                slots = self._propagate(slots, prev, sample)
-            parts, slots = self._frame(sample, slots)
+            pose = Transform.from_matrix(sample.model_to_world.numpy())
+            slots = self.tracker.prepare(sample.timestamp_ns, pose)
+            parts, memory = self._frame(sample, slots, memory)
             for name, value in parts.items():
                 share = value / len(clip)
                 totals[name] = totals[name] + share if name in totals else share
-            prev = sample
-        totals["loss"] = torch.stack(list(totals.values())).sum()
+        losses = [v for k, v in totals.items() if k not in COUNTS]
+        totals["loss"] = torch.stack(losses).sum()
         return totals
 
     # -- per frame ------------------------------------------------------------------
 
-    def _propagate(self, slots: Slots, prev: FrameSample, cur: FrameSample) -> Slots:
-        dt = (cur.timestamp_ns - prev.timestamp_ns) * 1e-9
-        motion = relative_motion(
-            Transform.from_matrix(prev.model_to_world.numpy()),
-            Transform.from_matrix(cur.model_to_world.numpy()),
-        )
-        boxes = propagate_boxes(slots.box, dt, motion)
-        refs = torch.from_numpy(refs_from_boxes(boxes, self.exp.model.pc_range)).float().to(self.device)
-        ref = torch.where(slots.mask[:, None], refs, slots.ref)
-        return Slots(slots.emb, ref, slots.instance, boxes)
+    def _features(self, s: FrameSample) -> tuple[torch.Tensor, DenseOutput | None]:
+        """Encoder features (cached or computed) and the dense heads' output on them."""
+        frozen = self.exp.train.freeze_encoder
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            if s.features is not None:
+                feats = s.features[None].to(self.device, torch.float32)
+            else:
+                assert s.images is not None, "a sample needs images or cached features"
+                feats = self.net.encode(s.images[None].to(self.device))
+            dense = self.net.dense(feats) if self.exp.model.dense_heads else None
+        return feats, dense
 
-    def _frame(self, s: FrameSample, slots: Slots) -> tuple[dict[str, torch.Tensor], Slots]:
+    def _frame(
+        self, s: FrameSample, slots: TrackSlots, memory: SlotMemory
+    ) -> tuple[dict[str, torch.Tensor], SlotMemory]:
         syncl, aids, cfg = self.exp.train.syncl, self.exp.train.aids, self.exp.model
-        images = s.images[None].to(self.device)
         i2l = s.img2lidar[None].to(self.device)
-        feats = self.net.encode(images)
-        num_match = cfg.num_queries + cfg.dense_queries + cfg.num_slots
-        dn = None
-        if aids.denoising:
-            dn = make_denoising(
-                s.boxes,
-                s.labels,
-                cast(nn.Embedding, self.m.train_only["dn_labels"]),
-                self.net.coder,
-                num_match,
-                aids.denoising_groups,
-                aids.denoising_noise,
-                self.gen,
-            )
+        feats, dense = self._features(s)
+        dn = self._denoising(s) if aids.denoising else None
         extra = None if dn is None else (dn.content, dn.refs, dn.bias)
-        args = (feats, i2l, slots.emb[None], slots.ref[None], slots.mask[None])
-        dense = self.net.dense(feats) if cfg.dense_heads else None  # once for both decoders and the loss
+        ref = torch.from_numpy(slots.refs)[None].to(self.device)
+        mask = torch.from_numpy(slots.mask)[None].to(self.device)
+        args = (feats, i2l, memory.emb[None], ref, mask)
         # Losses and matching run in float32 also under bfloat16 autocast.
         s_out = _float32(self.net.decode(*args, self_attention=True, extra=extra, dense=dense))
         c_out = (
@@ -160,30 +182,51 @@ class ClipRun:
             else None
         )
         gt_code = self.net.coder.encode(s.boxes).to(self.device)
+        follow, lost = self._follow(s_out, s, slots.mask, memory.follow)
         parts: dict[str, torch.Tensor] = {}
         last_targets = None
-        followed = self._followed(slots, s)
         for layer in self._layers():
-            targets = self._assign(s_out, c_out, layer, s, followed, gt_code)
-            self._add(parts, "s", self._decoder_loss(s_out, layer, targets.s, s, slots, gt_code))
-            if c_out is not None and targets.c is not None:
-                c_loss = self._decoder_loss(c_out, layer, targets.c, s, slots, gt_code)
+            targets = self._assign(s_out, c_out, layer, s, follow, gt_code)
+            self._add(parts, "s", self._decoder_loss(s_out, layer, targets.s, s, slots.mask, gt_code))
+            # The C-decoder has nothing to match on a frame without persistent objects.
+            if c_out is not None and targets.c is not None and targets.c.det_query_idx.numel():
+                c_loss = self._decoder_loss(c_out, layer, targets.c, s, slots.mask, gt_code)
                 self._add(parts, "c", c_loss * syncl.c_decoder_weight)
             last_targets = targets
         assert last_targets is not None
         if syncl.contrastive and c_out is not None and last_targets.c is not None:
             parts["contrastive"] = syncl.contrastive_weight * self._contrastive(
-                c_out, last_targets.c, s, slots
+                c_out, last_targets.c, s, slots.mask
             )
-        if dense is not None and aids.dense_weight > 0:
+        if dense is not None and aids.dense_weight > 0 and not self.exp.train.freeze_encoder:
             h, w = feats.shape[-2:]
             t = dense_targets(s.boxes, s.labels, s.lidar2img, h, w, cfg.num_classes)
             parts["dense"] = aids.dense_weight * dense_loss(dense, [t])
-        if aids.coaux:
+        if aids.coaux and not self.exp.train.freeze_encoder:
             parts["coaux"] = aids.coaux_weight * self._coaux_loss(feats, s)
         if dn is not None:
             parts["dn"] = self._denoising_loss(s_out, dn)
-        return parts, self._next_slots(s_out, last_targets.s, s, slots)
+        memory, record = self._update_tracks(s_out, last_targets.s, s, slots, replace(memory, follow=follow))
+        self.records.append(replace(record, lost=lost))
+        parts.update(
+            tracks=torch.tensor(float(record.live.sum())),
+            births=torch.tensor(float(record.births)),
+            lost=torch.tensor(float(lost)),
+        )
+        return parts, memory
+
+    def _denoising(self, s: FrameSample) -> DenoisingQueries | None:
+        cfg, aids = self.exp.model, self.exp.train.aids
+        return make_denoising(
+            s.boxes,
+            s.labels,
+            cast(nn.Embedding, self.m.train_only["dn_labels"]),
+            self.net.coder,
+            cfg.num_queries + cfg.dense_queries + cfg.num_slots,
+            aids.denoising_groups,
+            aids.denoising_noise,
+            self.gen,
+        )
 
     def _layers(self) -> range:
         n = self.exp.model.num_layers
@@ -193,18 +236,30 @@ class ClipRun:
     def _add(parts: dict[str, torch.Tensor], name: str, value: torch.Tensor) -> None:
         parts[name] = parts[name] + value if name in parts else value
 
-    def _followed(self, slots: Slots, s: FrameSample) -> list[int]:
-        """Instance id each slot is supervised to follow; -1 for free slots and, past
-        ``train.track_gate_m``, for slots whose predicted center has lost their object."""
-        ids = [int(i) for i in slots.instance.tolist()]
+    def _follow(
+        self, out: DecoderOutput, s: FrameSample, live: np.ndarray, follow: np.ndarray
+    ) -> tuple[np.ndarray, int]:
+        """Instance each slot follows from this frame on, and how many lost theirs here.
+
+        A live slot whose decoded center (last layer) is farther than ``train.track_gate_m``
+        from its object has lost it: from now on it is a false track, taught "no object"
+        until the runtime rule ends it, and the object is new-born again for the detection
+        queries. The gate judges what the decoder outputs, not the predicted position.
+        """
+        follow = np.where(live, follow, -1)
         gate = self.exp.train.track_gate_m
         if gate <= 0.0:
-            return ids
+            return follow, 0
         centers = {int(i): s.boxes[j, :2].numpy() for j, i in enumerate(s.instances.tolist())}
-        for k, inst in enumerate(ids):
-            if inst in centers and np.linalg.norm(slots.box[k, :2] - centers[inst]) > gate:
-                ids[k] = -1
-        return ids
+        nd = out.num_det
+        decoded = out.codes[-1, 0, nd : nd + len(follow), :2].detach().cpu().numpy()
+        lost = 0
+        for k in np.flatnonzero(follow >= 0):
+            target = centers.get(int(follow[k]))
+            if target is not None and np.linalg.norm(decoded[k] - target) > gate:
+                follow[k] = -1
+                lost += 1
+        return follow, lost
 
     def _assign(
         self,
@@ -212,7 +267,7 @@ class ClipRun:
         c_out: DecoderOutput | None,
         layer: int,
         s: FrameSample,
-        followed: list[int],
+        follow: np.ndarray,
         gt_code: torch.Tensor,
     ) -> HybridTargets:
         nd, syncl = s_out.num_det, self.exp.train.syncl
@@ -222,7 +277,7 @@ class ClipRun:
             s.labels,
             gt_code,
             s.instances,
-            followed,
+            torch.from_numpy(follow),
             None if c_out is None else c_out.logits[layer, 0, :nd].detach(),
             None if c_out is None else c_out.codes[layer, 0, :nd].detach(),
             one_to_many=True,
@@ -236,32 +291,35 @@ class ClipRun:
         layer: int,
         t: DecoderTargets,
         s: FrameSample,
-        slots: Slots,
+        live_mask: np.ndarray,
         gt_code: torch.Tensor,
     ) -> torch.Tensor:
-        """Focal loss over detection rows and live slot rows + L1 over the matched ones."""
+        """Focal loss over detection rows (bar the ignored ones) and live slot rows + L1 over the matched."""
         nd, cfg, train = out.num_det, self.exp.model, self.exp.train
-        live = slots.mask.nonzero().flatten()
-        rows = torch.cat([torch.arange(nd, device=self.device), nd + live])
+        live = torch.from_numpy(np.flatnonzero(live_mask)).to(self.device)
+        det_rows = torch.ones(nd, dtype=torch.bool, device=self.device)
+        det_rows[t.ignore_query_idx.to(self.device)] = False
         labels = torch.full((nd + len(live),), cfg.num_classes, dtype=torch.long, device=self.device)
         labels[t.det_query_idx] = s.labels.to(self.device)[t.det_gt_idx]
         track_gt = t.track_gt_idx.to(self.device)[live]
         found = track_gt >= 0
         labels[nd:][found] = s.labels.to(self.device)[track_gt[found]]
+        keep = torch.cat([det_rows, torch.ones(len(live), dtype=torch.bool, device=self.device)])
+        rows = torch.cat([torch.arange(nd, device=self.device), nd + live])[keep]
         pred_rows = torch.cat([t.det_query_idx.to(self.device), nd + live[found]])
         gt_rows = torch.cat([t.det_gt_idx.to(self.device), track_gt[found]])
-        cls = sigmoid_focal_loss(out.logits[layer, 0, rows], labels)
+        cls = sigmoid_focal_loss(out.logits[layer, 0, rows], labels[keep])
         box = box_l1_loss(out.codes[layer, 0, pred_rows], gt_code[gt_rows])
         return train.cls_weight * cls + train.box_weight * box
 
     def _contrastive(
-        self, c_out: DecoderOutput, t: DecoderTargets, s: FrameSample, slots: Slots
+        self, c_out: DecoderOutput, t: DecoderTargets, s: FrameSample, live_mask: np.ndarray
     ) -> torch.Tensor:
         nd = c_out.num_det
         instances = s.instances.to(self.device)
         det = self.m.train_only["projector"](c_out.embeddings[0, t.det_query_idx.to(self.device)])
         det_inst = instances[t.det_gt_idx.to(self.device)]
-        live = slots.mask.nonzero().flatten()
+        live = torch.from_numpy(np.flatnonzero(live_mask)).to(self.device)
         track_gt = t.track_gt_idx.to(self.device)[live]
         found = track_gt >= 0
         track = c_out.embeddings[0, nd + live[found]]
@@ -284,29 +342,67 @@ class ClipRun:
             total = total + self.exp.train.cls_weight * cls + self.exp.train.box_weight * box
         return total
 
-    def _next_slots(self, out: DecoderOutput, t: DecoderTargets, s: FrameSample, slots: Slots) -> Slots:
-        """Keep tracks whose object is still there; matched new-born detections become tracks."""
-        nd, num = out.num_det, self.exp.model.num_slots
-        emb, ref = out.embeddings[0], out.refs[-1, 0].detach()
-        boxes = self.net.coder.to_boxes(out.codes[-1, 0].detach()).cpu().numpy()
-        instances = s.instances.to(self.device)
-        track_gt = t.track_gt_idx.to(self.device)
-        keep = slots.mask & (track_gt >= 0)
-        drop = torch.rand(num, generator=self.gen) < self.exp.train.track_drop
-        keep &= ~drop.to(self.device)
-        new = Slots.empty(num, emb.shape[-1], self.device)
-        kept_slots = keep.nonzero().flatten().tolist()
-        births = list(zip(t.det_query_idx.tolist(), t.det_gt_idx.tolist(), strict=True))
-        sources = [(nd + i, int(slots.instance[i])) for i in kept_slots]
-        sources += [(q, int(instances[g])) for q, g in births]
-        sources = sources[:num]
-        if sources:
-            rows = torch.tensor([r for r, _ in sources], device=self.device)
-            n = len(sources)
-            new.emb = torch.cat([emb[rows], new.emb[n:]])
-            new.ref = torch.cat([ref[rows], new.ref[n:]])
-            new.instance = torch.cat(
-                [torch.tensor([i for _, i in sources], device=self.device), new.instance[n:]]
-            )
-            new.box[:n] = boxes[rows.cpu().numpy()]
-        return new
+    # -- the runtime's decisions, mirrored ---------------------------------------------
+
+    def _update_tracks(
+        self, out: DecoderOutput, t: DecoderTargets, s: FrameSample, slots: TrackSlots, memory: SlotMemory
+    ) -> tuple[SlotMemory, FrameRecord]:
+        """Run the runtime tracker's update on this frame's outputs and mirror it on the memory."""
+        outputs = to_decoder_outputs(_detached(out), self.net)
+        self.tracker.update(outputs)
+        changes = self.tracker.last_changes
+        matched = dict(zip(t.det_query_idx.tolist(), s.instances[t.det_gt_idx].tolist(), strict=True))
+        emb, follow = memory.emb.clone(), memory.follow.copy()
+        rows = out.embeddings[0]
+        nd = out.num_det
+
+        def index(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.array(a, dtype=np.int64)).to(self.device)
+
+        emb[index(changes.refreshed)] = rows[nd + index(changes.refreshed)]
+        emb[index(changes.ended)] = 0.0
+        follow[changes.ended] = -1
+        emb[index(changes.birth_slots)] = rows[index(changes.birth_rows)]
+        follow[changes.birth_slots] = [matched.get(int(r), -1) for r in changes.birth_rows]
+        rows_fp, slots_fp = self._false_tracks(outputs, matched, len(changes.birth_rows))
+        emb[index(slots_fp)] = rows[index(rows_fp)]
+        follow[slots_fp] = -1
+        dropped = self._drop_tracks()
+        emb[index(dropped)] = 0.0
+        follow[dropped] = -1
+        record = FrameRecord(
+            live=slots.mask.copy(),
+            follow=np.where(slots.mask, memory.follow, -1),
+            refs=slots.refs.copy(),
+            births=len(changes.birth_rows),
+            false_tracks=len(slots_fp),
+            lost=0,
+        )
+        return SlotMemory(emb, follow), record
+
+    def _false_tracks(
+        self, outputs: DecoderOutputs, matched: dict[int, int], births: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """MUTR3D's false-positive tracks: the best-scored unmatched detections, about
+        ``fp_ratio`` per birth, start tracks that are taught "no object"."""
+        ratio = self.exp.train.fp_ratio
+        if ratio <= 0.0 or births == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        u = float(torch.rand((), generator=self.gen))
+        count = int(ratio * births + u)  # rounds up with probability equal to the fraction
+        nd = outputs.num_detections(self.exp.model.num_slots)
+        score = outputs.scores[:nd].max(axis=1)
+        taken = set(matched) | set(self.tracker.last_changes.birth_rows.tolist())
+        order = [int(r) for r in np.argsort(-score, kind="stable") if int(r) not in taken][:count]
+        rows = np.asarray(order, dtype=np.int64)
+        slots = self.tracker.adopt(outputs, rows)
+        return rows[: len(slots)], slots
+
+    def _drop_tracks(self) -> np.ndarray:
+        """Random track drops (``train.track_drop``): their objects are new-born again."""
+        live = np.asarray(self.tracker.live_slots, dtype=np.int64)
+        if self.exp.train.track_drop <= 0.0 or len(live) == 0:
+            return np.empty(0, dtype=np.int64)
+        drop = (torch.rand(len(live), generator=self.gen) < self.exp.train.track_drop).numpy()
+        self.tracker.end(live[drop])
+        return live[drop]

@@ -56,9 +56,15 @@ class TrainConfig:
     # A track slot whose predicted center is farther than this from its object has lost it: it is
     # taught "no object" and the object is new-born again (0: keep it while the object exists).
     track_gate_m: float = field(default=0.0, metadata=_NONNEG)
+    # False-positive tracks per runtime birth (MUTR3D's fp_ratio): the best-scored unmatched
+    # detections also start tracks, taught "no object", so track queries learn to let go.
+    fp_ratio: float = field(default=0.0, metadata=_NONNEG)
     checkpoint_every: int = field(default=500, metadata={"min": 1})
     snapshot_every: int = field(default=0, metadata=_NONNEG)  # keep weights-only step_N.pt (0: never)
     log_every: int = field(default=20, metadata={"min": 1})
+    # Tracking stage: the image encoder (backbone and the dense heatmap/depth heads) is frozen and
+    # its features are read from the on-disk cache (training/feature_cache.py) instead of recomputed.
+    freeze_encoder: bool = False
     seed: int = 0
     workers: int = field(default=1, metadata=_NONNEG)
     syncl: SynCLConfig = field(default_factory=SynCLConfig)

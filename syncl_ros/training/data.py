@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,10 +13,13 @@ from syncl_ros.data.frames import Frame, NuScenesFrames, read_rgb
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.inputs import camera_geometry, prepare_image, reduce_factor
 
+if TYPE_CHECKING:  # feature_cache imports this module (frame_images): no import cycle at run time
+    from syncl_ros.training.feature_cache import FeatureCache
+
 
 @dataclass
 class FrameSample:
-    images: torch.Tensor  # (N, 3, H, W) normalized
+    images: torch.Tensor | None  # (N, 3, H, W) normalized; None when `features` come from the cache
     lidar2img: torch.Tensor  # (N, 4, 4) for network-input pixels
     img2lidar: torch.Tensor  # (N, 4, 4)
     boxes: torch.Tensor  # (G, 9) ground truth in the model frame
@@ -23,21 +27,31 @@ class FrameSample:
     instances: torch.Tensor  # (G,) integer ids, consistent within the clip
     timestamp_ns: int
     model_to_world: torch.Tensor  # (4, 4) float64
+    features: torch.Tensor | None = None  # (N, C, h, w) float16 encoder features from the on-disk cache
 
 
-def frame_tensors(frame: Frame, cfg: ModelConfig) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """(images, lidar2img, img2lidar) of one frame, exactly as inference prepares them."""
+def frame_images(frame: Frame, cfg: ModelConfig) -> torch.Tensor:
+    """(N, 3, H, W) normalized network inputs of one frame, exactly as inference prepares them."""
     images = []
     for cam in frame.cameras:
         rgb = read_rgb(cam.path, reduce_factor(cam.width, cfg.input))
         images.append(prepare_image(rgb, cam.width, cam.height, cfg.input))
-    l2i, i2l = camera_geometry(
+    return torch.from_numpy(np.stack(images))
+
+
+def frame_geometry(frame: Frame, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(lidar2img, img2lidar) of one frame; needs no image decoding."""
+    return camera_geometry(
         [c.intrinsics for c in frame.cameras],
         [c.cam_to_model for c in frame.cameras],
         [(c.width, c.height) for c in frame.cameras],
         cfg.input,
     )
-    return torch.from_numpy(np.stack(images)), l2i, i2l
+
+
+def frame_tensors(frame: Frame, cfg: ModelConfig) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(images, lidar2img, img2lidar) of one frame, exactly as inference prepares them."""
+    return (frame_images(frame, cfg), *frame_geometry(frame, cfg))
 
 
 def in_range(boxes: np.ndarray, pc_range: tuple[float, ...]) -> np.ndarray:
@@ -50,10 +64,19 @@ class ClipDataset(Dataset[list[FrameSample]]):
 
     Ground truth is kept where it lies inside the detection range and has at
     least `min_points` lidar points (as the nuScenes benchmark filters it).
+    With a (built) `cache` of the same frames, samples carry the cached encoder
+    features instead of images, and no image is decoded.
     """
 
-    def __init__(self, frames: NuScenesFrames, cfg: ModelConfig, length: int, min_points: int = 1) -> None:
-        self.frames, self.cfg, self.min_points = frames, cfg, min_points
+    def __init__(
+        self,
+        frames: NuScenesFrames,
+        cfg: ModelConfig,
+        length: int,
+        min_points: int = 1,
+        cache: FeatureCache | None = None,
+    ) -> None:
+        self.frames, self.cfg, self.min_points, self.cache = frames, cfg, min_points, cache
         self.clips = frames.clips(length)
         if not self.clips:
             raise ValueError(f"no scene has {length} consecutive key frames")
@@ -63,14 +86,15 @@ class ClipDataset(Dataset[list[FrameSample]]):
 
     def __getitem__(self, i: int) -> list[FrameSample]:
         ids: dict[str, int] = {}
-        return [self._sample(self.frames[j], ids) for j in self.clips[i]]
+        return [self._sample(j, ids) for j in self.clips[i]]
 
-    def _sample(self, frame: Frame, ids: dict[str, int]) -> FrameSample:
-        images, l2i, i2l = frame_tensors(frame, self.cfg)
+    def _sample(self, index: int, ids: dict[str, int]) -> FrameSample:
+        frame = self.frames[index]
+        l2i, i2l = frame_geometry(frame, self.cfg)
         keep = in_range(frame.boxes, self.cfg.pc_range) & (frame.num_points >= self.min_points)
         instances = [ids.setdefault(tok, len(ids)) for tok, k in zip(frame.instances, keep, strict=True) if k]
         return FrameSample(
-            images=images,
+            images=None if self.cache is not None else frame_images(frame, self.cfg),
             lidar2img=torch.from_numpy(l2i),
             img2lidar=torch.from_numpy(i2l),
             boxes=torch.from_numpy(frame.boxes[keep]).float(),
@@ -78,6 +102,7 @@ class ClipDataset(Dataset[list[FrameSample]]):
             instances=torch.tensor(instances, dtype=torch.long),
             timestamp_ns=frame.timestamp_ns,
             model_to_world=torch.from_numpy(frame.model_to_world.matrix()),
+            features=self.cache.features(index) if self.cache is not None else None,
         )
 
 

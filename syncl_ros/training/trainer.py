@@ -20,9 +20,12 @@ from tqdm import tqdm
 
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.experiment import Experiment
+from syncl_ros.inference.backend import default_cache_dir
 from syncl_ros.model.checkpoint import read_checkpoint, save_checkpoint
+from syncl_ros.model.network import TrackerNet
 from syncl_ros.training.clip_loss import TrainModule
 from syncl_ros.training.data import ClipDataset, collate_clips
+from syncl_ros.training.feature_cache import FeatureCache
 
 LAST = "last.pt"
 
@@ -38,6 +41,10 @@ class RunSpec:
     device: str | None = None
     progress: bool = True
     init: Path | None = None  # start from these weights (fresh optimizer and schedule)
+    feature_cache: Path | None = None  # encoder feature cache root (train.freeze_encoder); None: default
+
+    def cache_root(self) -> Path:
+        return self.feature_cache or default_cache_dir() / "features"
 
 
 def _distributed() -> tuple[int, int]:
@@ -66,9 +73,17 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def frozen_encoder(net: TrackerNet) -> list[torch.nn.Module]:
+    """The modules `train.freeze_encoder` freezes: the backbone and the dense heads it feeds."""
+    names = ("backbone", "heatmap_head", "depth_head")
+    return [getattr(net, n) for n in names if hasattr(net, n)]
+
+
 def _optimizer(module: TrainModule, exp: Experiment) -> torch.optim.Optimizer:
-    backbone = [p for n, p in module.named_parameters() if n.startswith("net.backbone.")]
-    rest = [p for n, p in module.named_parameters() if not n.startswith("net.backbone.")]
+    # Frozen parameters stay out; both groups always exist, so group indices match across runs.
+    params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    backbone = [p for n, p in params if n.startswith("net.backbone.")]
+    rest = [p for n, p in params if not n.startswith("net.backbone.")]
     t = exp.train
     groups = [{"params": backbone, "lr": t.lr * t.backbone_lr_scale}, {"params": rest, "lr": t.lr}]
     # The fused kernel updates all tensors in one pass (the default on CPU is a per-tensor loop).
@@ -82,6 +97,11 @@ class Trainer:
         self.device = _device(spec, self.rank)
         torch.manual_seed(exp.train.seed + self.rank)
         self.module = TrainModule(exp).to(self.device)
+        # Frozen before the optimizer is built: requires_grad does not depend on weights loaded later.
+        self.frozen = frozen_encoder(self.module.net) if exp.train.freeze_encoder else []
+        for frozen in self.frozen:
+            frozen.requires_grad_(False)
+        self.cache: FeatureCache | None = None
         self.optimizer = _optimizer(self.module, exp)
         self.total = spec.max_steps or exp.train.max_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -160,9 +180,24 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------------------
 
+    def _frames(self) -> NuScenesFrames:
+        return NuScenesFrames(self.spec.dataroot, self.spec.version, split=self.spec.split)
+
+    def _build_cache(self) -> FeatureCache:
+        """The frozen encoder's features of the training frames, with the loaded weights."""
+        cache = FeatureCache(self.spec.cache_root(), self.module.net, self._frames(), self.exp.model)
+        if self.rank == 0:
+            missing = len(cache.missing_scenes())
+            cache.build(self.spec.progress)
+            state = f"built {missing} of {len(cache.frames.scene_names)} scenes" if missing else "reused"
+            print(f"syncl train: feature cache {cache.directory} ({state})", flush=True)
+        while cache.missing_scenes():  # other ranks: a build can outlast a collective's timeout
+            time.sleep(5.0)
+        return cache
+
     def _loader(self) -> DataLoader[list[Any]]:
-        frames = NuScenesFrames(self.spec.dataroot, self.spec.version, split=self.spec.split)
-        data = ClipDataset(frames, self.exp.model, self.exp.train.clip_length)
+        frames = self.cache.frames if self.cache is not None else self._frames()
+        data = ClipDataset(frames, self.exp.model, self.exp.train.clip_length, cache=self.cache)
         sampler = (
             DistributedSampler(data, seed=self.exp.train.seed)
             if self.world > 1
@@ -184,6 +219,8 @@ class Trainer:
 
     def _train_step(self, batch: list[list[Any]]) -> dict[str, float]:
         self.model.train()
+        for frozen in self.frozen:
+            frozen.eval()  # BatchNorm keeps the running statistics the cached features were made with
         self.optimizer.zero_grad(set_to_none=True)
         stats: dict[str, float] = {}
         for clip in batch:
@@ -216,6 +253,8 @@ class Trainer:
             total=self.total, initial=self.step, desc="train", disable=not self.spec.progress or self.rank
         )
         epoch = 0
+        if self.frozen and self.cache is None:
+            self.cache = self._build_cache()
         try:
             while self.step < self.total:
                 loader = self._loader()

@@ -9,7 +9,7 @@ import torch
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.cli import main
 from syncl_ros.data.frames import NuScenesFrames
-from syncl_ros.training.curve import read_curve, update_curve
+from syncl_ros.training.curve import curve_name, read_curve, update_curve
 from syncl_ros.training.tune_tracker import grid, settings, sweep
 
 
@@ -143,7 +143,7 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
     curve = update_curve(run, synth_val_root, "v1.0-trainval", "val")
     assert [(r["step"], r["boxes"], r["amota"]) for r in curve] == [(2, 0, 0.0)]
     assert update_curve(run, synth_val_root, "v1.0-trainval", "val") == curve
-    assert len(read_curve(run)) == 1
+    assert len(read_curve(run, curve_name(synth_val_root))) == 1
 
     # threshold tuning: every setting scored, the best one named as release arguments
     rows = sweep(released, synth_val_root, "v1.0-trainval", "val", [settings(0.0), settings(0.99)])

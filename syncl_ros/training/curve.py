@@ -4,7 +4,7 @@ same boxes), and plot both against training compute.
 
     python -m syncl_ros.training.curve RUN --dataroot data/synth_val --split val [--plot curve.png]
 
-Scores are appended to RUN/curve.jsonl as they are computed, so an
+Scores are appended to RUN/curve_<dataroot name>_<tracker>.jsonl as they are computed, so an
 interrupted run resumes where it stopped and new snapshots are scored on
 the next call.
 """
@@ -24,11 +24,15 @@ from syncl_ros.eval.tracking import evaluate_tracking
 from syncl_ros.inference.offline import track_split
 from syncl_ros.model.checkpoint import read_checkpoint
 
-CURVE = "curve.jsonl"
 KEYS = ("amota", "amotp", "recall", "mota", "ids")
 
 
-def read_curve(run: Path, name: str = CURVE) -> list[dict[str, Any]]:
+def curve_name(dataroot: Path, tracker: str = "queries") -> str:
+    """One curve file per scoring set and tracker, e.g. curve_synth_dev_queries.jsonl."""
+    return f"curve_{dataroot.name}_{tracker}.jsonl"
+
+
+def read_curve(run: Path, name: str) -> list[dict[str, Any]]:
     path = run / name
     if not path.is_file():
         return []
@@ -92,9 +96,9 @@ def update_curve(
 ) -> list[dict[str, Any]]:
     """Score every snapshot of the run not yet in its curve; returns the whole curve.
 
-    ``tracker="greedy"`` scores the same snapshots as tracking by detection (curve_greedy.jsonl).
+    ``tracker="greedy"`` scores the same snapshots as tracking by detection (a curve file of its own).
     """
-    name = CURVE if tracker == "queries" else f"curve_{tracker}.jsonl"
+    name = curve_name(dataroot, tracker)
     done = {r["snapshot"] for r in read_curve(run, name)}
     for path in sorted(run.glob("step_*.pt")):
         if path.name in done:
@@ -124,7 +128,7 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> None:
+def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path, scored_on: str = "val") -> None:
     """AMOTA and detection mAP vs training compute (hours, `--init` runs included), one line per run."""
     import matplotlib
 
@@ -136,7 +140,8 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path) -> None:
         hours = [_hours(r) for r in curve]
         for ax, key in zip(axes, ("amota", "map"), strict=True):
             ax.plot(hours, [r.get(key) or 0.0 for r in curve], marker="o", label=label)
-    for ax, name in zip(axes, ("AMOTA (val)", "detection mAP (val, 7 classes)"), strict=True):
+    names = (f"AMOTA ({scored_on})", f"detection mAP ({scored_on}, 7 classes)")
+    for ax, name in zip(axes, names, strict=True):
         ax.set_xlabel("training compute (hours)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
@@ -163,16 +168,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also score this run's snapshots as tracking by detection (repeatable)",
     )
     p.add_argument("--table-step", type=int, default=None, help="print a markdown table at this step")
+    p.add_argument(
+        "--best", action="store_true", help="print the run whose last snapshot scores the highest AMOTA"
+    )
     args = p.parse_args(argv)
     curves = {run.name: update_curve(run, args.dataroot, args.version, args.split) for run in args.runs}
     for run in args.greedy:
         curves[f"{run.name} greedy"] = update_curve(run, args.dataroot, args.version, args.split, "greedy")
     if args.plot:
-        plot_curves(curves, args.plot)
+        plot_curves(curves, args.plot, args.dataroot.name)
     if args.table_step is not None:
         rows = {k: r for k, c in curves.items() for r in c if r["step"] == args.table_step}
         print(table(rows))
+    if args.best:
+        print(best_run({run: curves[run.name] for run in args.runs}))
     return 0
+
+
+def best_run(curves: dict[Path, list[dict[str, Any]]]) -> Path:
+    """The run whose last scored snapshot has the highest AMOTA (runs without one are skipped)."""
+    scored = {run: curve[-1]["amota"] for run, curve in curves.items() if curve}
+    if not scored:
+        raise ValueError("no run has a scored snapshot")
+    return max(scored, key=lambda run: scored[run])
 
 
 if __name__ == "__main__":

@@ -74,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = sweep(args.checkpoint, args.dataroot, args.version, args.split, candidates)
     best = max(rows, key=lambda r: r["amota"])
     print("best: " + " ".join(f"--set {s}" for s in best["settings"]))
+    print(f"best_amota: {best['amota']:.4f}")
     return 0
 
 

@@ -212,9 +212,19 @@ def test_bench_measures_every_stage(ckpt: Path, export_dir: Path) -> None:
     assert rows[0].speedup == pytest.approx(1.0)
     for row in rows:
         assert row.encode and row.decode and row.tracker and row.total and row.peak_rss_mib
+        assert row.greedy_tracker and row.greedy_tracker.median_ms > 0.0
         assert row.total.median_ms >= row.encode.median_ms
     table = markdown_table(rows)
     assert "torch eager" in table and "onnxruntime" in table and "x |" in table
+    assert "host tracker (queries)" in table and "host tracker (greedy)" in table
+    header, _, first = table.splitlines()[:3]
+    assert first.count("|") == header.count("|")
+
+
+def test_busy_config_loads_both_trackers() -> None:
+    busy = busy_tracker_config(EXP.tracker)
+    assert (busy.birth_score, busy.update_score, busy.output_score) == (0.0, 0.0, 0.0)
+    assert busy.greedy.score == 0.0 and busy.greedy.max_detections == EXP.tracker.greedy.max_detections
 
 
 def test_bench_cli(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -234,6 +244,50 @@ def test_bench_cli(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "| onnxruntime | cpu |" in capsys.readouterr().out
     payload = json.loads((tmp_path / "b.json").read_text())
     assert [r["case"]["backend"] for r in payload["rows"]] == ["torch", "onnxruntime"]
+    assert all(r["tracker"] and r["greedy_tracker"] for r in payload["rows"])
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("both", ["queries", "greedy"]), ("greedy", ["greedy"])])
+def test_bench_node_runs_a_node_per_tracker(
+    choice: str,
+    expected: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No ROS here: the node, the player and the listener are stand-ins; what is checked is the
+    `tracker` parameter each node gets and the row each run makes."""
+    from syncl_ros.ros import bench_node
+
+    started: list[str] = []
+
+    def start_node(params: dict[str, object], env: object) -> argparse.Namespace:
+        started.append(str(params["tracker"]))
+        return argparse.Namespace(pid=0)
+
+    def listen(seconds: float, pid: int) -> dict[str, object]:
+        diag = {"tracker.method": started[-1], "latency.receive_to_publish.p50_ms": "91.0"}
+        return {
+            "frames": 24,
+            "rate_hz": 12.0,
+            "cpu_cores": 1.5,
+            "rss_start_mib": 500.0,
+            "rss_end_mib": 510.0,
+            "diag": diag,
+        }
+
+    monkeypatch.setattr(bench_node, "start_node", start_node)
+    monkeypatch.setattr(bench_node, "start_player", lambda *a, **k: None)
+    monkeypatch.setattr(bench_node, "stop", lambda *procs: None)
+    monkeypatch.setattr(bench_node, "listen", listen)
+    parser = argparse.ArgumentParser()
+    bench_cli.configure_parser(parser)
+    argv = ["node", "--model", str(tmp_path / "m.pt"), "--bag", str(tmp_path), "--seconds", "2"]
+    assert bench_cli.main(parser.parse_args([*argv, "--tracker", choice])) == 0
+    assert started == expected
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {m}" for m in expected]
+    assert all("12.00 (24 in 2 s) | 91.0 / ?" in row for row in rows)
 
 
 def test_decode_makes_no_host_tensors_once_warm(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,9 +6,12 @@ are its own; with several rounds the configurations take turns (ABBA order),
 so a shared machine's changing load is spread over all of them. A frame
 is timed in three stages: encode (images -> features, device synchronized),
 decode (features + slots -> host DecoderOutputs, boxes decoded) and host
-tracker (RuntimeTracker.prepare + update). Medians and 90th percentiles are
-taken over the frames after warm-up; speed-ups are against torch eager FP32 on
-the same device, measured in the same run.
+tracker (prepare + update), the last for both trackers on the same decoder
+outputs: the query tracker, whose slots the decoder ran with and whose time
+the frame total counts, and the greedy tracker, which reads only the detection
+rows and is timed beside it. Medians and 90th percentiles are taken over the
+frames after warm-up; speed-ups are against torch eager FP32 on the same
+device, measured in the same run.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from syncl_ros.inference.backend import BackendUnavailable, create_backend, cuda
 from syncl_ros.inference.onnxruntime_backend import usable_cores
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.tracking.config import TrackerConfig
-from syncl_ros.tracking.runtime import RuntimeTracker
+from syncl_ros.tracking.factory import make_tracker
+from syncl_ros.tracking.interface import DecoderOutputs, Tracker
 
 FRAME_PERIOD_NS = 500_000_000  # 2 Hz key frames, as nuScenes annotates
 EGO_STEP_M = 2.5  # ego moves 5 m/s
@@ -78,8 +82,10 @@ def synthetic_sequence(
 
 
 def busy_tracker_config(cfg: TrackerConfig) -> TrackerConfig:
-    """Every detection may be born and every track confirmed: all S slots live (host worst case)."""
-    return dataclasses.replace(cfg, birth_score=0.0, update_score=0.0, output_score=0.0)
+    """The host worst case of both trackers: every detection may be born and every track confirmed
+    (queries: all S slots live; greedy: every detection considered, up to its max_detections)."""
+    greedy = dataclasses.replace(cfg.greedy, score=0.0)
+    return dataclasses.replace(cfg, birth_score=0.0, update_score=0.0, output_score=0.0, greedy=greedy)
 
 
 # -- cases and results ---------------------------------------------------------------------
@@ -116,12 +122,17 @@ class BenchRow:
     frames: int = 0
     encode: StageStats | None = None
     decode: StageStats | None = None
-    tracker: StageStats | None = None
-    total: StageStats | None = None
+    tracker: StageStats | None = None  # the query tracker (the decoder ran with its slots)
+    greedy_tracker: StageStats | None = None  # on the same decoder outputs; not in total
+    total: StageStats | None = None  # encode + decode + query tracker
     peak_rss_mib: float | None = None
     gpu_peak_mib: float | None = None  # torch allocations only (TensorRT's own memory is not seen)
     speedup: float | None = None  # torch eager frame median / this frame median, same device
     error: str | None = None
+
+
+# BenchRow's per-frame stages, in the order CaseSamples holds them.
+STAGES = ("encode", "decode", "tracker", "greedy_tracker", "total")
 
 
 def default_cases(device: str) -> list[BenchCase]:
@@ -175,7 +186,7 @@ def peak_rss_mib() -> float:
 class CaseSamples:
     """Raw per-frame seconds of one case from one process (one round)."""
 
-    stages: list[list[float]] = field(default_factory=list)  # encode, decode, tracker, total
+    stages: list[list[float]] = field(default_factory=list)  # STAGES, in that order
     peak_rss_mib: float | None = None
     gpu_peak_mib: float | None = None
     error: str | None = None
@@ -222,26 +233,37 @@ def run_case(
 def _time_frames(
     backend: Any, model_cfg: ModelConfig, tracker_cfg: TrackerConfig, frames: int, warmup: int
 ) -> list[list[float]]:
-    tracker = RuntimeTracker(tracker_cfg, model_cfg.embed_dim, seed=0)
-    enc, dec, host, total = [], [], [], []
+    dim = model_cfg.embed_dim
+    query = make_tracker(dataclasses.replace(tracker_cfg, method="queries"), dim, seed=0)
+    greedy = make_tracker(dataclasses.replace(tracker_cfg, method="greedy"), dim, seed=0)
+    samples: list[list[float]] = [[] for _ in STAGES]
     clock = time.perf_counter
     for i, frame in enumerate(synthetic_sequence(model_cfg, warmup + frames)):
         t0 = clock()
         feats = backend.encode(frame.images)
         backend.synchronize()
         t1 = clock()
-        slots = tracker.prepare(frame.timestamp_ns, frame.model_to_world)
+        slots = query.prepare(frame.timestamp_ns, frame.model_to_world)
         t2 = clock()
         outputs = backend.decode(feats, frame.img2lidar, slots)  # returns host arrays: synchronized
         t3 = clock()
-        tracker.update(outputs)
+        query.update(outputs)
         t4 = clock()
+        greedy_s = _host_step(greedy, frame, outputs)
         if i >= warmup:
-            enc.append(t1 - t0)
-            dec.append(t3 - t2)
-            host.append((t2 - t1) + (t4 - t3))
-            total.append(t4 - t0)
-    return [enc, dec, host, total]
+            times = (t1 - t0, t3 - t2, (t2 - t1) + (t4 - t3), greedy_s, t4 - t0)
+            for stage, seconds in zip(samples, times, strict=True):
+                stage.append(seconds)
+    return samples
+
+
+def _host_step(tracker: Tracker, frame: SyntheticFrame, outputs: DecoderOutputs) -> float:
+    """Seconds of a tracker's prepare + update on outputs the decoder made with the query tracker's
+    slots: the greedy tracker reads only the Q detection rows, as many as with its own empty slots."""
+    start = time.perf_counter()
+    tracker.prepare(frame.timestamp_ns, frame.model_to_world)
+    tracker.update(outputs)
+    return time.perf_counter() - start
 
 
 def summarize(case: BenchCase, results: Sequence[CaseSamples]) -> BenchRow:
@@ -249,9 +271,10 @@ def summarize(case: BenchCase, results: Sequence[CaseSamples]) -> BenchRow:
     failed = next((r.error for r in results if r.error), None)
     if failed:
         return BenchRow(case, error=failed)
-    stages = [[t for r in results for t in r.stages[k]] for k in range(4)]
-    row = BenchRow(case, frames=len(stages[3]))
-    row.encode, row.decode, row.tracker, row.total = (StageStats.of(t) for t in stages)
+    stages = {name: [t for r in results for t in r.stages[k]] for k, name in enumerate(STAGES)}
+    row = BenchRow(case, frames=len(stages["total"]))
+    for name, seconds in stages.items():
+        setattr(row, name, StageStats.of(seconds))
     row.peak_rss_mib = max(r.peak_rss_mib or 0.0 for r in results)
     gpu = [r.gpu_peak_mib for r in results if r.gpu_peak_mib is not None]
     row.gpu_peak_mib = max(gpu) if gpu else None
@@ -329,8 +352,9 @@ COLUMNS = (
     "precision",
     "encode ms p50 / p90",
     "decode ms p50 / p90",
-    "host tracker ms p50 / p90",
-    "frame ms p50 / p90",
+    "host tracker (queries) ms p50 / p90",
+    "host tracker (greedy) ms p50 / p90",
+    "frame (queries) ms p50 / p90",
     "speed-up vs torch eager",
     "peak RSS MiB",
     "GPU MiB (torch)",
@@ -344,7 +368,8 @@ def _stage(s: StageStats | None) -> str:
 def _cells(row: BenchRow) -> list[str]:
     c = row.case
     if row.error:
-        return [c.label, c.device, c.precision, row.error.replace("|", "/"), "", "", "", "", "", ""]
+        blank = [""] * (len(COLUMNS) - 4)
+        return [c.label, c.device, c.precision, row.error.replace("|", "/"), *blank]
     return [
         c.label,
         c.device,
@@ -352,6 +377,7 @@ def _cells(row: BenchRow) -> list[str]:
         _stage(row.encode),
         _stage(row.decode),
         _stage(row.tracker),
+        _stage(row.greedy_tracker),
         _stage(row.total),
         "-" if row.speedup is None else f"{row.speedup:.2f}x",
         "-" if row.peak_rss_mib is None else f"{row.peak_rss_mib:.0f}",

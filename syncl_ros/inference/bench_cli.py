@@ -1,4 +1,5 @@
-"""`syncl bench backends`: per-stage latency and memory of every backend available here."""
+"""`syncl bench backends`: per-stage latency and memory of every backend available here, with the
+host cost of both trackers (queries, greedy) on the same decoder outputs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ TARGETS = ("backends",)
 def configure_parser(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="target", metavar="TARGET", required=True)
     configure_backends_parser(
-        sub.add_parser("backends", help="latency of encode / decode / host tracker per backend")
+        sub.add_parser(
+            "backends", help="latency of encode / decode / host trackers (queries, greedy) per backend"
+        )
     )
     from syncl_ros.ros import bench_node  # no rclpy import until it runs
 

@@ -5,7 +5,8 @@ at its recorded rate (12 Hz per camera, compressed 1600x900), the node runs as i
 process set to process every synchronized frame, and this process listens to its output.
 Reported: end-to-end latency (anchor image received -> tracks published) p50/p95 from the
 node's own diagnostics, the sustained processed rate, the node's CPU use and its resident
-memory at the start and the end of the run (flat memory = no leak).
+memory at the start and the end of the run (flat memory = no leak). With `--tracker both`
+(the default) a fresh node runs once per tracker (queries, greedy), one table row each.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from syncl_ros.ros.processes import ros_env, start_node, start_player, stop
+from syncl_ros.tracking.config import TRACKING_METHODS
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -35,6 +37,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="node process_period_s (default 0: every synchronized frame)",
+    )
+    p.add_argument(
+        "--tracker",
+        choices=(*TRACKING_METHODS, "both"),
+        default="both",
+        help="node parameter tracker; both: one run per tracker, one after the other (default: both)",
     )
 
 
@@ -101,6 +109,7 @@ def main(args: argparse.Namespace) -> int:
     from syncl_ros.inference.default_model import default_model_path
 
     env = ros_env()
+    methods = TRACKING_METHODS if args.tracker == "both" else (args.tracker,)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             model = args.model or default_model_path()
@@ -108,38 +117,57 @@ def main(args: argparse.Namespace) -> int:
         except (FileNotFoundError, RuntimeError) as err:
             print(f"syncl bench node: {err}", file=sys.stderr)
             return 2
-        node = start_node({"model": model, "backend": args.backend, "process_period_s": args.period}, env)
-        player = start_player(bag, ["--loop", "--wait-for-subscribers", "30"], env, quiet=True)
-        try:
-            result = listen(args.seconds, node.pid)
-        finally:
-            stop(player, node)
-    print_table(result, args, model)
+        results = [run_node(method, model, bag, args, env) for method in methods]
+    print_table(results, args, model)
     return 0
 
 
-def print_table(r: dict[str, Any], args: argparse.Namespace, model: Path) -> None:
+def run_node(
+    method: str, model: Path, bag: Path, args: argparse.Namespace, env: dict[str, str]
+) -> dict[str, Any]:
+    """One measured run of a fresh node (and player) with tracker `method`."""
+    params = {"model": model, "backend": args.backend, "process_period_s": args.period, "tracker": method}
+    node = start_node(params, env)
+    player = start_player(bag, ["--loop", "--wait-for-subscribers", "30"], env, quiet=True)
+    try:
+        result = listen(args.seconds, node.pid)
+    finally:
+        stop(player, node)
+    # The node's own word for the tracker it ran, so a parameter it ignored cannot pass unseen.
+    return {**result, "tracker": result["diag"].get("tracker.method", f"{method}?")}
+
+
+COLUMNS = (
+    "tracker",
+    "frames/s",
+    "receive->publish ms p50 / p95",
+    "stage p50 ms: decode+prepare one image (on arrival) / assemble / encode / decode / tracker",
+    "dropped while busy (latest wins)",
+    "node CPU cores",
+    "node RSS MiB start -> end",
+    "backend",
+)
+STAGES = ("prepare_image", "assemble", "encode", "decode", "tracker")
+
+
+def _cells(r: dict[str, Any], seconds: float) -> list[str]:
     d = r["diag"]
-    rows = [
-        ("processed rate", f"{r['rate_hz']:.2f} frames/s ({r['frames']} in {args.seconds:.0f} s)"),
-        (
-            "latency receive->publish p50 / p95",
-            " / ".join(d.get(f"latency.receive_to_publish.{q}_ms", "?") for q in ("p50", "p95")) + " ms",
-        ),
-        (
-            "stage p50: decode+prepare one image (on arrival) / assemble / encode / decode / tracker",
-            " / ".join(
-                d.get(f"latency.{s}.p50_ms", "?")
-                for s in ("prepare_image", "assemble", "encode", "decode", "tracker")
-            )
-            + " ms",
-        ),
-        ("frames dropped while busy (latest wins)", d.get("worker.replaced_while_busy", "?")),
-        ("node CPU", f"{r['cpu_cores']:.2f} cores"),
-        ("node RSS start -> end", f"{r['rss_start_mib']:.0f} -> {r['rss_end_mib']:.0f} MiB"),
-        ("backend", d.get("backend", "?")),
+    return [
+        r["tracker"],
+        f"{r['rate_hz']:.2f} ({r['frames']} in {seconds:.0f} s)",
+        " / ".join(d.get(f"latency.receive_to_publish.{q}_ms", "?") for q in ("p50", "p95")),
+        " / ".join(d.get(f"latency.{s}.p50_ms", "?") for s in STAGES),
+        d.get("worker.replaced_while_busy", "?"),
+        f"{r['cpu_cores']:.2f}",
+        f"{r['rss_start_mib']:.0f} -> {r['rss_end_mib']:.0f}",
+        d.get("backend", "?"),
     ]
-    print(f"syncl bench node: model {model}, {os.cpu_count()} CPUs")
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"  {key:<{width}}  {value}")
+
+
+def print_table(results: list[dict[str, Any]], args: argparse.Namespace, model: Path) -> None:
+    """One Markdown row per run (per tracker)."""
+    print(f"syncl bench node: model {model}, {os.cpu_count()} CPUs, {args.seconds:.0f} s per tracker")
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    for r in results:
+        print("| " + " | ".join(_cells(r, args.seconds)) + " |")

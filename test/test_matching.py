@@ -300,3 +300,18 @@ def test_c_decoder_ignores_new_born_candidates_instead_of_teaching_no_object() -
     ignored = set(later.c.ignore_query_idx.tolist())
     assert len(positives) == 10 and len(ignored) == 5 * 4 and not positives & ignored
     assert later.s.ignore_query_idx.numel() == 0  # the S-decoder ignores nothing
+
+
+def test_births_take_new_born_objects_within_reach_only() -> None:
+    from syncl_ros.training.matching import assign_births
+
+    gt_code = torch.zeros(3, 10)
+    gt_code[:, :2] = torch.tensor([[10.0, 0.0], [20.0, 5.0], [30.0, -5.0]])
+    code = torch.zeros(3, 10)
+    code[:, :2] = torch.tensor([[20.5, 5.0], [9.0, 0.5], [30.2, -5.0]])  # near objects 1, 0, 2
+    logits = torch.full((3, 10), 3.0)
+    labels = torch.zeros(3, dtype=torch.long)
+    newborn = torch.tensor([True, True, False])  # object 2 is followed by a track already
+    assert assign_births(logits, code, labels, gt_code, newborn, 2.0).tolist() == [1, 0, -1]
+    assert assign_births(logits, code, labels, gt_code, newborn, 0.5).tolist() == [1, -1, -1]
+    assert assign_births(logits[:0], code[:0], labels, gt_code, newborn, 2.0).tolist() == []

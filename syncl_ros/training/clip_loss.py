@@ -54,7 +54,7 @@ from syncl_ros.training.losses import (
     kernel_contrastive_loss,
     sigmoid_focal_loss,
 )
-from syncl_ros.training.matching import DecoderTargets, HybridTargets, hybrid_assignments
+from syncl_ros.training.matching import DecoderTargets, HybridTargets, assign_births, hybrid_assignments
 
 # Counts reported next to the losses (logged, never summed into the loss).
 COUNTS = ("tracks", "births", "lost")
@@ -351,7 +351,7 @@ class ClipRun:
         outputs = to_decoder_outputs(_detached(out), self.net)
         self.tracker.update(outputs)
         changes = self.tracker.last_changes
-        matched = dict(zip(t.det_query_idx.tolist(), s.instances[t.det_gt_idx].tolist(), strict=True))
+        matched = set(t.det_query_idx.tolist())
         emb, follow = memory.emb.clone(), memory.follow.copy()
         rows = out.embeddings[0]
         nd = out.num_det
@@ -363,7 +363,7 @@ class ClipRun:
         emb[index(changes.ended)] = 0.0
         follow[changes.ended] = -1
         emb[index(changes.birth_slots)] = rows[index(changes.birth_rows)]
-        follow[changes.birth_slots] = [matched.get(int(r), -1) for r in changes.birth_rows]
+        follow[changes.birth_slots] = self._birth_identities(out, changes.birth_rows, s, follow)
         rows_fp, slots_fp = self._false_tracks(outputs, matched, len(changes.birth_rows))
         emb[index(slots_fp)] = rows[index(rows_fp)]
         follow[slots_fp] = -1
@@ -380,8 +380,25 @@ class ClipRun:
         )
         return SlotMemory(emb, follow), record
 
+    def _birth_identities(
+        self, out: DecoderOutput, birth_rows: np.ndarray, s: FrameSample, follow: np.ndarray
+    ) -> np.ndarray:
+        """Instance followed by each new track (-1: a false track); see `assign_births`."""
+        rows = torch.from_numpy(np.array(birth_rows, dtype=np.int64)).to(self.device)
+        newborn = ~torch.isin(s.instances, torch.from_numpy(follow[follow >= 0]))
+        gt = assign_births(
+            out.logits[-1, 0, rows].detach(),
+            out.codes[-1, 0, rows].detach(),
+            s.labels,
+            self.net.coder.encode(s.boxes),
+            newborn,
+            self.exp.train.track_gate_m,
+        )
+        instances = s.instances.numpy()
+        return np.where(gt.numpy() >= 0, instances[gt.clamp(min=0).numpy()], -1) if len(gt) else gt.numpy()
+
     def _false_tracks(
-        self, outputs: DecoderOutputs, matched: dict[int, int], births: int
+        self, outputs: DecoderOutputs, matched: set[int], births: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """MUTR3D's false-positive tracks: the best-scored unmatched detections, about
         ``fp_ratio`` per birth, start tracks that are taught "no object"."""

@@ -329,3 +329,34 @@ def _newborn_candidates(
     query_idx, _, _ = _match_subset(cost, newborn_cols, k)
     taken = torch.isin(query_idx, matched.det_query_idx.to(query_idx.device))
     return query_idx[~taken]
+
+
+def assign_births(
+    logits: torch.Tensor,
+    code: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_code: torch.Tensor,
+    newborn: torch.Tensor,
+    max_distance: float,
+) -> torch.Tensor:
+    """The object each newly born track follows: (B,) gt index, or -1 for a false track.
+
+    ``logits`` (B, C) and ``code`` (B, 10) are the outputs of the detection rows that the runtime
+    rule made into tracks; ``newborn`` (G,) marks the objects no track follows. Born rows and
+    new-born objects are matched one-to-one with the matching cost, and a pair whose centers lie
+    farther apart than ``max_distance`` (0: no limit) is no pair. Assigning identities among the
+    births themselves, rather than from the loss's matching over every query, keeps a confident
+    detection that sits on an object from becoming a track that is taught "no object" only because
+    a less confident query had the cheaper box.
+    """
+    out = torch.full((logits.shape[0],), NO_MATCH, dtype=torch.long)
+    columns = newborn.nonzero().flatten().cpu()
+    if logits.shape[0] == 0 or columns.numel() == 0:
+        return out
+    cost = matching_cost(logits, code, gt_labels, gt_code.to(code.dtype))
+    rows, gt_idx, _ = _match_subset(cost.cpu(), columns, 1)
+    if max_distance > 0:
+        gap = (code[rows, :2].cpu() - gt_code[gt_idx, :2].cpu()).norm(dim=1)
+        rows, gt_idx = rows[gap <= max_distance], gt_idx[gap <= max_distance]
+    out[rows] = gt_idx
+    return out

@@ -48,7 +48,7 @@ syncl() { "$PY" -m syncl_ros.cli "$@"; }
 PLAIN=(--set train.syncl.hybrid_matching=false --set train.syncl.gmm_filter=false
        --set train.syncl.contrastive=false)
 DETECTION=(--set train.clip_length=1 --set train.freeze_encoder=false --set train.track_gate_m=0
-           --set train.fp_ratio=0 "${PLAIN[@]}")
+           --set train.fp_ratio=0 --set train.aids.denoising=true "${PLAIN[@]}")
 init=() cycle=0 runs=() greedy=()
 for spec in $DET_CYCLES; do
     IFS=: read -r steps lr seed warmup <<< "$spec"

@@ -258,3 +258,13 @@ def test_track_gate_judges_the_decoded_box() -> None:
         assert got[:3].tolist() == expected and n == lost
         assert (got[3:] == -1).all()
     assert follow[:3].tolist() == [0, 1, 5], "the caller's array is not changed"
+
+
+def test_bfloat16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from syncl_ros.training.trainer import use_bf16
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert not use_bf16(True, cpu) and use_bf16(True, cuda) and not use_bf16(False, cuda)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert use_bf16(True, cpu) and not use_bf16(False, cpu)

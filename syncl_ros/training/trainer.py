@@ -90,6 +90,18 @@ def _optimizer(module: TrainModule, exp: Experiment) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay, fused=True)
 
 
+def use_bf16(requested: bool, device: torch.device) -> bool:
+    """bfloat16 autocast where the hardware computes it natively.
+
+    A CPU without AVX512-BF16 or AMX emulates it: measured several times slower than float32
+    on an AVX2-only CPU, so training falls back to float32 there and says so.
+    """
+    if not requested or device.type != "cpu" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return requested
+    print("syncl train: this CPU has no native bfloat16 (AVX512-BF16/AMX): training in float32", flush=True)
+    return False
+
+
 class Trainer:
     def __init__(self, exp: Experiment, spec: RunSpec) -> None:
         self.exp, self.spec = exp, spec
@@ -108,6 +120,7 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, exp.train.warmup_steps, self.total)
         )
         self.step = 0
+        self.bf16 = use_bf16(exp.train.bf16, self.device)
         self.generator = torch.Generator().manual_seed(exp.train.seed * 1000 + self.rank)
         self.seconds = 0.0
         self.skipped = 0  # updates skipped because the loss or gradient was not finite
@@ -224,7 +237,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         stats: dict[str, float] = {}
         for clip in batch:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.exp.train.bf16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 losses = self.model(clip, self.generator)
             (losses["loss"] / len(batch)).backward()
             for k, v in losses.items():

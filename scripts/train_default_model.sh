@@ -34,6 +34,7 @@ TRACK_RUNS=${TRACK_RUNS:-"syncl:0 plain:0 syncl:1 plain:1"}
 QUERY_GRID=${QUERY_GRID:-"tracker.method=queries tracker.birth_score=0.3,0.4,0.5"}
 GREEDY_GRID=${GREEDY_GRID:-"tracker.method=greedy tracker.greedy.score=0.3,0.4,0.5 tracker.greedy.max_age=2,3"}
 OUT=${OUT:-$RUN/release}
+FEATURES=${FEATURES:-${SYNCL_CACHE_DIR:-$HOME/.cache/syncl_ros}/features}  # encoder feature caches
 PY=${PYTHON:-.venv/bin/python}
 syncl() { "$PY" -m syncl_ros.cli "$@"; }
 
@@ -68,19 +69,22 @@ for spec in $TRACK_RUNS; do
     out="$RUN/track_${variant}_s$seed" extra=()
     if [ "$variant" = plain ]; then extra=("${PLAIN[@]}"); fi
     syncl train --config tiny --dataroot "$DATA/synth_train" --out "$out" --resume --no-progress \
-        --init "$DETECTOR" --max-steps "$TRACK_STEPS" --set train.seed="$seed" \
+        --init "$DETECTOR" --feature-cache "$FEATURES" --max-steps "$TRACK_STEPS" --set train.seed="$seed" \
         --set train.snapshot_every=$((TRACK_STEPS / 8)) "${extra[@]}" "$@"
     tracking+=("$out")
 done
 
 curve() { "$PY" -m syncl_ros.training.curve "$@"; }
 curve "${runs[@]}" --dataroot "$DATA/synth_val" "${greedy[@]}" --plot "$RUN/learning_curve.png"
-best_run=$(curve "${tracking[@]}" --dataroot "$DATA/synth_dev" --plot "$RUN/tracking_curve.png" --best)
+# The tracking runs share the detector's frozen encoder: score their decoders on cached features.
+best_run=$(curve "${tracking[@]}" --dataroot "$DATA/synth_dev" --feature-cache "$FEATURES" \
+    --plot "$RUN/tracking_curve.png" --best)
 mkdir -p "$RUN"
 tune() {  # CKPT GRID LOG: prints the best setting's --set arguments, its dev AMOTA on the last line
     local grid=() item
     for item in $2; do grid+=(--grid "$item"); done
-    "$PY" -m syncl_ros.training.tune_tracker "$1" --dataroot "$DATA/synth_dev" --split val "${grid[@]}" |
+    "$PY" -m syncl_ros.training.tune_tracker "$1" --dataroot "$DATA/synth_dev" --split val "${grid[@]}" \
+        --feature-cache "$FEATURES" |
         tee "$3" | sed -n 's/^best: //p; s/^best_amota: //p'
 }
 mapfile -t query < <(tune "$best_run/last.pt" "$QUERY_GRID" "$RUN/tune_queries.log")

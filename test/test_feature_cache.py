@@ -190,3 +190,23 @@ def test_frozen_training_keeps_the_encoder_and_trains_the_decoder(
     # A later run with the same weights and data reuses the cache.
     Trainer(exp, replace(spec, out=tmp_path / "again", max_steps=1)).run()
     assert "(reused)" in capsys.readouterr().out
+
+
+def test_offline_tracking_reads_the_cache_instead_of_encoding(
+    built: FeatureCache, net: TrackerNet, frames: NuScenesFrames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncl_ros.inference.offline import track_frames
+    from syncl_ros.inference.torch_backend import TorchBackend
+    from syncl_ros.tracking.factory import make_tracker
+
+    exp = tiny_experiment()
+
+    def tracker():  # type: ignore[no-untyped-def]
+        return make_tracker(exp.tracker, exp.model.embed_dim, seed=0)
+
+    backend = TorchBackend(net.eval(), "cpu")
+    fresh = track_frames(frames, backend, tracker, progress=False)
+    calls = count_encodes(monkeypatch)
+    cached = track_frames(frames, backend, tracker, progress=False, cache=built)
+    assert calls["n"] == 0
+    assert set(cached) == set(fresh) == set(frames.sample_tokens())

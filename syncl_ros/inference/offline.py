@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from syncl_ros import boxes as box_ops
@@ -22,7 +23,8 @@ from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.checkpoint import load_model
 from syncl_ros.tracking.factory import make_tracker
 from syncl_ros.tracking.interface import Track, Tracker
-from syncl_ros.training.data import frame_tensors
+from syncl_ros.training.data import frame_geometry, frame_images
+from syncl_ros.training.feature_cache import FeatureCache
 
 RESULTS_META = {
     "use_camera": True,
@@ -64,8 +66,13 @@ def track_frames(
     backend: TorchBackend,
     tracker_factory: Callable[[], Tracker],
     progress: bool = True,
+    cache: FeatureCache | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Results per sample token for every key frame of `frames` (tracker reset at each scene)."""
+    """Results per sample token for every key frame of `frames` (tracker reset at each scene).
+
+    With a feature ``cache`` of the same encoder, the encoder's output is read from it (float16)
+    instead of computed: for learning curves and tuning, where only the decoder changes.
+    """
     results: dict[str, list[dict[str, Any]]] = {}
     cfg = backend.net.cfg
     bar = tqdm(total=len(frames), desc="track", disable=not progress)
@@ -73,9 +80,13 @@ def track_frames(
         tracker = tracker_factory()
         for i in frames.scene_slices[scene]:
             frame: Frame = frames[i]
-            images, _, img2lidar = frame_tensors(frame, cfg)
+            _, img2lidar = frame_geometry(frame, cfg)
+            if cache is None:
+                feats = backend.encode(frame_images(frame, cfg).numpy())
+            else:
+                feats = cache.features(i)[None].to(backend.device, torch.float32)
             slots = tracker.prepare(frame.timestamp_ns, frame.model_to_world)
-            outputs = backend.decode(backend.encode(images.numpy()), img2lidar, slots)
+            outputs = backend.decode(feats, img2lidar, slots)
             tracks = tracker.update(outputs)
             results[frame.token] = [
                 result_entry(t, frame) for t in tracks if t.class_name in TRACKING_CLASSES
@@ -95,10 +106,13 @@ def track_split(
     progress: bool = True,
     overrides: Sequence[str] = (),
     tracker: str | None = None,
+    feature_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Track every scene of the split; `overrides` adjust the tracker, e.g. "tracker.birth_score=0.3".
 
     ``tracker`` ("queries" or "greedy") replaces the model's ``tracker.method``; None keeps it.
+    ``feature_cache``: a folder of encoder feature caches (built here when missing); see
+    `track_frames`.
     """
     if tracker is not None:
         overrides = [*overrides, f"tracker.method={tracker}"]
@@ -110,7 +124,11 @@ def track_split(
     def factory() -> Tracker:
         return make_tracker(exp.tracker, exp.model.embed_dim, seed=0)
 
-    results = track_frames(frames, backend, factory, progress)
+    cache = None
+    if feature_cache is not None:
+        cache = FeatureCache(feature_cache, net, frames, exp.model)
+        cache.build(progress)
+    results = track_frames(frames, backend, factory, progress, cache)
     payload = {"meta": RESULTS_META, "results": results}
     write_json_atomic(out, payload)
     boxes = sum(len(v) for v in results.values())

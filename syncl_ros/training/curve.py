@@ -60,11 +60,13 @@ def score_snapshot(
     tracker: str | None = "queries",
     overrides: Sequence[str] = (),
     detection: bool = True,
+    feature_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Track the split with one checkpoint (tracker.* `overrides` applied) and return its metrics.
 
     ``tracker`` names the method ("queries" or "greedy"); None: the checkpoint's own setting.
-    ``detection=False`` skips the detection mAP (a second devkit evaluation).
+    ``detection=False`` skips the detection mAP (a second devkit evaluation). ``feature_cache``
+    reads the encoder's output from a cache folder (float16; `track_frames`).
     """
     meta = read_checkpoint(path)["metadata"]
     record = {
@@ -76,7 +78,15 @@ def score_snapshot(
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.json"
         stats = track_split(
-            dataroot, version, split, path, results, progress=False, overrides=overrides, tracker=tracker
+            dataroot,
+            version,
+            split,
+            path,
+            results,
+            progress=False,
+            overrides=overrides,
+            tracker=tracker,
+            feature_cache=feature_cache,
         )
         record["boxes"] = stats["boxes"]
         if stats["boxes"] == 0:
@@ -92,7 +102,12 @@ def score_snapshot(
 
 
 def update_curve(
-    run: Path, dataroot: Path, version: str, split: str, tracker: str = "queries"
+    run: Path,
+    dataroot: Path,
+    version: str,
+    split: str,
+    tracker: str = "queries",
+    feature_cache: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Score every snapshot of the run not yet in its curve; returns the whole curve.
 
@@ -103,7 +118,7 @@ def update_curve(
     for path in sorted(run.glob("step_*.pt")):
         if path.name in done:
             continue
-        record = score_snapshot(path, dataroot, version, split, tracker)
+        record = score_snapshot(path, dataroot, version, split, tracker, feature_cache=feature_cache)
         with (run / name).open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(f"{run.name}/{path.name} ({tracker}): AMOTA {record['amota']:.3f}", flush=True)
@@ -167,14 +182,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="RUN",
         help="also score this run's snapshots as tracking by detection (repeatable)",
     )
+    p.add_argument(
+        "--feature-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="read encoder features from caches under DIR (built when missing); for runs whose "
+        "encoder is frozen, it scores the decoder only",
+    )
     p.add_argument("--table-step", type=int, default=None, help="print a markdown table at this step")
     p.add_argument(
         "--best", action="store_true", help="print the run whose last snapshot scores the highest AMOTA"
     )
     args = p.parse_args(argv)
-    curves = {run.name: update_curve(run, args.dataroot, args.version, args.split) for run in args.runs}
+    where = (args.dataroot, args.version, args.split)
+    curves = {run.name: update_curve(run, *where, feature_cache=args.feature_cache) for run in args.runs}
     for run in args.greedy:
-        curves[f"{run.name} greedy"] = update_curve(run, args.dataroot, args.version, args.split, "greedy")
+        curves[f"{run.name} greedy"] = update_curve(run, *where, "greedy", args.feature_cache)
     if args.plot:
         plot_curves(curves, args.plot, args.dataroot.name)
     if args.table_step is not None:

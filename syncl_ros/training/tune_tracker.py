@@ -44,13 +44,25 @@ def grid(items: Sequence[str]) -> list[list[str]]:
 
 
 def sweep(
-    checkpoint: Path, dataroot: Path, version: str, split: str, candidates: Sequence[Sequence[str]]
+    checkpoint: Path,
+    dataroot: Path,
+    version: str,
+    split: str,
+    candidates: Sequence[Sequence[str]],
+    feature_cache: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Score each candidate list of overrides; rows carry their "settings"."""
     rows = []
     for overrides in candidates:
         record = score_snapshot(
-            checkpoint, dataroot, version, split, tracker=None, overrides=overrides, detection=False
+            checkpoint,
+            dataroot,
+            version,
+            split,
+            tracker=None,
+            overrides=overrides,
+            detection=False,
+            feature_cache=feature_cache,
         )
         rows.append({"settings": list(overrides), **record})
         amota, recall = record["amota"], record["recall"]
@@ -66,12 +78,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--split", default="val")
     p.add_argument("--birth", type=float, nargs="+", default=[0.2, 0.25, 0.3, 0.35, 0.4])
     p.add_argument("--grid", action="append", default=[], metavar="tracker.KEY=V1,V2", help="repeatable")
+    p.add_argument(
+        "--feature-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="encoder features from caches under DIR",
+    )
     args = p.parse_args(argv)
     try:
         candidates = grid(args.grid) if args.grid else [settings(b) for b in args.birth]
     except ValueError as err:
         p.error(str(err))
-    rows = sweep(args.checkpoint, args.dataroot, args.version, args.split, candidates)
+    rows = sweep(args.checkpoint, args.dataroot, args.version, args.split, candidates, args.feature_cache)
     best = max(rows, key=lambda r: r["amota"])
     print("best: " + " ".join(f"--set {s}" for s in best["settings"]))
     print(f"best_amota: {best['amota']:.4f}")

@@ -55,6 +55,10 @@ class TrackerNet(nn.Module):
         pos_in = sine_embed(torch.zeros(1, 3), dim).shape[-1]
         self.query_pos = mlp(pos_in, dim, dim)
         self.track_update = mlp(dim, cfg.ffn_dim, dim)
+        # A track query starts as its normalized carried embedding: detection training never
+        # reaches this layer, and a random update would scramble what the tracking stage inherits.
+        nn.init.zeros_(cast(nn.Linear, self.track_update[-1]).weight)
+        nn.init.zeros_(cast(nn.Linear, self.track_update[-1]).bias)
         self.track_norm = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(
             DecoderLayer(dim, cfg.num_heads, cfg.ffn_dim, cfg.dropout) for _ in range(cfg.num_layers)

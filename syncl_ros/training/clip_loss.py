@@ -31,6 +31,7 @@ is farther than ``train.track_gate_m`` from its object has lost it for good.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -60,24 +61,19 @@ from syncl_ros.training.matching import DecoderTargets, HybridTargets, assign_bi
 COUNTS = ("tracks", "births", "lost")
 
 
-def _float32(out: DecoderOutput) -> DecoderOutput:
+def _each(out: DecoderOutput, fn: Callable[[torch.Tensor], torch.Tensor]) -> DecoderOutput:
+    """The output with `fn` applied to each of its tensors."""
     return replace(
-        out,
-        logits=out.logits.float(),
-        codes=out.codes.float(),
-        refs=out.refs.float(),
-        embeddings=out.embeddings.float(),
+        out, logits=fn(out.logits), codes=fn(out.codes), refs=fn(out.refs), embeddings=fn(out.embeddings)
     )
+
+
+def _float32(out: DecoderOutput) -> DecoderOutput:
+    return _each(out, lambda t: t.float())
 
 
 def _detached(out: DecoderOutput) -> DecoderOutput:
-    return replace(
-        out,
-        logits=out.logits.detach(),
-        codes=out.codes.detach(),
-        refs=out.refs.detach(),
-        embeddings=out.embeddings.detach(),
-    )
+    return _each(out, lambda t: t.detach())
 
 
 class TrainModule(nn.Module):

@@ -105,7 +105,7 @@ def test_free_slots_do_not_influence_other_queries() -> None:
         b = net.decode(feats, i2l, emb2, ref, mask)
         live = a.num_det + 2
         assert torch.allclose(a.logits[:, :, :live], b.logits[:, :, :live], atol=1e-5)
-        emb2[0, 0] += 5.0 * torch.randn(c)  # a live slot does influence the detection queries (self-attention)
+        emb2[0, 0] += 5.0 * torch.randn(c)  # a live slot influences the detection queries (self-attention)
         c_out = net.decode(feats, i2l, emb2, ref, mask)
         assert not torch.allclose(a.logits[:, :, : a.num_det], c_out.logits[:, :, : a.num_det], atol=1e-5)
         # without self-attention (SynCL's C-decoder) detection queries ignore the tracks

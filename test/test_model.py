@@ -1,6 +1,7 @@
 """The tracker network: box coding, 3D position embedding, query handling, checkpoints."""
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -154,3 +155,59 @@ def test_checkpoint_round_trip_and_refusals(tmp_path) -> None:  # type: ignore[n
     with pytest.raises(ValueError):
         load_model(tmp_path / "evil.pt")
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_tracks_reanchor_to_the_nearest_heatmap_seed_within_the_gate() -> None:
+    net = TrackerNet(replace(SMALL, track_reanchor_m=3.0)).eval()
+    coder = net.coder
+    seeds = coder.normalize(torch.tensor([[[10.0, 0.0, 0.0], [20.0, 5.0, 1.0], [-30.0, 0.0, 0.0]]]))
+    tracks = coder.normalize(torch.tensor([[[11.0, 1.0, 0.5], [20.0, 7.5, 0.0], [0.0, 0.0, 0.0]]]))
+    moved = coder.denormalize(net.reanchor(tracks, seeds)[0])[0]
+    assert torch.allclose(moved[0], torch.tensor([10.0, 0.0, 0.0]), atol=1e-4)  # 1.4 m: takes the seed
+    assert torch.allclose(moved[1], torch.tensor([20.0, 5.0, 1.0]), atol=1e-4)  # 2.5 m: inside the gate
+    assert torch.allclose(moved[2], torch.tensor([0.0, 0.0, 0.0]), atol=1e-4)  # 10 m from any seed: stays
+    off = TrackerNet(SMALL).eval()
+    assert torch.equal(off.reanchor(tracks, seeds)[0], tracks)  # gate 0: the propagated point
+
+
+def test_reanchored_track_rows_decode_from_the_seed() -> None:
+    cfg = replace(SMALL, track_reanchor_m=3.0)
+    net = TrackerNet(cfg).eval()
+    images, i2l = frame_inputs(cfg)
+    feats = net.encode(images)
+    s, c = cfg.num_slots, cfg.embed_dim
+    mask = torch.zeros(1, s, dtype=torch.bool)
+    mask[0, :3] = True
+    emb = torch.randn(1, s, c)
+    with torch.no_grad():
+        _, seeds = net._dense_queries(feats, i2l)
+        near = torch.full((1, s, 3), 0.5)
+        near[0, :3] = seeds[0, :3]
+        shifted = [near.clone(), near.clone()]
+        shifted[0][0, :3, 0] += 0.1 / 102.4  # 10 cm either side of the seeds
+        shifted[1][0, :3, 0] -= 0.1 / 102.4
+        a, b = (net.decode(feats, i2l, emb, r, mask) for r in shifted)
+    rows = slice(a.num_det, a.num_det + 3)
+    # Wherever near its seed the propagated point was, a live track decodes from the seed.
+    assert torch.allclose(a.codes[:, :, rows], b.codes[:, :, rows], atol=1e-5)
+    assert torch.allclose(a.refs[0, :, rows], b.refs[0, :, rows], atol=1e-6)
+
+
+def test_a_fresh_track_query_at_its_seed_decodes_as_that_seed_detection() -> None:
+    # track_update starts at zero: a re-anchored track is then its seed's detection query,
+    # which the detector already localizes and scores; training adds what it must keep.
+    cfg = replace(SMALL, track_reanchor_m=3.0, track_seed_content=True)
+    net = TrackerNet(cfg).eval()
+    images, i2l = frame_inputs(cfg)
+    feats = net.encode(images)
+    s, c = cfg.num_slots, cfg.embed_dim
+    mask = torch.zeros(1, s, dtype=torch.bool)
+    mask[0, 0] = True
+    with torch.no_grad():
+        _, seeds = net._dense_queries(feats, i2l)
+        ref = torch.full((1, s, 3), 0.5)
+        ref[0, 0] = seeds[0, 4] + torch.tensor([0.5 / 102.4, 0.0, 0.0])
+        out = net.decode(feats, i2l, torch.randn(1, s, c), ref, mask)
+    seed_row = cfg.num_queries + 4
+    assert torch.allclose(out.codes[:, 0, out.num_det], out.codes[:, 0, seed_row], atol=1e-5)
+    assert torch.allclose(out.logits[:, 0, out.num_det], out.logits[:, 0, seed_row], atol=1e-5)

@@ -39,6 +39,13 @@ class ModelConfig:
     dense_queries: int = field(
         default=0, metadata={"min": 0}
     )  # extra detection queries from the heatmap top-k
+    # A live track's reference point moves to the nearest heatmap-seeded query within this many
+    # metres (bird's-eye view) before decoding; 0 keeps the propagated point. The decoder refines a
+    # reference by well under a metre, so without a seed a track cannot follow what its motion
+    # model mispredicts (see docs/training.md, "Why track queries re-anchor").
+    track_reanchor_m: float = field(default=0.0, metadata={"min": 0.0})
+    # A re-anchored track's query is its seed's detection content plus the update of its memory.
+    track_seed_content: bool = False
     # Interval between the frames the model was trained on (nuScenes key frames: 0.5 s); the
     # node processes frames at this interval by default, as track motion is learned at it.
     frame_interval_s: float = field(default=0.5, metadata={"gt": 0})

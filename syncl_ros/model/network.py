@@ -124,8 +124,41 @@ class TrackerNet(nn.Module):
         content = self.dense_content(tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1])))
         return content, refs.detach()
 
-    def _track_queries(self, track_emb: torch.Tensor) -> torch.Tensor:
-        return self.track_norm(track_emb + self.track_update(track_emb))
+    def reanchor(self, track_ref: torch.Tensor, seed_ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each track's reference moved to the nearest heatmap seed within ``track_reanchor_m``.
+
+        track_ref (B, S, 3) and seed_ref (B, k, 3) normalized; distances are planar, in metres.
+        Returns the references, each track's nearest seed (B, S) and whether it took it (B, S).
+        """
+        t = self.coder.denormalize(track_ref)[..., None, :2]
+        d = self.coder.denormalize(seed_ref)[..., None, :, :2]
+        dist2 = ((t - d) ** 2).sum(-1)  # (B, S, k); written out rather than cdist for a plain graph
+        best, idx = dist2.min(dim=-1)
+        gate = self.cfg.track_reanchor_m
+        took = best < gate * gate
+        nearest = seed_ref.gather(1, idx[..., None].expand(-1, -1, 3))
+        return torch.where(took[..., None], nearest, track_ref), idx, took
+
+    def _track_queries(
+        self, track_emb: torch.Tensor, track_ref: torch.Tensor, seeds: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Track queries (content, reference) from the carried embeddings and propagated points.
+
+        A track starts from its normalized memory. With ``track_reanchor_m`` it moves to its nearest
+        heatmap seed (content (B, k, C), refs (B, k, 3)), and with ``track_seed_content`` its query
+        is then the seed's detection content plus the update of its memory: what the decoder learnt
+        to localize and score, told which object to keep.
+        """
+        update = self.track_update(track_emb)
+        content = self.track_norm(track_emb + update)
+        if seeds is None or self.cfg.track_reanchor_m <= 0.0:
+            return content, track_ref
+        seed_c, seed_r = seeds
+        track_ref, idx, took = self.reanchor(track_ref, seed_r)
+        if self.cfg.track_seed_content:
+            at_seed = seed_c.gather(1, idx[..., None].expand(-1, -1, seed_c.shape[-1]))
+            content = torch.where(took[..., None], at_seed + update, content)
+        return content, track_ref
 
     # -- decoder -------------------------------------------------------------------
 
@@ -156,12 +189,14 @@ class TrackerNet(nn.Module):
         b = feats.shape[0]
         det_c, det_r = self._detection_queries(b)
         parts_c, parts_r = [det_c], [det_r]
+        seeds = None
         if self.cfg.dense_queries:
-            dc, dr = self._dense_queries(feats, img2lidar, dense)
-            parts_c.append(dc)
-            parts_r.append(dr)
+            seeds = self._dense_queries(feats, img2lidar, dense)
+            parts_c.append(seeds[0])
+            parts_r.append(seeds[1])
         num_det = sum(p.shape[1] for p in parts_c)
-        parts_c.append(self._track_queries(track_emb))
+        track_c, track_ref = self._track_queries(track_emb, track_ref, seeds)
+        parts_c.append(track_c)
         parts_r.append(track_ref)
         valid = [torch.ones(b, num_det, device=feats.device), track_mask.float()]
         if extra is not None:

@@ -90,6 +90,12 @@ def camera_info(cam: Any, stamp_ns: int, fx: float | None = None) -> CameraInfo:
     return info
 
 
+def jpeg_msg(cam: Any, stamp_ns: int, data: bytes = JPEG) -> CompressedImage:
+    msg = CompressedImage(format="jpeg", data=data)
+    msg.header.stamp, msg.header.frame_id = ns_to_stamp(stamp_ns), cam.frame_id
+    return msg
+
+
 def send_frame(
     node: Any,
     stamp_ns: int,
@@ -114,8 +120,7 @@ def send_frame(
             raw.header.stamp = ns_to_stamp(t)
             msg = raw
         else:
-            msg = CompressedImage(format="jpeg", data=(jpeg or {}).get(cam.channel, JPEG))
-            msg.header.stamp, msg.header.frame_id = ns_to_stamp(t), cam.frame_id
+            msg = jpeg_msg(cam, t, (jpeg or {}).get(cam.channel, JPEG))
         node._on_image(cam.channel, msg)
     time.sleep(0.08)
     node._poll()  # resolves a frame that waits for a missing camera
@@ -145,6 +150,48 @@ def test_wrong_image_size_is_dropped_and_counted(node: Any) -> None:
     assert node.counts["frames.dropped.size_mismatch.CAM_FRONT_LEFT"] == 1
     send_frame(node, 10**18 + PERIOD_NS)
     assert processed(node) == 1
+
+
+def test_image_size_is_checked_before_decoding(node: Any) -> None:
+    # A header declaring 8x65500 pixels, without image data: decoding it would be a decode_error.
+    size = (65500).to_bytes(2, "big") + (8).to_bytes(2, "big")
+    header = b"\xff\xd8\xff\xc0\x00\x11\x08" + size + b"\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00\xff\xd9"
+    send_frame(node, 10**18, jpeg={"CAM_BACK": header})
+    assert node.counts["frames.dropped.size_mismatch.CAM_BACK"] == 1
+    assert "frames.dropped.decode_error.CAM_BACK" not in node.counts
+
+
+def test_images_that_arrive_before_their_camera_info_are_prepared_with_their_frame(node: Any) -> None:
+    stamps = {cam.channel: 10**18 + cam.capture_offset_ns for cam in RIG.cameras}
+    anchor, *others = RIG.cameras  # the frame waits for its anchor: it arrives last
+    for cam in RIG.cameras:
+        node._on_tf(ego_tf(stamps[cam.channel]))
+    for cam in others:
+        node._on_image(cam.channel, jpeg_msg(cam, stamps[cam.channel]))
+    for cam in RIG.cameras:
+        node._on_info(cam.channel, camera_info(cam, stamps[cam.channel]))
+    node._on_image(anchor.channel, jpeg_msg(anchor, stamps[anchor.channel]))
+    time.sleep(0.08)
+    node._poll()
+    assert node.worker.wait_idle(30.0)
+    assert processed(node) == 1, dict(node.counts)
+
+
+def test_each_kind_of_warning_is_logged_on_its_own_throttle(node: Any, capfd: pytest.CaptureFixture) -> None:
+    small = cv2.imencode(".jpg", np.zeros((450, 800, 3), np.uint8))[1].tobytes()
+    send_frame(node, 10**18, jpeg={"CAM_BACK": b"\xff\xd8garbage"})
+    send_frame(node, 10**18 + PERIOD_NS, jpeg={"CAM_BACK": b"\xff\xd8garbage"})  # throttled
+    send_frame(node, 10**18 + 2 * PERIOD_NS, skip=("CAM_BACK_RIGHT",))  # dropped by the synchronizer
+    send_frame(node, 10**18 + 3 * PERIOD_NS, jpeg={"CAM_FRONT_LEFT": small})
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "WARN" in line]
+    for key in (
+        "frames.dropped.decode_error.CAM_BACK: 1]",
+        "sync.dropped.missing.CAM_BACK_RIGHT: 1]",
+        "frames.dropped.size_mismatch.CAM_FRONT_LEFT: 1]",
+    ):
+        assert sum(key in line for line in warnings) == 1, (key, warnings)
+    assert not any("decode_error.CAM_BACK: 2]" in line for line in warnings), warnings
+    assert node.counts["frames.dropped.decode_error.CAM_BACK"] == 2
 
 
 def test_missing_camera_info_and_missing_tf_are_dropped_and_counted(node: Any) -> None:

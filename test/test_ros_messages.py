@@ -17,6 +17,8 @@ from visualization_msgs.msg import Marker
 
 from syncl_ros.classes import DETECTION_CLASSES, LABEL_OF
 from syncl_ros.geometry import Transform
+from syncl_ros.model.config import InputConfig
+from syncl_ros.ros.frame_inputs import prepare_camera_image
 from syncl_ros.ros.markers import CLASS_COLORS, MarkerPublisherState, marker_id
 from syncl_ros.ros.messages import (
     ERROR,
@@ -215,6 +217,51 @@ def test_corrupt_or_unsupported_compressed_images_raise() -> None:
     for match, msg in cases.items():
         with pytest.raises(ImageDecodeError, match=match):
             decode_compressed_image(msg, min_width=400)
+
+
+def jpeg_header_only(width: int, height: int) -> bytes:
+    """A JPEG frame header (SOF0, three components) with no image data: it cannot be decoded."""
+    size = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    components = b"\x01\x11\x00\x02\x11\x00\x03\x11\x00"
+    return b"\xff\xd8\xff\xc0\x00\x11\x08" + size + b"\x03" + components + b"\xff\xd9"
+
+
+def test_an_image_is_decoded_only_when_its_header_matches_the_camera_info() -> None:
+    cfg = InputConfig()
+    good = prepare_camera_image(jpeg_message(), "compressed", cfg, (1600, 900))
+    assert good.problem is None and good.pixels is not None
+    assert good.pixels.shape == (3, cfg.height, cfg.width)
+    # A valid 8x65500 JPEG (~90 KB) would be resized to 352 x 2,882,000 pixels; a header alone
+    # cannot be decoded at all, so a size_mismatch (not a decode_error) shows nothing was decoded.
+    tall = cv2.imencode(".jpg", np.full((65500, 8, 3), 90, np.uint8))[1].tobytes()
+    png = cv2.imencode(".png", np.zeros((90, 160, 3), np.uint8))[1].tobytes()
+    cases = {
+        (8, 65500): CompressedImage(format="jpeg", data=tall),
+        (8, 65501): CompressedImage(format="jpeg", data=jpeg_header_only(8, 65501)),
+        (800, 450): jpeg_message(800, 450),
+        (160, 90): CompressedImage(format="png", data=png),
+    }
+    for (w, h), msg in cases.items():
+        out = prepare_camera_image(msg, "compressed", cfg, (1600, 900))
+        assert out.pixels is None and (out.width, out.height) == (w, h)
+        assert out.problem == ("size_mismatch", f"image is {w}x{h} but CameraInfo says 1600x900")
+    header = CompressedImage(format="jpeg", data=jpeg_header_only(1600, 900))
+    assert prepare_camera_image(header, "compressed", cfg, (1600, 900)).problem[0] == "decode_error"
+    no_info = prepare_camera_image(jpeg_message(), "compressed", cfg, None)
+    assert no_info.pixels is None and no_info.problem[0] == "no_camera_info"
+
+
+def test_a_raw_image_is_converted_only_when_its_fields_match_the_camera_info() -> None:
+    cfg = InputConfig()
+    tall = Image(height=65500, width=8, encoding="rgb8", step=24, data=bytes(24 * 65500))
+    out = prepare_camera_image(tall, "raw", cfg, (1600, 900))
+    assert out.pixels is None
+    assert out.problem == ("size_mismatch", "image is 8x65500 but CameraInfo says 1600x900")
+    short = Image(height=900, width=1600, encoding="rgb8", step=1600 * 3, data=bytes(1000))
+    out = prepare_camera_image(short, "raw", cfg, (1600, 900))
+    assert out.pixels is None and out.problem[0] == "decode_error" and "expected step" in out.problem[1]
+    good = Image(height=900, width=1600, encoding="rgb8", step=1600 * 3, data=bytes(1600 * 900 * 3))
+    assert prepare_camera_image(good, "raw", cfg, (1600, 900)).problem is None
 
 
 def raw_image(encoding: str, channels: int, pad: int = 0) -> tuple[Image, np.ndarray]:

@@ -129,6 +129,17 @@ def test_stale_spread_and_out_of_order_reasons() -> None:
     assert sync.stats()["cameras"]["CAM_FRONT"]["dropped"][DropReason.OUT_OF_ORDER.value] == 1
 
 
+def test_results_list_the_drops_they_counted() -> None:
+    sync = RigSynchronizer()
+    drops = []
+    for channel, stamp, payload in sweep_messages(3, skip=("CAM_BACK",)):
+        drops += sync.add(channel, stamp, payload).drops
+    drops += sync.poll(T0 + 10 * PERIOD).drops
+    drops += sync.add("CAM_FRONT", T0 + 1, "older than the last frame").drops
+    assert drops == [("CAM_BACK", DropReason.MISSING)] * 3 + [("CAM_FRONT", DropReason.OUT_OF_ORDER)]
+    assert sync.poll(T0 + 20 * PERIOD).drops == []
+
+
 def test_duplicated_stamps_are_ignored_and_counted() -> None:
     sync = RigSynchronizer()
     msgs = sweep_messages(5)
@@ -169,3 +180,99 @@ def test_bad_configuration_is_refused() -> None:
         RigSynchronizer(anchor="CAM_TOP")
     with pytest.raises(KeyError, match="unknown channel"):
         RigSynchronizer().add("CAM_TOP", 0, None)
+
+
+# ---------------------------------------------------------------- recovery after time jumps
+
+S = 1_000 * MS
+LOOP = "loop"  # the stream jumps back to its start (a bag loop)
+FORWARD = "forward"  # the stream jumps 100 s ahead (a seek)
+
+
+def jumping_stream(
+    segments: int, sweeps: int, kind: str, silent: dict[str, list[tuple[int, int]]]
+) -> list[tuple[str, int, str, int]]:
+    """(channel, stamp, payload, arrival) of ``segments`` runs of ``sweeps`` sweeps that follow each
+    other on the arrival clock; each run starts over (LOOP) or 100 s later (FORWARD). A camera is
+    silent while the arrival time (since the first sweep) is in one of its ``silent`` windows."""
+    msgs = []
+    for seg in range(segments):
+        start = T0 + (seg * 100 * S if kind == FORWARD else 0)
+        for k in range(sweeps):
+            for c in CAMERA_CHANNELS:
+                wall = (seg * sweeps + k) * PERIOD + OFFSETS[c]
+                if not any(a <= wall < b for a, b in silent.get(c, [])):
+                    msgs.append((c, start + k * PERIOD + OFFSETS[c], f"{c}#{seg}/{k}", T0 + wall))
+    return sorted(msgs, key=lambda m: m[3])
+
+
+def emitted_sweeps(sync: RigSynchronizer, msgs: list[tuple[str, int, str, int]]) -> dict[int, set[int]]:
+    """Feed the stream, polling as the node's timer does; the sweeps emitted per segment."""
+    out: dict[int, set[int]] = {}
+    for channel, stamp, payload, wall in msgs:
+        frames = sync.poll(wall).frames + sync.add(channel, stamp, payload, now_ns=wall).frames
+        for frame in frames:
+            seg, k = frame.payloads["CAM_FRONT"].split("#")[1].split("/")
+            out.setdefault(int(seg), set()).add(int(k))
+    return out
+
+
+SWEEPS = 24  # ~2 s per segment
+
+
+@pytest.mark.parametrize("kind", [LOOP, FORWARD])
+@pytest.mark.parametrize("camera", ["CAM_FRONT_LEFT", "CAM_FRONT"])
+def test_a_camera_late_after_each_jump_delays_frames_only_until_it_delivers(kind: str, camera: str) -> None:
+    # The camera starts 0.6 s after the others in every segment: longer than the jump threshold.
+    late = [(s * SWEEPS * PERIOD - 50 * MS, s * SWEEPS * PERIOD + 600 * MS) for s in range(4)]
+    sync = RigSynchronizer()
+    got = emitted_sweeps(sync, jumping_stream(4, SWEEPS, kind, {camera: late}))
+    back = 600 * MS // PERIOD + 2  # the camera's images are there from here on (with a margin)
+    for seg in range(4):  # the last sweep of a segment may still wait for its images at the jump
+        assert got.get(seg, set()) >= set(range(back, SWEEPS - 1)), (seg, got.get(seg))
+    assert sync.resets == (3 if kind == LOOP else 0)
+
+
+@pytest.mark.parametrize("kind", [LOOP, FORWARD])
+@pytest.mark.parametrize("camera", ["CAM_FRONT_LEFT", "CAM_FRONT"])
+def test_a_camera_silent_across_a_jump_delays_frames_only_until_it_delivers(kind: str, camera: str) -> None:
+    # 10 s of stream, then the jump; the camera is silent from 9 s to 12 s (2 s after the jump).
+    sweeps = 10 * S // PERIOD
+    sync = RigSynchronizer()
+    got = emitted_sweeps(sync, jumping_stream(2, sweeps, kind, {camera: [(9 * S, 12 * S)]}))
+    assert got[0] >= set(range(1, 9 * S // PERIOD))
+    back = (12 * S - sweeps * PERIOD) // PERIOD + 2  # the first sweep after the silence, and margin
+    assert got.get(1, set()) >= set(range(back, sweeps - 1)), got.get(1)
+    assert sync.resets == (1 if kind == LOOP else 0)
+
+
+def test_old_images_in_flight_are_discarded_while_a_camera_is_late() -> None:
+    late = {"CAM_FRONT_LEFT": [(SWEEPS * PERIOD - 50 * MS, SWEEPS * PERIOD + 600 * MS)]}
+    msgs = jumping_stream(2, SWEEPS, LOOP, late)
+    at = next(i for i, m in enumerate(msgs) if m[3] >= T0 + SWEEPS * PERIOD - 50 * MS) + 1
+    old = ("CAM_BACK", T0 + SWEEPS * PERIOD + OFFSETS["CAM_BACK"], "CAM_BACK#0/24", msgs[at][3])
+    msgs.insert(at, old)  # the old timeline's next image, delivered after the loop began
+    sync = RigSynchronizer()
+    got = emitted_sweeps(sync, msgs)
+    assert got[1] >= set(range(600 * MS // PERIOD + 2, SWEEPS - 1)), got
+    assert sync.resets == 1
+    assert sync.stats()["cameras"]["CAM_BACK"]["dropped"][DropReason.OUT_OF_ORDER.value] == 1
+
+
+def test_repeated_loops_recover_every_time() -> None:
+    late = [(s * 12 * PERIOD - 50 * MS, s * 12 * PERIOD + 600 * MS) for s in range(10)]
+    sync = RigSynchronizer()
+    got = emitted_sweeps(sync, jumping_stream(10, 12, LOOP, {"CAM_BACK": late}))
+    assert all(got.get(seg, set()) >= set(range(7, 11)) for seg in range(10)), got
+    assert sync.resets == 9
+
+
+def test_a_single_stray_old_image_does_not_stall_the_stream() -> None:
+    # An image 5 s in the past starts a new timeline (a reset); the live stream takes over again.
+    msgs = jumping_stream(1, 40, LOOP, {})
+    at = next(i for i, m in enumerate(msgs) if m[3] >= T0 + 20 * PERIOD)
+    msgs.insert(at, ("CAM_BACK", T0 + 20 * PERIOD - 5 * S, "CAM_BACK#stray", msgs[at][3]))
+    sync = RigSynchronizer()
+    got = emitted_sweeps(sync, msgs)
+    assert got[0] >= set(range(30, 39)), got
+    assert sync.resets == 1

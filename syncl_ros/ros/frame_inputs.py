@@ -17,7 +17,13 @@ import numpy as np
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import InputConfig
 from syncl_ros.model.inputs import camera_geometry, prepare_image
-from syncl_ros.ros.messages import CameraIntrinsics, ImageDecodeError, decode_compressed_image, image_to_rgb
+from syncl_ros.ros.messages import (
+    CameraIntrinsics,
+    ImageDecodeError,
+    compressed_image_size,
+    decode_compressed_image,
+    image_to_rgb,
+)
 
 
 class FrameError(ValueError):
@@ -37,6 +43,13 @@ class FrameInputs:
     model_to_world: Transform  # base_link at the anchor stamp -> world
 
 
+def image_size(msg: Any, transport: str) -> tuple[int, int]:
+    """(width, height) the message declares (raw: its fields; compressed: the JPEG/PNG header)."""
+    if transport == "compressed":
+        return compressed_image_size(msg)
+    return int(msg.width), int(msg.height)
+
+
 def decode_image(msg: Any, transport: str, min_width: int) -> tuple[np.ndarray, int, int]:
     """(rgb at reduced scale where possible, full width, full height)."""
     if transport == "compressed":
@@ -48,8 +61,9 @@ def decode_image(msg: Any, transport: str, min_width: int) -> tuple[np.ndarray, 
 
 @dataclass(frozen=True)
 class CameraImage:
-    """One camera image already turned into network input (done as it arrives, so that decoding
-    overlaps the wait for the rig's other cameras); a problem is kept and reported with its frame."""
+    """One camera image turned into network input (as it arrives once its camera's CameraInfo is
+    known, so that decoding overlaps the wait for the rig's other cameras); a problem is kept and
+    reported with its frame."""
 
     pixels: np.ndarray | None  # (3, H, W) float32, None when the image is unusable
     width: int  # full image size, checked against CameraInfo
@@ -57,8 +71,21 @@ class CameraImage:
     problem: tuple[str, str] | None = None  # (reason, message)
 
 
-def prepare_camera_image(msg: Any, transport: str, cfg: InputConfig) -> CameraImage:
+def prepare_camera_image(
+    msg: Any, transport: str, cfg: InputConfig, expected: tuple[int, int] | None
+) -> CameraImage:
+    """Decode and prepare an image only if its declared size is ``expected`` (its CameraInfo's).
+
+    Decoding and resizing cost what the declared size says (a tiny JPEG may declare 8x65500):
+    the size is checked first, so an image of any other size is refused at the cost of its header.
+    """
+    if expected is None:
+        return CameraImage(None, 0, 0, ("no_camera_info", "no CameraInfo received yet"))
     try:
+        size = image_size(msg, transport)
+        if size != expected:
+            message = "image is {}x{} but CameraInfo says {}x{}".format(*size, *expected)
+            return CameraImage(None, *size, ("size_mismatch", message))
         rgb, width, height = decode_image(msg, transport, cfg.width)
     except ImageDecodeError as err:
         return CameraImage(None, 0, 0, ("decode_error", str(err)))

@@ -319,12 +319,21 @@ def choose_reduction(full_width: int, min_width: int | None) -> int:
     return 1
 
 
+def compressed_image_size(msg: Any) -> tuple[int, int]:
+    """(width, height) of a CompressedImage from its JPEG or PNG header, without decoding it."""
+    data = bytes(msg.data)
+    kind = _kind(msg.format, data)
+    return _jpeg_size(data) if kind == "jpeg" else _png_size(data)
+
+
 def decode_compressed_image(msg: Any, min_width: int | None = None) -> DecodedImage:
     """sensor_msgs CompressedImage (JPEG or PNG) -> RGB, decoded at a reduced scale when allowed.
 
     Decoding a JPEG at 1/2, 1/4 or 1/8 scale skips most of the inverse DCT
     work; the factor keeps the decoded width >= ``min_width`` (e.g. the
-    network's input width) so no detail the model uses is lost.
+    network's input width) so no detail the model uses is lost. The cost
+    follows the size in the header: check it (:func:`compressed_image_size`)
+    before decoding an image from an untrusted source.
     """
     data = bytes(msg.data)
     kind = _kind(msg.format, data)

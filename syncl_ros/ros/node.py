@@ -20,6 +20,7 @@ QoS, on purpose:
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -44,11 +45,12 @@ from visualization_msgs.msg import MarkerArray
 from syncl_ros.experiment import Experiment, with_overrides
 from syncl_ros.geometry import Transform
 from syncl_ros.msg import TrackedObject3DArray
-from syncl_ros.ros.frame_inputs import FrameError, assemble, prepare_camera_image
+from syncl_ros.ros.frame_inputs import CameraImage, FrameError, assemble, prepare_camera_image
 from syncl_ros.ros.markers import MarkerPublisherState
 from syncl_ros.ros.messages import (
     OK,
     WARN,
+    CameraIntrinsics,
     camera_info_to_intrinsics,
     diagnostic_array,
     diagnostic_status,
@@ -59,7 +61,7 @@ from syncl_ros.ros.messages import (
     tracks_to_msg,
 )
 from syncl_ros.ros.settings import NodeSettings, declare_and_read, tracker_overrides
-from syncl_ros.ros.sync import RigFrame, RigSynchronizer, SyncResult
+from syncl_ros.ros.sync import DropReason, RigFrame, RigSynchronizer, SyncResult
 from syncl_ros.ros.tf_buffer import OdometryEgoSource, TfBuffer, TfEgoSource
 from syncl_ros.ros.worker import LatestWorker
 
@@ -76,6 +78,13 @@ TF_STATIC_QOS = QoSProfile(
 # (camera stamps jitter by a few milliseconds around their nominal period).
 PERIOD_SLACK_NS = 40 * MS
 TIME_JUMP_NS = 500 * MS  # a pose stamp this far back starts a new timeline (as the synchronizer decides)
+WARN_PERIOD_S = 5.0  # each kind of warning is logged at most this often
+SYNC_DROPS = {
+    DropReason.MISSING: "rig frame dropped: no image from this camera",
+    DropReason.STALE: "rig frame dropped: this camera's newest image is too old",
+    DropReason.SPREAD: "rig frame dropped: no image from this camera close enough to the anchor's",
+    DropReason.OUT_OF_ORDER: "image discarded: older than images already used, or of a previous timeline",
+}
 
 
 def experiment_of(model: Path) -> Experiment:
@@ -116,6 +125,7 @@ class TrackerNode(LifecycleNode):
         super().__init__("syncl_tracker", **kwargs)
         self.settings: NodeSettings = declare_and_read(self)
         self.counts: dict[str, int] = defaultdict(int)
+        self._warned: dict[str, float] = {}  # warning key -> when it was last logged (monotonic s)
         self.latency: dict[str, Latency] = defaultdict(Latency)
         self._lock = threading.Lock()  # guards intrinsics and the pipeline state shared with the worker
         self._subs: list[Any] = []
@@ -233,9 +243,19 @@ class TrackerNode(LifecycleNode):
 
     def _on_image(self, channel: str, msg: Any) -> None:
         now = self._now_ns()
-        image = prepare_camera_image(msg, self.settings.image_transport, self.experiment.model.input)
-        self.latency["prepare_image"].add((self._now_ns() - now) / MS)
+        with self._lock:
+            info = self.intrinsics.get(channel)
+        # Without the camera's CameraInfo the image's size cannot be checked before decoding:
+        # the worker prepares it with its frame, once the calibration has had time to arrive.
+        image = msg if info is None else self._prepare(msg, info)
         self._handle(self.sync.add(channel, stamp_to_ns(msg.header.stamp), (image, now), now))
+
+    def _prepare(self, msg: Any, info: CameraIntrinsics | None) -> CameraImage:
+        start = self._now_ns()
+        size = None if info is None else (info.width, info.height)
+        image = prepare_camera_image(msg, self.settings.image_transport, self.experiment.model.input, size)
+        self.latency["prepare_image"].add((self._now_ns() - start) / MS)
+        return image
 
     def _poll(self) -> None:
         self._handle(self.sync.poll(self._now_ns()))
@@ -292,6 +312,7 @@ class TrackerNode(LifecycleNode):
     # -- scheduling ---------------------------------------------------------------------------
 
     def _handle(self, result: SyncResult) -> None:
+        self._warn_sync_drops(result.drops)
         if result.reset:
             self._count("resets.time_jump", "time jumped backward (bag loop?): tracker reset")
             self.last_scheduled = None
@@ -344,7 +365,10 @@ class TrackerNode(LifecycleNode):
     def _process(self, job: tuple[RigFrame, bool]) -> None:
         frame, reset = job
         intrinsics = self._calibration()
-        images = {ch: payload[0] for ch, payload in frame.payloads.items()}
+        images = {
+            ch: image if isinstance(image, CameraImage) else self._prepare(image, intrinsics.get(ch))
+            for ch, (image, _) in frame.payloads.items()
+        }
         received_ns = frame.payloads[self.settings.anchor_camera][1]
         if reset:
             self.tracker.reset()
@@ -411,7 +435,24 @@ class TrackerNode(LifecycleNode):
 
     def _count(self, key: str, message: str) -> None:
         self.counts[key] += 1
-        self.get_logger().warning(f"{message} [{key}: {self.counts[key]}]", throttle_duration_sec=5.0)
+        if self._warning_due(key):
+            self.get_logger().warning(f"{message} [{key}: {self.counts[key]}]")
+
+    def _warn_sync_drops(self, drops: Sequence[tuple[str, DropReason]]) -> None:
+        for channel, reason in drops:
+            key = f"sync.dropped.{reason.value}.{channel}"
+            if self._warning_due(key):
+                total = self.sync.stats()["cameras"][channel]["dropped"][reason.value]
+                self.get_logger().warning(f"{channel}: {SYNC_DROPS[reason]} [{key}: {total}]")
+
+    def _warning_due(self, key: str) -> bool:
+        """One throttle per kind of warning: rclpy's throttles per call site, where a frequent kind
+        would hide all the others."""
+        now = time.monotonic()
+        if now - self._warned.get(key, -math.inf) < WARN_PERIOD_S:
+            return False
+        self._warned[key] = now
+        return True
 
     def _publish_diagnostics(self) -> None:
         now = self.get_clock().now().nanoseconds

@@ -15,6 +15,10 @@ expected one period later, cannot be nearer). A frame still undecided after
 is emitted with what is there if every camera is within ``max_spread_ns`` of
 the anchor, else dropped with a reason per culprit camera. Frames leave in
 stamp order; memory is bounded by the buffer sizes whatever the inputs do.
+
+A camera's stamp far behind its newest one starts a new timeline (bag loop):
+everything buffered is forgotten, and images of the old timeline still in
+flight are discarded until their camera delivers on the new one.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class SyncResult:
 
     frames: list[RigFrame] = field(default_factory=list)
     reset: bool = False  # time jumped backwards: buffers were cleared, the tracker must reset too
+    drops: list[tuple[str, DropReason]] = field(default_factory=list)  # (camera, reason) counted now
 
 
 @dataclass
@@ -154,8 +159,10 @@ class RigSynchronizer:
         self._stats = {c: _CameraStats() for c in channels}
         self._last_frame_ns: int | None = None
         self._last_used: dict[str, int] = {}
-        # Stamp that started the current timeline, kept until its first frame is emitted.
-        self._timeline_start_ns: int | None = None
+        self._drops: list[tuple[str, DropReason]] = []  # counted since the last add or poll returned
+        # After a backward jump: each camera's newest stamp of the previous timeline, until the camera
+        # delivers on the new one. Images continuing those stamps are still in flight from before.
+        self._old_timeline: dict[str, int] = {}
         self.frames_emitted = 0
         self.frames_dropped = 0
         self.resets = 0
@@ -164,7 +171,7 @@ class RigSynchronizer:
     # ------------------------------------------------------------------ input
 
     def add(self, channel: str, stamp_ns: int, payload: Any, now_ns: int | None = None) -> SyncResult:
-        """Feed one image; returns the frames it completed and whether time jumped back.
+        """Feed one image; returns the frames it completed, whether time jumped back, the drops.
 
         ``now_ns`` defaults to ``stamp_ns`` (then waits are measured in stamp time).
         """
@@ -172,24 +179,12 @@ class RigSynchronizer:
             raise KeyError(f"unknown channel {channel!r}; expected one of {self.channels}")
         stamp_ns = int(stamp_ns)
         now = stamp_ns if now_ns is None else int(now_ns)
-        result = SyncResult()
-        stats = self._stats[channel]
-        if stats.last_stamp_ns is not None and stamp_ns < stats.last_stamp_ns - self.jump_threshold_ns:
-            result.reset = self._reset(stamp_ns)
-        stats.received += 1
-        if self._is_duplicate(channel, stamp_ns):
-            stats.duplicates += 1
-            return result
-        if self._is_late(channel, stamp_ns) or self._is_old_timeline(stamp_ns):
-            stats.dropped[DropReason.OUT_OF_ORDER.value] += 1
-            return result
-        stats.observe_stamp(stamp_ns)
-        if channel == self.anchor:
-            self._add_anchor(stamp_ns, payload, now)
-        else:
-            self._add_image(channel, stamp_ns, payload)
-        result.frames.extend(self._drain(now))
-        return result
+        last = self._stats[channel].last_stamp_ns
+        reset = last is not None and stamp_ns < last - self.jump_threshold_ns
+        if reset:
+            self._reset(new_timeline=True)
+        frames = self._accept(channel, stamp_ns, payload, now)
+        return SyncResult(frames, reset, self._take_drops())
 
     def poll(self, now_ns: int) -> SyncResult:
         """Emit or drop pending anchors whose wait is over; call it from a timer.
@@ -200,13 +195,32 @@ class RigSynchronizer:
         now = int(now_ns)
         for pending in self._pending:
             pending.received_ns = min(pending.received_ns, now)
-        return SyncResult(frames=self._drain(now))
+        frames = self._drain(now)
+        return SyncResult(frames, drops=self._take_drops())
 
     def reset(self) -> None:
         """Forget all buffered images, e.g. when the node restarts its tracker for another reason."""
-        self._reset(None)
+        self._reset(new_timeline=False)
 
     # -------------------------------------------------------------- internals
+
+    def _accept(self, channel: str, stamp_ns: int, payload: Any, now: int) -> list[RigFrame]:
+        """Buffer one image unless it is a duplicate or useless; the frames it completes."""
+        stats = self._stats[channel]
+        stats.received += 1
+        if self._is_duplicate(channel, stamp_ns):
+            stats.duplicates += 1
+            return []
+        if self._is_late(channel, stamp_ns) or self._is_old_timeline(channel, stamp_ns):
+            self._count_drop(channel, DropReason.OUT_OF_ORDER)
+            return []
+        stats.observe_stamp(stamp_ns)
+        self._old_timeline.pop(channel, None)
+        if channel == self.anchor:
+            self._add_anchor(stamp_ns, payload, now)
+        else:
+            self._add_image(channel, stamp_ns, payload)
+        return self._drain(now)
 
     def _is_duplicate(self, channel: str, stamp_ns: int) -> bool:
         """Same camera, same stamp as an image already held or used (re-sent or re-recorded)."""
@@ -215,10 +229,20 @@ class RigSynchronizer:
         held = (s for s, _ in self._buffers[channel])
         return stamp_ns == self._last_used.get(channel) or stamp_ns in held
 
-    def _is_old_timeline(self, stamp_ns: int) -> bool:
-        """Right after a reset, images of the previous timeline may still be in flight: far ahead."""
-        new_start = self._timeline_start_ns
-        return new_start is not None and stamp_ns > new_start + self.jump_threshold_ns
+    def _is_old_timeline(self, channel: str, stamp_ns: int) -> bool:
+        """An image of the previous timeline still in flight after a backward jump.
+
+        Such an image is far ahead of the new timeline and continues its camera's old stamps. Both
+        bounds move on: the new timeline with every image accepted, so a camera late or silent
+        across the jump is taken when it delivers; and a camera's stamps beyond its old ones are
+        live, so a stray old image that faked the jump cannot hold the live stream off for long.
+        """
+        old = self._old_timeline.get(channel)
+        if old is None:
+            return False
+        stamps = [s.last_stamp_ns for s in self._stats.values() if s.last_stamp_ns is not None]
+        jump = self.jump_threshold_ns
+        return bool(stamps) and max(stamps) + jump < stamp_ns <= old + jump
 
     def _is_late(self, channel: str, stamp_ns: int) -> bool:
         """Messages that no future frame may use: behind the emitted stream or the camera's newest."""
@@ -308,7 +332,6 @@ class RigSynchronizer:
         for channel in self.channels:
             self._stats[channel].used += 1
         self._last_frame_ns = head.stamp_ns
-        self._timeline_start_ns = None
         self.last_spread_ns = frame.spread_ns
         self.frames_emitted += 1
         return frame
@@ -324,21 +347,29 @@ class RigSynchronizer:
         """Count the cameras that failed the frame; their usable images stay for the next anchor."""
         for channel, pick in picks.items():
             if isinstance(pick, DropReason):
-                self._stats[channel].dropped[pick.value] += 1
+                self._count_drop(channel, pick)
         self._last_frame_ns = max(self._last_frame_ns or head.stamp_ns, head.stamp_ns)
         self.frames_dropped += 1
 
-    def _reset(self, new_start_ns: int | None) -> bool:
+    def _count_drop(self, channel: str, reason: DropReason) -> None:
+        self._stats[channel].dropped[reason.value] += 1
+        self._drops.append((channel, reason))
+
+    def _take_drops(self) -> list[tuple[str, DropReason]]:
+        drops, self._drops = self._drops, []
+        return drops
+
+    def _reset(self, new_timeline: bool) -> None:
         for buf in self._buffers.values():
             buf.clear()
         self._pending.clear()
         self._last_used.clear()
         self._last_frame_ns = None
-        self._timeline_start_ns = new_start_ns
+        old = {c: s.last_stamp_ns for c, s in self._stats.items() if s.last_stamp_ns is not None}
+        self._old_timeline = old if new_timeline else {}
         for stats in self._stats.values():
             stats.last_stamp_ns = None
         self.resets += 1
-        return True
 
     # ------------------------------------------------------------ diagnostics
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from training_fixtures import tiny_experiment
+from training_fixtures import TINY_MODEL, tiny_experiment
 
 from syncl_ros.experiment import Experiment, load_experiment
 from syncl_ros.inference import export_cli
@@ -49,6 +50,16 @@ def write_checkpoint(path: Path, experiment: Experiment, seed: int = 0) -> Path:
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("export")
     ckpt = write_checkpoint(root / "small.pt", tiny_experiment())
+    export_model(ckpt, root / "out")
+    return ckpt, root / "out"
+
+
+@pytest.fixture(scope="module")
+def reanchored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Tracks re-anchored to heatmap seeds, reading their content (gate wide enough for every track)."""
+    root = tmp_path_factory.mktemp("reanchored")
+    model = replace(TINY_MODEL, track_reanchor_m=500.0, track_seed_content=True)
+    ckpt = write_checkpoint(root / "reanchored.pt", tiny_experiment(model=model))
     export_model(ckpt, root / "out")
     return ckpt, root / "out"
 
@@ -106,7 +117,10 @@ def test_export_is_deterministic(small: tuple[Path, Path], tmp_path: Path) -> No
     assert again.manifest == read_manifest(out)
 
 
-def test_graphs_stay_within_tensorrt_parser_support(tiny_default: Path) -> None:
+def test_graphs_stay_within_tensorrt_parser_support(
+    tiny_default: Path, reanchored: tuple[Path, Path]
+) -> None:
+    reanchored_out = reanchored[1]
     supported = read_operator_list(TENSORRT_OPS_FILE)
     header = TENSORRT_OPS_FILE.read_text().splitlines()[:8]
     assert any("TensorRT 10" in line for line in header)
@@ -119,6 +133,8 @@ def test_graphs_stay_within_tensorrt_parser_support(tiny_default: Path) -> None:
         assert "NonZero" not in operator_types(model)
         assert dynamic_tensors(model) == []  # every input, intermediate and output shape is static
         assert tensorrt_problems(model, supported) == []
+    reanchored = onnx.load(str(reanchored_out / "decoder.onnx"))
+    assert operator_types(reanchored) <= supported and tensorrt_problems(reanchored, supported) == []
     decoder = onnx.load(str(tiny_default / "decoder.onnx"))
     assert topk_constant_k(decoder) == [cfg.dense_queries]
     topk = next(n for n in decoder.graph.node if n.op_type == "TopK")
@@ -144,8 +160,9 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def test_onnx_graphs_match_torch(small: tuple[Path, Path]) -> None:
-    ckpt, out = small
+@pytest.mark.parametrize("graphs", ["small", "reanchored"])
+def test_onnx_graphs_match_torch(graphs: str, request: pytest.FixtureRequest) -> None:
+    ckpt, out = request.getfixturevalue(graphs)
     from syncl_ros.model.checkpoint import load_model
 
     net, exp, _ = load_model(ckpt)

@@ -124,7 +124,9 @@ class TrackerNet(nn.Module):
         content = self.dense_content(tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1])))
         return content, refs.detach()
 
-    def reanchor(self, track_ref: torch.Tensor, seed_ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def reanchor(
+        self, track_ref: torch.Tensor, seed_ref: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Each track's reference moved to the nearest heatmap seed within ``track_reanchor_m``.
 
         track_ref (B, S, 3) and seed_ref (B, k, 3) normalized; distances are planar, in metres.
@@ -140,7 +142,10 @@ class TrackerNet(nn.Module):
         return torch.where(took[..., None], nearest, track_ref), idx, took
 
     def _track_queries(
-        self, track_emb: torch.Tensor, track_ref: torch.Tensor, seeds: tuple[torch.Tensor, torch.Tensor] | None
+        self,
+        track_emb: torch.Tensor,
+        track_ref: torch.Tensor,
+        seeds: tuple[torch.Tensor, torch.Tensor] | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Track queries (content, reference) from the carried embeddings and propagated points.
 

@@ -320,6 +320,6 @@ def test_diagnostics_from_sync_stats() -> None:
     assert got.level == bytes([ERROR]) and got.name == "rig sync" and got.message == "no frames"
     values = {kv.key: kv.value for kv in got.values}
     assert values["cameras.CAM_FRONT.received"] == "1" and values["last_spread_ms"] == "n/a"
-    assert values["cameras.CAM_BACK.dropped.missing"] == "0" and "cameras.CAM_BACK.rate_hz" in values
+    assert values["cameras.CAM_BACK.dropped.missing"] == "0" and "cameras.CAM_BACK.evicted" in values
     with pytest.raises(ValueError, match="level"):
         diagnostic_status("x", {}, level=7)

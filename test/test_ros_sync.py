@@ -55,8 +55,8 @@ def test_complete_frames_within_spread() -> None:
     assert stats["last_spread_ms"] == pytest.approx(58.0)
     cams = stats["cameras"]
     assert all(cams[c]["received"] == 20 and cams[c]["used"] == 20 for c in CAMERA_CHANNELS)
-    assert cams["CAM_BACK"]["rate_hz"] == pytest.approx(1e9 / PERIOD, rel=1e-3)
     assert sum(sum(c["dropped"].values()) for c in cams.values()) == 0
+    assert stats["frames_without_anchor"] == 0
 
 
 def test_nearest_image_is_chosen_when_a_camera_fires_far_from_the_anchor() -> None:
@@ -138,6 +138,31 @@ def test_results_list_the_drops_they_counted() -> None:
     drops += sync.add("CAM_FRONT", T0 + 1, "older than the last frame").drops
     assert drops == [("CAM_BACK", DropReason.MISSING)] * 3 + [("CAM_FRONT", DropReason.OUT_OF_ORDER)]
     assert sync.poll(T0 + 20 * PERIOD).drops == []
+
+
+def test_a_silent_anchor_counts_its_lost_frames() -> None:
+    # The front camera is silent for sweeps 5..14 of 30: ten frames lost for want of an anchor.
+    msgs = [m for m in sweep_messages(30) if not (m[0] == "CAM_FRONT" and 5 <= (m[1] - T0) // PERIOD < 15)]
+    sync = RigSynchronizer()
+    frames, drops = [], []
+    for channel, stamp, payload in msgs:
+        out = sync.add(channel, stamp, payload)
+        frames += out.frames
+        drops += out.drops
+    stats = sync.stats()
+    assert stats["frames_without_anchor"] == 10 and len(frames) == 20
+    assert stats["cameras"]["CAM_FRONT"]["dropped"][DropReason.MISSING.value] == 10
+    assert drops == [("CAM_FRONT", DropReason.MISSING)] * 10
+
+
+def test_a_pause_or_a_seek_is_no_anchor_outage() -> None:
+    # Every camera pauses for 3 s, then the stream jumps 100 s ahead; other cameras come first.
+    paused = sweep_messages(10) + sweep_messages(10, start=T0 + 10 * PERIOD + 3_000 * MS)
+    seek = sweep_messages(10, start=T0 + 100_000 * MS)
+    ahead = sorted(seek, key=lambda m: (m[0] == "CAM_FRONT", m[1]))[:20]  # 4 sweeps without anchor
+    sync = RigSynchronizer()
+    feed(sync, paused + ahead)
+    assert sync.stats()["frames_without_anchor"] == 0
 
 
 def test_duplicated_stamps_are_ignored_and_counted() -> None:

@@ -6,8 +6,13 @@ Per synchronized rig frame, at the model's trained frame interval by default:
 decode (at reduced JPEG scale) -> geometry at the anchor stamp -> backend
 encode/decode -> tracker (track queries or greedy: the model's tracker.method, or the
 `tracker` parameter) -> publish ~/tracks, ~/detections, ~/markers;
-/diagnostics once a second. One worker thread processes frames; while it is
-busy the newest synchronized frame waits and older waiting ones are dropped.
+/diagnostics once a second, and at once when a status changes level. One worker
+thread processes frames; while it is busy the newest synchronized frame waits and
+older waiting ones are dropped.
+
+A configure that fails (a missing, truncated or foreign model file, weights that do not fit
+their configuration) logs one line naming the file and the cause and leaves the node
+unconfigured; configure can be requested again once the file is fixed.
 
 QoS, on purpose:
 - images and CameraInfo: sensor-data (best effort, keep last 5): matches both
@@ -26,7 +31,6 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,14 +46,12 @@ from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
-from syncl_ros.experiment import Experiment, with_overrides
 from syncl_ros.geometry import Transform
 from syncl_ros.msg import TrackedObject3DArray
 from syncl_ros.ros.frame_inputs import CameraImage, FrameError, assemble, prepare_camera_image
+from syncl_ros.ros.health import HealthLimits, RigHealth
 from syncl_ros.ros.markers import MarkerPublisherState
 from syncl_ros.ros.messages import (
-    OK,
-    WARN,
     CameraIntrinsics,
     camera_info_to_intrinsics,
     diagnostic_array,
@@ -60,12 +62,14 @@ from syncl_ros.ros.messages import (
     tracks_to_detections,
     tracks_to_msg,
 )
-from syncl_ros.ros.settings import NodeSettings, declare_and_read, tracker_overrides
+from syncl_ros.ros.model_setup import LoadedModel, ModelSetupError, load_model
+from syncl_ros.ros.settings import NodeSettings, declare_and_read
 from syncl_ros.ros.sync import DropReason, RigFrame, RigSynchronizer, SyncResult
 from syncl_ros.ros.tf_buffer import OdometryEgoSource, TfBuffer, TfEgoSource
 from syncl_ros.ros.worker import LatestWorker
 
 MS = 1_000_000
+S = 1_000_000_000
 RELIABLE_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 TF_STATIC_QOS = QoSProfile(
@@ -79,29 +83,15 @@ TF_STATIC_QOS = QoSProfile(
 PERIOD_SLACK_NS = 40 * MS
 TIME_JUMP_NS = 500 * MS  # a pose stamp this far back starts a new timeline (as the synchronizer decides)
 WARN_PERIOD_S = 5.0  # each kind of warning is logged at most this often
+# A frame stamp further than this from the node's clock is not on that clock (a bag replayed
+# without /clock, a camera clock off by hours): its stamp-to-publish latency would mean nothing.
+STAMP_CLOCK_TOLERANCE_NS = 10 * S
 SYNC_DROPS = {
     DropReason.MISSING: "rig frame dropped: no image from this camera",
     DropReason.STALE: "rig frame dropped: this camera's newest image is too old",
     DropReason.SPREAD: "rig frame dropped: no image from this camera close enough to the anchor's",
     DropReason.OUT_OF_ORDER: "image discarded: older than images already used, or of a previous timeline",
 }
-
-
-def experiment_of(model: Path) -> Experiment:
-    from syncl_ros.inference.export import is_export_dir, manifest_experiment, read_manifest
-    from syncl_ros.model.checkpoint import read_checkpoint
-
-    if is_export_dir(model):
-        return manifest_experiment(read_manifest(model))
-    return Experiment.from_dict(read_checkpoint(model)["experiment"], where=str(model))
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Latency:
@@ -130,17 +120,22 @@ class TrackerNode(LifecycleNode):
         self._lock = threading.Lock()  # guards intrinsics and the pipeline state shared with the worker
         self._subs: list[Any] = []
         self._timers: list[Any] = []
+        self._pubs: list[Any] = []
         self.backend: Any = None
         self.worker: LatestWorker | None = None
+        self._published_levels: tuple[int, int] | None = None
+        self.stamps_on_clock: bool | None = None  # frame stamps on the node's clock (None: no frame yet)
+        self.stamp_lag_s: float | None = None  # node clock minus the newest frame's stamp, at publish
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         try:
-            self._load_model()
-        except (FileNotFoundError, ValueError, RuntimeError) as err:
-            self.get_logger().error(f"cannot load the model: {err}")
+            loaded = load_model(self.settings)
+        except ModelSetupError as err:
+            self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
+        self._use_model(loaded)
         s = self.settings
         self.sync = RigSynchronizer(
             s.camera_channels,
@@ -164,30 +159,26 @@ class TrackerNode(LifecycleNode):
         self.pub_dets = self.create_lifecycle_publisher(Detection3DArray, "~/detections", RELIABLE_10)
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", RELIABLE_10)
         self.pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", RELIABLE_10)
+        self._pubs = [self.pub_tracks, self.pub_dets, self.pub_markers, self.pub_diag]
+        self._new_health()
         self.worker = LatestWorker(self._process, self._worker_error)
         return TransitionCallbackReturn.SUCCESS
 
-    def _load_model(self) -> None:
-        from syncl_ros.inference.backend import create_backend
-        from syncl_ros.inference.default_model import default_model_path
-        from syncl_ros.tracking.factory import make_tracker
-
-        s = self.settings
-        model = Path(s.model) if s.model else default_model_path()
-        exp = experiment_of(model)
-        self.experiment = with_overrides(exp, tracker_overrides(s))
-        device = resolve_device(s.device)
-        precision = s.precision if device.startswith("cuda") else "fp32"
-        self.backend = create_backend(
-            s.backend, model, device, precision, s.fallback, s.engine_cache_dir or None
-        )
+    def _use_model(self, loaded: LoadedModel) -> None:
+        self.experiment, self.backend, self.tracker = loaded.experiment, loaded.backend, loaded.tracker
+        self.period_ns = int(loaded.period_s * 1e9)
         for line in self.backend.selection:
             self.get_logger().info(f"backend: {line}")
-        self.tracker = make_tracker(self.experiment.tracker, self.experiment.model.embed_dim)
         self.get_logger().info(f"tracker: {self.experiment.tracker.method}")
-        period = s.process_period_s if s.process_period_s >= 0 else self.experiment.model.frame_interval_s
-        self.period_ns = int(period * 1e9)
-        self.get_logger().info(f"model {model}: processing a frame every {period:.3f} s")
+        self.get_logger().info(f"model {loaded.path}: processing a frame every {loaded.period_s:.3f} s")
+
+    def _new_health(self) -> None:
+        s = self.settings
+        # A frame is due once per processing period: a limit below two periods would flap.
+        frame_timeout_ns = max(int(s.frame_timeout_s * S), 2 * self.period_ns)
+        limits = HealthLimits(int(s.camera_timeout_s * S), frame_timeout_ns, s.min_cameras)
+        self.health = RigHealth(s.camera_channels, limits)
+        self._published_levels = None
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         s = self.settings
@@ -215,6 +206,7 @@ class TrackerNode(LifecycleNode):
             self._subs.append(
                 self.create_subscription(Odometry, s.odom_topic, self._on_odom, qos_profile_sensor_data)
             )
+        self._new_health()  # outages are measured from activation on
         self._timers.append(self.create_timer(0.02, self._poll))
         self._timers.append(self.create_timer(s.diagnostics_period_s, self._publish_diagnostics))
         return super().on_activate(state)
@@ -231,6 +223,9 @@ class TrackerNode(LifecycleNode):
         if self.worker is not None:
             self.worker.stop()
         self.worker, self.backend = None, None
+        for pub in self._pubs:  # configure creates them again
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = []
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
@@ -243,6 +238,7 @@ class TrackerNode(LifecycleNode):
 
     def _on_image(self, channel: str, msg: Any) -> None:
         now = self._now_ns()
+        self.health.image(channel, now)
         with self._lock:
             info = self.intrinsics.get(channel)
         # Without the camera's CameraInfo the image's size cannot be checked before decoding:
@@ -258,7 +254,10 @@ class TrackerNode(LifecycleNode):
         return image
 
     def _poll(self) -> None:
-        self._handle(self.sync.poll(self._now_ns()))
+        now = self._now_ns()
+        self._handle(self.sync.poll(now))
+        if self.health.levels(now) != self._published_levels:
+            self._publish_diagnostics()  # an outage or a recovery: say so now, not at the next tick
 
     def _on_info(self, channel: str, msg: CameraInfo) -> None:
         try:
@@ -312,7 +311,7 @@ class TrackerNode(LifecycleNode):
     # -- scheduling ---------------------------------------------------------------------------
 
     def _handle(self, result: SyncResult) -> None:
-        self._warn_sync_drops(result.drops)
+        self._sync_drops(result.drops)
         if result.reset:
             self._count("resets.time_jump", "time jumped backward (bag loop?): tracker reset")
             self.last_scheduled = None
@@ -388,6 +387,10 @@ class TrackerNode(LifecycleNode):
         except FrameError as err:
             # A frame lost to missing inputs does not use up its processing period: the next one runs.
             self.last_scheduled = None
+            if err.channel:
+                self.health.blame(err.channel, err.reason, self._now_ns())
+            else:
+                self.health.frame_lost(err.reason)
             self._count(
                 f"frames.dropped.{err.reason}" + (f".{err.channel}" if err.channel else ""),
                 f"frame dropped: {err}",
@@ -415,11 +418,22 @@ class TrackerNode(LifecycleNode):
             ("tracker", t4 - t3),
         ):
             self.latency[stage].add(ms * 1000.0)
-        # receive_to_publish: anchor image arrival -> publish (wall time, what the pipeline adds);
-        # stamp_to_publish: capture stamp -> publish on the node's clock (live sensors or sim time).
-        self.latency["receive_to_publish"].add((self._now_ns() - received_ns) / MS)
-        self.latency["stamp_to_publish"].add((self.get_clock().now().nanoseconds - frame.stamp_ns) / MS)
+        now = self._now_ns()
+        self.latency["receive_to_publish"].add((now - received_ns) / MS)
+        self._stamp_latency(frame.stamp_ns)
         self.counts["frames.processed"] += 1
+        self.health.processed(now)
+
+    def _stamp_latency(self, stamp_ns: int) -> None:
+        """Capture stamp -> publish, on the node's clock, where the stamps are on that clock (live
+        sensors, or a replay with /clock and use_sim_time); else only receive_to_publish is shown."""
+        lag_ns = self.get_clock().now().nanoseconds - stamp_ns
+        self.stamp_lag_s = lag_ns / S
+        self.stamps_on_clock = abs(lag_ns) <= STAMP_CLOCK_TOLERANCE_NS
+        if self.stamps_on_clock:
+            self.latency["stamp_to_publish"].add(lag_ns / MS)
+        else:
+            self.latency.pop("stamp_to_publish", None)  # samples of another clock would mislead
 
     def _publish(self, tracks: Sequence[Any], stamp_ns: int, model_to_world: Transform) -> None:
         s = self.settings
@@ -429,6 +443,7 @@ class TrackerNode(LifecycleNode):
         self.pub_markers.publish(self.markers.update(tracks, stamp_ns, s.output_frame, to_output))
 
     def _worker_error(self, err: BaseException) -> None:
+        self.health.frame_lost("internal_error")
         self._count("frames.dropped.internal_error", f"frame failed: {type(err).__name__}: {err}")
 
     # -- reporting -------------------------------------------------------------------------------
@@ -438,8 +453,10 @@ class TrackerNode(LifecycleNode):
         if self._warning_due(key):
             self.get_logger().warning(f"{message} [{key}: {self.counts[key]}]")
 
-    def _warn_sync_drops(self, drops: Sequence[tuple[str, DropReason]]) -> None:
+    def _sync_drops(self, drops: Sequence[tuple[str, DropReason]]) -> None:
+        now = self._now_ns()
         for channel, reason in drops:
+            self.health.blame(channel, reason.value, now)
             key = f"sync.dropped.{reason.value}.{channel}"
             if self._warning_due(key):
                 total = self.sync.stats()["cameras"][channel]["dropped"][reason.value]
@@ -454,15 +471,32 @@ class TrackerNode(LifecycleNode):
         self._warned[key] = now
         return True
 
-    def _publish_diagnostics(self) -> None:
-        now = self.get_clock().now().nanoseconds
-        worker = {"replaced_while_busy": self.worker.replaced if self.worker else 0}
-        pipeline = {
+    def diagnostics(self) -> list[Any]:
+        """The input and pipeline statuses now (levels from the node's monotonic clock)."""
+        now = self._now_ns()
+        inputs = self.sync.stats()
+        for channel, values in self.health.camera_values(now).items():
+            inputs["cameras"][channel].update(values)
+        level, message = self.health.input_status(now)
+        statuses = [diagnostic_status("syncl_tracker: input", inputs, level, message)]
+        level, message = self.health.pipeline_status(now)
+        if self.stamps_on_clock is False:
+            message += "; stamps are not on the node clock: latency from arrival only"
+        statuses.append(diagnostic_status("syncl_tracker: pipeline", self._pipeline_values(), level, message))
+        self._published_levels = self.health.levels(now)
+        return statuses
+
+    def _pipeline_values(self) -> dict[str, Any]:
+        on_clock = self.stamps_on_clock
+        return {
             "backend": getattr(self.backend, "name", "none"),
             "counts": dict(self.counts),
             # The worker thread adds stages while this runs: iterate over a snapshot (one C-level copy).
             "latency": {k: v.summary() for k, v in list(self.latency.items())},
-            "worker": worker,
+            # Which latency is shown: from the stamps (stamp_to_publish) or only from arrival.
+            "latency_from": "n/a" if on_clock is None else ("stamp" if on_clock else "arrival"),
+            "stamp_lag_s": self.stamp_lag_s,
+            "worker": {"replaced_while_busy": self.worker.replaced if self.worker else 0},
             "tracker": {
                 "method": self.experiment.tracker.method,
                 "live": self.tracker.num_live,
@@ -473,17 +507,10 @@ class TrackerNode(LifecycleNode):
                 "nonfinite_rows": self.tracker.nonfinite_rows,
             },
         }
-        level = OK if self.counts["frames.processed"] else WARN
-        statuses = [
-            diagnostic_status("syncl_tracker: input", self.sync.stats(), OK, "rig sync"),
-            diagnostic_status(
-                "syncl_tracker: pipeline",
-                pipeline,
-                level,
-                "processing" if level == OK else "no frame processed yet",
-            ),
-        ]
-        self.pub_diag.publish(diagnostic_array(now, statuses))
+
+    def _publish_diagnostics(self) -> None:
+        statuses = self.diagnostics()
+        self.pub_diag.publish(diagnostic_array(self.get_clock().now().nanoseconds, statuses))
 
 
 def main(args: Sequence[str] | None = None) -> int:
@@ -494,17 +521,22 @@ def main(args: Sequence[str] | None = None) -> int:
         print(f"syncl_tracker: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
-    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+    s = node.settings
+    if s.build_only:
+        ok = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        if ok:
+            node.get_logger().info("build_only: the model is ready; exiting")
+            node.trigger_cleanup()
         node.destroy_node()
         rclpy.try_shutdown()
-        return 1
-    if node.settings.build_only:
-        node.get_logger().info("build_only: the model is ready; exiting")
-        node.trigger_cleanup()
-        node.destroy_node()
-        rclpy.try_shutdown()
-        return 0
-    node.trigger_activate()
+        return 0 if ok else 1
+    if s.autostart:
+        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
+        else:
+            name = node.get_fully_qualified_name()
+            hint = f"ros2 lifecycle set {name} configure, then activate"
+            node.get_logger().info(f"staying unconfigured; once fixed: {hint}")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

@@ -36,6 +36,11 @@ PARAMS: dict[str, Param] = {
     "precision": Param("fp16", "fp16 | fp32 on GPUs (CPU backends always run fp32)", ("fp16", "fp32")),
     "engine_cache_dir": Param("", "TensorRT engine / ONNX export cache; empty: ~/.cache/syncl_ros"),
     "build_only": Param(False, "build the TensorRT engine (or export) and exit"),
+    "autostart": Param(
+        True,
+        "configure and activate at start (a failed configure leaves the node unconfigured, to be "
+        "configured again through its lifecycle services); false: wait for a lifecycle manager",
+    ),
     "image_transport": Param(
         "compressed", "compressed (sensor_msgs/CompressedImage) | raw (Image)", ("compressed", "raw")
     ),
@@ -88,7 +93,19 @@ PARAMS: dict[str, Param] = {
         lo=-1.0,
         hi=1.0,
     ),
-    "diagnostics_period_s": Param(1.0, "period of /diagnostics", lo=0.1, hi=60.0),
+    "diagnostics_period_s": Param(
+        1.0, "period of /diagnostics (a change of level is published at once)", lo=0.1, hi=60.0
+    ),
+    "camera_timeout_s": Param(
+        1.0, "diagnostics WARN for a camera silent, or all its images dropped, this long", lo=0.05, hi=600.0
+    ),
+    "frame_timeout_s": Param(
+        1.0,
+        "diagnostics ERROR when no frame was processed this long (at least two processing periods)",
+        lo=0.05,
+        hi=600.0,
+    ),
+    "min_cameras": Param(1, "diagnostics ERROR when fewer cameras deliver; 0: never", lo=0, hi=64),
     "tf_wait_ms": Param(100.0, "how long a frame waits for its transforms and CameraInfo", lo=0.0, hi=5000.0),
 }
 
@@ -102,6 +119,7 @@ class NodeSettings:
     precision: str
     engine_cache_dir: str
     build_only: bool
+    autostart: bool
     image_transport: str
     camera_channels: list[str]
     image_topics: list[str]
@@ -126,6 +144,9 @@ class NodeSettings:
     greedy_max_age: int
     measured_velocity: float
     diagnostics_period_s: float
+    camera_timeout_s: float
+    frame_timeout_s: float
+    min_cameras: int
     tf_wait_ms: float
 
     def check(self) -> None:
@@ -135,6 +156,8 @@ class NodeSettings:
                 f"image_topics ({len(self.image_topics)}) and camera_info_topics "
                 f"({len(self.camera_info_topics)}) need one entry per camera ({n})"
             )
+        if self.min_cameras > n:
+            raise ValueError(f"min_cameras ({self.min_cameras}) exceeds the number of cameras ({n})")
         if self.anchor_camera not in self.camera_channels:
             raise ValueError(f"anchor_camera {self.anchor_camera!r} is not in camera_channels")
         if self.output_frame not in (self.base_frame, self.world_frame):

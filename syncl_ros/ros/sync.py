@@ -19,6 +19,10 @@ stamp order; memory is bounded by the buffer sizes whatever the inputs do.
 A camera's stamp far behind its newest one starts a new timeline (bag loop):
 everything buffered is forgotten, and images of the old timeline still in
 flight are discarded until their camera delivers on the new one.
+
+A silent anchor opens no frame, so no frame can be dropped for it: instead,
+each anchor period the other cameras leave behind (by more than the spread
+and the wait) without an anchor image counts as a frame without anchor.
 """
 
 from __future__ import annotations
@@ -91,14 +95,13 @@ class _CameraStats:
             self.last_stamp_ns = stamp_ns
 
     def as_dict(self) -> dict[str, Any]:
-        rate = 1e9 / self.period_ns if self.period_ns else 0.0
+        # No rate here: the stamps' period says nothing about whether images still arrive.
         return {
             "received": self.received,
             "used": self.used,
             "duplicates": self.duplicates,
             "evicted": self.evicted,
             "dropped": dict(self.dropped),
-            "rate_hz": round(rate, 3),
         }
 
 
@@ -163,8 +166,13 @@ class RigSynchronizer:
         # After a backward jump: each camera's newest stamp of the previous timeline, until the camera
         # delivers on the new one. Images continuing those stamps are still in flight from before.
         self._old_timeline: dict[str, int] = {}
+        # Anchor outages: the stamp the anchor's next frames are counted from, and how many of
+        # them were already counted as missing.
+        self._anchor_ref_ns: int | None = None
+        self._anchor_missed = 0
         self.frames_emitted = 0
         self.frames_dropped = 0
+        self.frames_without_anchor = 0
         self.resets = 0
         self.last_spread_ns: int | None = None
 
@@ -214,6 +222,11 @@ class RigSynchronizer:
         if self._is_late(channel, stamp_ns) or self._is_old_timeline(channel, stamp_ns):
             self._count_drop(channel, DropReason.OUT_OF_ORDER)
             return []
+        # Anchor outages first: the stamp estimates must not take in this image's gap yet.
+        if channel == self.anchor:
+            self._anchor_delivered(stamp_ns)
+        else:
+            self._count_missing_anchors(channel, stamp_ns)
         stats.observe_stamp(stamp_ns)
         self._old_timeline.pop(channel, None)
         if channel == self.anchor:
@@ -221,6 +234,42 @@ class RigSynchronizer:
         else:
             self._add_image(channel, stamp_ns, payload)
         return self._drain(now)
+
+    def _count_missing_anchors(self, channel: str, stamp_ns: int) -> None:
+        """Count the anchor's frames that another camera's image shows to be overdue.
+
+        An anchor frame is overdue once another camera is past its expected stamp by more than the
+        spread and the wait (a later anchor image could no longer be matched in time). Counting
+        starts over at each anchor image, and at a gap in this camera's stamps (a pause or a seek
+        is not an outage).
+        """
+        previous = self._stats[channel].last_stamp_ns
+        gap = previous is None or stamp_ns - previous >= _MAX_PERIOD_NS
+        if self._anchor_ref_ns is None or gap:
+            self._anchor_ref_ns, self._anchor_missed = stamp_ns, 0
+            return
+        period = self._stats[self.anchor].period_ns or self._stats[channel].period_ns
+        if not period:
+            return
+        late_ns = stamp_ns - self._anchor_ref_ns - self.max_spread_ns - self.max_wait_ns
+        self._count_anchor_outage(int(late_ns // period))
+
+    def _anchor_delivered(self, stamp_ns: int) -> None:
+        """Count the anchor frames skipped before this image that the others delivered through."""
+        ref, period = self._anchor_ref_ns, self._stats[self.anchor].period_ns
+        others = [s.last_stamp_ns for c, s in self._stats.items() if c != self.anchor]
+        newest = max((s for s in others if s is not None), default=None)
+        if ref is not None and period and newest is not None:
+            upper = min(stamp_ns - period / 2, newest + period / 2)
+            self._count_anchor_outage(int((upper - ref) // period))
+        self._anchor_ref_ns, self._anchor_missed = stamp_ns, 0
+
+    def _count_anchor_outage(self, overdue: int) -> None:
+        """Count the anchor frames up to the ``overdue``-th after the reference as lost (once each)."""
+        for _ in range(overdue - self._anchor_missed):
+            self._count_drop(self.anchor, DropReason.MISSING)
+            self.frames_without_anchor += 1
+        self._anchor_missed = max(self._anchor_missed, overdue)
 
     def _is_duplicate(self, channel: str, stamp_ns: int) -> bool:
         """Same camera, same stamp as an image already held or used (re-sent or re-recorded)."""
@@ -369,6 +418,7 @@ class RigSynchronizer:
         self._old_timeline = old if new_timeline else {}
         for stats in self._stats.values():
             stats.last_stamp_ns = None
+        self._anchor_ref_ns, self._anchor_missed = None, 0
         self.resets += 1
 
     # ------------------------------------------------------------ diagnostics
@@ -378,6 +428,7 @@ class RigSynchronizer:
         return {
             "frames_emitted": self.frames_emitted,
             "frames_dropped": self.frames_dropped,
+            "frames_without_anchor": self.frames_without_anchor,
             "resets": self.resets,
             "pending": len(self._pending),
             "last_spread_ms": None if self.last_spread_ns is None else self.last_spread_ns / MS,

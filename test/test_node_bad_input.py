@@ -197,10 +197,41 @@ def test_each_kind_of_warning_is_logged_on_its_own_throttle(node: Any, capfd: py
 def test_missing_camera_info_and_missing_tf_are_dropped_and_counted(node: Any) -> None:
     send_frame(node, 10**18, infos=False)
     assert sum(v for k, v in node.counts.items() if k.startswith("frames.dropped.no_camera_info")) == 1
-    send_frame(node, 10**18 + PERIOD_NS, tf=False)
-    assert sum(v for k, v in node.counts.items() if k.startswith("frames.dropped.no_ego_pose")) == 1
+    send_frame(node, 10**18 + PERIOD_NS, tf=False)  # poses stopped half a period ago: a gap
+    assert node.counts["frames.dropped.ego_pose_gap"] == 1
     send_frame(node, 10**18 + 2 * PERIOD_NS)
     assert processed(node) == 1
+
+
+def test_a_frame_before_any_ego_pose_is_dropped_and_counted(node: Any) -> None:
+    send_frame(node, 10**18, tf=False)
+    assert node.counts["frames.dropped.no_ego_pose"] == 1 and processed(node) == 0
+
+
+def test_a_short_tf_gap_continues_the_ego_motion(node: Any) -> None:
+    send_frame(node, 10**18)
+    node._on_tf(ego_tf(10**18 + PERIOD_NS - 200_000_000))  # then /tf pauses for 0.2 s and more
+    send_frame(node, 10**18 + PERIOD_NS, tf=False)
+    assert processed(node) == 2 and node.counts["frames.ego_pose_extrapolated"] == 1
+    assert not any(k.startswith("frames.dropped") for k in node.counts), dict(node.counts)
+
+
+def test_a_long_tf_gap_drops_frames_and_the_tracker_restarts_when_poses_return(
+    node: Any, capfd: pytest.CaptureFixture
+) -> None:
+    send_frame(node, 10**18)
+    send_frame(node, 10**18 + PERIOD_NS, tf=False)
+    send_frame(node, 10**18 + 2 * PERIOD_NS, tf=False)
+    assert node.counts["frames.dropped.ego_pose_gap"] == 2 and processed(node) == 1
+    assert "frames.ego_pose_extrapolated" not in node.counts
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "WARN" in line]
+    assert sum("frames.dropped.ego_pose_gap: 1]" in line for line in warnings) == 1, warnings
+    resets = node.tracker.resets
+    send_frame(node, 10**18 + 3 * PERIOD_NS)
+    assert processed(node) == 2 and node.counts["resets.ego_pose_gap"] == 1
+    assert node.tracker.resets == resets + 1 and node.tracker.last_reset_reason == "requested"
+    send_frame(node, 10**18 + 4 * PERIOD_NS)
+    assert node.counts["resets.ego_pose_gap"] == 1 and node.tracker.resets == resets + 1
 
 
 def test_missing_camera_drops_the_frame_in_the_synchronizer(node: Any) -> None:

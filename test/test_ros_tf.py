@@ -105,6 +105,15 @@ def test_static_and_dynamic_edges_and_clear() -> None:
     assert buf.frames() == []
 
 
+def test_time_range_is_the_span_all_moving_edges_on_the_path_share() -> None:
+    buf, _ = rig_buffer()
+    assert buf.time_range("map", "cam_front_optical") == (T0, T0 + S)
+    assert buf.time_range("base_link", "cam_front_optical") is None  # static edges only
+    buf.set_transform("base_link", "arm", T0 + S // 2, POSE_A)
+    buf.set_transform("base_link", "arm", T0 + 2 * S, POSE_B)
+    assert buf.time_range("arm", "map") == (T0 + S // 2, T0 + S)
+
+
 def test_unknown_frame_and_malformed_input() -> None:
     buf, _ = rig_buffer()
     with pytest.raises(UnknownFrameError, match="'laser' does not exist"):

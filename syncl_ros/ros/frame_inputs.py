@@ -17,6 +17,7 @@ import numpy as np
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import InputConfig
 from syncl_ros.model.inputs import camera_geometry, prepare_image
+from syncl_ros.ros.ego_gaps import EgoPoseGapError
 from syncl_ros.ros.messages import (
     CameraIntrinsics,
     ImageDecodeError,
@@ -139,5 +140,7 @@ def assemble(
 def _ego(ego_pose: Callable[[int], Transform], stamp_ns: int, channel: str | None) -> Transform:
     try:
         return ego_pose(stamp_ns)
+    except EgoPoseGapError as err:  # the pose stream's outage, not this camera's fault
+        raise FrameError("ego_pose_gap", None, str(err)) from err
     except LookupError as err:  # the TF buffer's errors are LookupErrors
         raise FrameError("no_ego_pose", channel, f"no ego pose at {stamp_ns} ns: {err}") from err

@@ -10,6 +10,10 @@ encode/decode -> tracker (track queries or greedy: the model's tracker.method, o
 thread processes frames; while it is busy the newest synchronized frame waits and
 older waiting ones are dropped.
 
+A frame whose ego pose is missing after tf_wait_ms continues the last ego motion up to
+max_ego_gap_s past the newest pose; further, it is dropped, and the tracker starts over when
+poses return (ros/ego_gaps.py).
+
 A configure that fails (a missing, truncated or foreign model file, weights that do not fit
 their configuration) logs one line naming the file and the cause and leaves the node
 unconfigured; configure can be requested again once the file is fixed.
@@ -31,6 +35,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,6 +53,7 @@ from visualization_msgs.msg import MarkerArray
 
 from syncl_ros.geometry import Transform
 from syncl_ros.msg import TrackedObject3DArray
+from syncl_ros.ros.ego_gaps import EgoPoseBridge
 from syncl_ros.ros.frame_inputs import CameraImage, FrameError, assemble, prepare_camera_image
 from syncl_ros.ros.health import HealthLimits, RigHealth
 from syncl_ros.ros.markers import MarkerPublisherState
@@ -150,6 +156,7 @@ class TrackerNode(LifecycleNode):
             if s.ego_source == "tf"
             else OdometryEgoSource(s.world_frame, s.base_frame)
         )
+        self.ego_poses = EgoPoseBridge(self.ego, int(s.max_ego_gap_s * S))
         self.intrinsics: dict[str, Any] = {}
         self.markers = MarkerPublisherState()
         self.last_scheduled: int | None = None
@@ -283,7 +290,7 @@ class TrackerNode(LifecycleNode):
     def _ego_time_jump(self, stamp_ns: int) -> None:
         """Poses from an earlier timeline (bag loop) would be interpolated with the new ones: drop them."""
         if self.last_pose_ns is not None and stamp_ns < self.last_pose_ns - TIME_JUMP_NS:
-            self.ego.clear()
+            self.ego_poses.clear()
             self._count("resets.ego_poses", "ego poses jumped back in time: pose history cleared")
         self.last_pose_ns = stamp_ns
 
@@ -341,15 +348,16 @@ class TrackerNode(LifecycleNode):
                 continue  # assemble() reports the camera as missing its extrinsics
         return out
 
-    def _ego_pose(self, stamp_ns: int) -> Transform:
-        deadline = time.monotonic() + self.settings.tf_wait_ms / 1000.0
+    def _ego_pose(self, stamp_ns: int, deadline: float) -> Transform:
+        """The measured pose, waited for until ``deadline`` (monotonic s): the transform for this
+        stamp may still be on its way. Then the last motion continued, through a short gap."""
         while True:
             try:
-                return self.ego.ego_pose(stamp_ns)
-            except LookupError:
+                return self.ego_poses.measured(stamp_ns)
+            except LookupError as err:
                 if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.005)  # the transform for this stamp may still be on its way
+                    return self.ego_poses.bridged(stamp_ns, err)
+                time.sleep(0.005)
 
     def _calibration(self) -> dict[str, Any]:
         """CameraInfo of every camera; waits briefly for ones published just after their images."""
@@ -370,8 +378,10 @@ class TrackerNode(LifecycleNode):
         }
         received_ns = frame.payloads[self.settings.anchor_camera][1]
         if reset:
-            self.tracker.reset()
-            self.pub_markers.publish(self.markers.reset(frame.stamp_ns, self.settings.output_frame))
+            self._reset_tracker(frame.stamp_ns)
+        extrapolated = self.ego_poses.extrapolated
+        # One wait per frame: its pose lookups (anchor, each camera) must not each wait out a gap.
+        ego_pose = partial(self._ego_pose, deadline=time.monotonic() + self.settings.tf_wait_ms / 1000.0)
         t0 = time.perf_counter()
         try:
             inputs = assemble(
@@ -381,7 +391,7 @@ class TrackerNode(LifecycleNode):
                 frame.stamp_ns,
                 intrinsics,
                 self._extrinsics(intrinsics),
-                self._ego_pose,
+                ego_pose,
                 self.experiment.model.input,
             )
         except FrameError as err:
@@ -396,6 +406,7 @@ class TrackerNode(LifecycleNode):
                 f"frame dropped: {err}",
             )
             return
+        self._ego_gap(frame.stamp_ns, extrapolated)
         t1 = time.perf_counter()
         feats = self.backend.encode(inputs.images)
         t2 = time.perf_counter()
@@ -423,6 +434,23 @@ class TrackerNode(LifecycleNode):
         self._stamp_latency(frame.stamp_ns)
         self.counts["frames.processed"] += 1
         self.health.processed(now)
+
+    def _ego_gap(self, stamp_ns: int, extrapolated_before: int) -> None:
+        """Count a frame that used extrapolated ego poses; start the tracker over when poses are
+        back after a gap too long to bridge."""
+        if self.ego_poses.extrapolated > extrapolated_before:
+            gap_ms = self.ego_poses.last_gap_ns / MS
+            self._count(
+                "frames.ego_pose_extrapolated",
+                f"no ego pose yet for {gap_ms:.0f} ms past the newest: the last ego motion continued",
+            )
+        if self.ego_poses.take_return():
+            self._count("resets.ego_pose_gap", "ego poses back after a gap over max_ego_gap_s: tracker reset")
+            self._reset_tracker(stamp_ns)
+
+    def _reset_tracker(self, stamp_ns: int) -> None:
+        self.tracker.reset()
+        self.pub_markers.publish(self.markers.reset(stamp_ns, self.settings.output_frame))
 
     def _stamp_latency(self, stamp_ns: int) -> None:
         """Capture stamp -> publish, on the node's clock, where the stamps are on that clock (live

@@ -107,6 +107,14 @@ PARAMS: dict[str, Param] = {
     ),
     "min_cameras": Param(1, "diagnostics ERROR when fewer cameras deliver; 0: never", lo=0, hi=64),
     "tf_wait_ms": Param(100.0, "how long a frame waits for its transforms and CameraInfo", lo=0.0, hi=5000.0),
+    "max_ego_gap_s": Param(
+        0.3,
+        "a frame up to this far past the newest ego pose continues the last ego motion (constant "
+        "velocity and yaw rate); further, it is dropped, and the tracker starts over when poses "
+        "return; 0: never extrapolate",
+        lo=0.0,
+        hi=5.0,
+    ),
 }
 
 
@@ -148,6 +156,7 @@ class NodeSettings:
     frame_timeout_s: float
     min_cameras: int
     tf_wait_ms: float
+    max_ego_gap_s: float
 
     def check(self) -> None:
         n = len(self.camera_channels)

@@ -83,6 +83,10 @@ class TransformHistory:
     def newest_ns(self) -> int | None:
         return self._stamps[-1] if self._stamps else None
 
+    def span(self) -> tuple[int, int] | None:
+        """(oldest, newest) stamp; None when empty."""
+        return (self._stamps[0], self._stamps[-1]) if self._stamps else None
+
     def insert(self, stamp_ns: int, transform: Transform) -> None:
         """Add a sample; a stamp older than the whole window starts a new timeline (time jumped back)."""
         stamp_ns = int(stamp_ns)
@@ -200,20 +204,24 @@ class TfBuffer:
     def lookup(self, target: str, source: str, stamp_ns: int | None = None) -> Transform:
         """``T_target_source`` at ``stamp_ns`` (None: the latest time all moving edges on the path share)."""
         target, source = str(target).lstrip("/"), str(source).lstrip("/")
-        for frame in (target, source):
-            if not self.has_frame(frame):
-                known = ", ".join(self.frames()[:20]) or "none"
-                raise UnknownFrameError(f"frame {frame!r} does not exist (known frames: {known})")
-        up_source, up_target = self._path_to_root(source), self._path_to_root(target)
-        common = self._common_ancestor(up_source, up_target, target, source)
-        source_chain = up_source[: up_source.index(common)]
-        target_chain = up_target[: up_target.index(common)]
+        source_chain, target_chain = self._chains(target, source)
         if stamp_ns is None:
             stamp_ns = self._latest_common(source_chain + target_chain)
         what = f"lookup {target!r} <- {source!r}"
         common_from_source = self._compose_up(source_chain, stamp_ns, what)
         common_from_target = self._compose_up(target_chain, stamp_ns, what)
         return common_from_target.inverse() @ common_from_source
+
+    def time_range(self, target: str, source: str) -> tuple[int, int] | None:
+        """(oldest, newest) stamp a lookup between the frames reaches without extrapolating: the
+        span every moving edge on the path covers; None when no edge on the path moves."""
+        target, source = str(target).lstrip("/"), str(source).lstrip("/")
+        source_chain, target_chain = self._chains(target, source)
+        histories = [self._edges[c].history for c in source_chain + target_chain]
+        spans = [s for h in histories if h is not None and (s := h.span()) is not None]
+        if not spans:
+            return None
+        return max(s[0] for s in spans), min(s[1] for s in spans)
 
     def can_transform(self, target: str, source: str, stamp_ns: int | None = None) -> bool:
         try:
@@ -223,6 +231,16 @@ class TfBuffer:
         return True
 
     # -------------------------------------------------------------- internals
+
+    def _chains(self, target: str, source: str) -> tuple[list[str], list[str]]:
+        """The frames below the common ancestor, going up from ``source`` and from ``target``."""
+        for frame in (target, source):
+            if not self.has_frame(frame):
+                known = ", ".join(self.frames()[:20]) or "none"
+                raise UnknownFrameError(f"frame {frame!r} does not exist (known frames: {known})")
+        up_source, up_target = self._path_to_root(source), self._path_to_root(target)
+        common = self._common_ancestor(up_source, up_target, target, source)
+        return up_source[: up_source.index(common)], up_target[: up_target.index(common)]
 
     def _is_ancestor(self, frame: str, of: str) -> bool:
         return any(f == frame for f in self._walk_up(of))
@@ -283,6 +301,10 @@ class EgoPoseSource(Protocol):
 
     def ego_pose(self, stamp_ns: int) -> Transform: ...
 
+    def time_range(self) -> tuple[int, int] | None:
+        """(oldest, newest) stamp of the poses held; None when none move (nothing to extrapolate)."""
+        ...
+
     def clear(self) -> None: ...
 
 
@@ -296,6 +318,9 @@ class TfEgoSource:
 
     def ego_pose(self, stamp_ns: int) -> Transform:
         return self.buffer.lookup(self.world_frame, self.base_frame, stamp_ns)
+
+    def time_range(self) -> tuple[int, int] | None:
+        return self.buffer.time_range(self.world_frame, self.base_frame)
 
     def clear(self) -> None:
         self.buffer.clear()
@@ -334,6 +359,9 @@ class OdometryEgoSource:
         if not len(self._history):
             raise UnknownFrameError(f"{what}: no odometry received yet")
         return self._history.at(stamp_ns, self.max_extrapolation_ns, what)
+
+    def time_range(self) -> tuple[int, int] | None:
+        return self._history.span()
 
     def clear(self) -> None:
         self._history.clear()

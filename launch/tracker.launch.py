@@ -2,9 +2,11 @@
 
     ros2 launch syncl_ros tracker.launch.py [params_file:=...] [model:=...] [backend:=...]
         [tracker:=queries|greedy] [use_sim_time:=true] [namespace:=...]
-        [cam_front:=/my/front/image cam_front_info:=...]
+        [autostart:=false] [camera_timeout_s:=...] [frame_timeout_s:=...] [min_cameras:=...]
+        [max_ego_gap_s:=...] [cam_front:=/my/front/image cam_front_info:=...]
 
 Defaults match bags written by `syncl convert` (config/tracker.yaml, the nuScenes preset).
+The launch arguments override the parameter file, so their defaults are its values.
 """
 
 from pathlib import Path
@@ -61,6 +63,29 @@ def generate_launch_description() -> LaunchDescription:
             "use_sim_time", default_value="false", description="follow /clock (bag replay)"
         ),
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+        DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="configure and activate at start; false: wait for a lifecycle manager",
+        ),
+        DeclareLaunchArgument(
+            "camera_timeout_s",
+            default_value="1.0",
+            description="diagnostics WARN for a camera silent, or all its images dropped, this long",
+        ),
+        DeclareLaunchArgument(
+            "frame_timeout_s",
+            default_value="1.0",
+            description="diagnostics ERROR when no frame was processed this long",
+        ),
+        DeclareLaunchArgument(
+            "min_cameras", default_value="1", description="diagnostics ERROR when fewer cameras deliver"
+        ),
+        DeclareLaunchArgument(
+            "max_ego_gap_s",
+            default_value="0.3",
+            description="ego pose gaps up to this long continue the last ego motion; longer: frames dropped",
+        ),
         *camera_arguments(),
     ]
     overrides = {
@@ -69,6 +94,12 @@ def generate_launch_description() -> LaunchDescription:
         "backend": LaunchConfiguration("backend"),
         "tracker": ParameterValue(LaunchConfiguration("tracker"), value_type=str),
         "use_sim_time": LaunchConfiguration("use_sim_time"),
+        # Typed, so that camera_timeout_s:=2 is a float and autostart:=False a bool.
+        "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
+        "camera_timeout_s": ParameterValue(LaunchConfiguration("camera_timeout_s"), value_type=float),
+        "frame_timeout_s": ParameterValue(LaunchConfiguration("frame_timeout_s"), value_type=float),
+        "min_cameras": ParameterValue(LaunchConfiguration("min_cameras"), value_type=int),
+        "max_ego_gap_s": ParameterValue(LaunchConfiguration("max_ego_gap_s"), value_type=float),
         "image_topics": [LaunchConfiguration(c.lower()) for c in CAMERAS],
         "camera_info_topics": [LaunchConfiguration(f"{c.lower()}_info") for c in CAMERAS],
     }

@@ -1,6 +1,6 @@
 """launch/tracker.launch.py, checked without the launch packages (not installable here):
 it parses, names the installed executable and existing files, and its arguments match the
-node's declared parameters."""
+node's declared parameters; config/tracker.yaml lists every declared parameter."""
 
 import ast
 import re
@@ -13,6 +13,22 @@ from syncl_ros.ros.settings import PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "tracker.launch.py"
+PARAMS_FILE = ROOT / "config" / "tracker.yaml"
+# Node parameters set by launch arguments of the same name.
+LAUNCH_PARAMS = {
+    "model",
+    "backend",
+    "tracker",
+    "autostart",
+    "camera_timeout_s",
+    "frame_timeout_s",
+    "min_cameras",
+    "max_ego_gap_s",
+}
+
+
+def params_file() -> dict[str, object]:
+    return yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]
 
 
 def calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -37,20 +53,25 @@ def test_launch_file_parses_and_runs_the_installed_executable() -> None:
 def test_default_params_file_exists_and_sets_only_declared_parameters() -> None:
     source = LAUNCH.read_text()
     assert 'share / "config" / "tracker.yaml"' in source
-    params = yaml.safe_load((ROOT / "config" / "tracker.yaml").read_text())["/**"]["ros__parameters"]
+    params = params_file()
     assert set(params) <= set(PARAMS), sorted(set(params) - set(PARAMS))
     for name, value in params.items():
         default = PARAMS[name].default
         assert type(value) is type(default) or (isinstance(default, float) and isinstance(value, float)), name
 
 
+def test_default_params_file_lists_every_declared_parameter() -> None:
+    missing = sorted(set(PARAMS) - set(params_file()))
+    assert not missing, f"declared by the node but missing from {PARAMS_FILE.name}: {missing}"
+
+
 def test_launch_arguments_match_node_parameters() -> None:
     tree = ast.parse(LAUNCH.read_text())
-    declared = set()
+    declared = {}
     for call in calls(tree, "DeclareLaunchArgument"):
         first = call.args[0]
         if isinstance(first, ast.Constant):
-            declared.add(first.value)
+            declared[first.value] = keyword(call, "default_value")
     # per-camera arguments are built in a loop: check the loop's shapes against the rig
     assert "for channel in CAMERAS" in LAUNCH.read_text()
     cameras = ast.literal_eval(
@@ -61,16 +82,28 @@ def test_launch_arguments_match_node_parameters() -> None:
         )
     )
     assert tuple(cameras) == CAMERA_CHANNELS
-    assert {"params_file", "model", "backend", "tracker", "use_sim_time", "namespace"} <= declared
+    assert {"params_file", "use_sim_time", "namespace"} | LAUNCH_PARAMS <= set(declared)
     # every override the launch file passes to the node is a declared node parameter (or use_sim_time)
     (overrides,) = [
         n
         for n in ast.walk(tree)
         if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "overrides"
     ]
-    keys = {ast.literal_eval(k) for k in overrides.value.keys}  # type: ignore[attr-defined]
+    values = dict(zip(overrides.value.keys, overrides.value.values, strict=True))  # type: ignore[attr-defined]
+    keys = {ast.literal_eval(k) for k in values}
     assert keys - {"use_sim_time"} <= set(PARAMS)
-    assert {"image_topics", "camera_info_topics"} <= keys
+    assert {"image_topics", "camera_info_topics"} | LAUNCH_PARAMS <= keys
+    # A launch argument overrides the parameter file: its default must be the file's value, and
+    # a typed one (ParameterValue) must have the node parameter's type.
+    params = params_file()
+    for key_node, value in values.items():
+        name = ast.literal_eval(key_node)
+        if name in declared and name in params:
+            default = ast.literal_eval(declared[name])
+            assert (yaml.safe_load(default) if default else "") == params[name], name
+        if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "ParameterValue":
+            value_type = getattr(keyword(value, "value_type"), "id", "")
+            assert value_type == type(PARAMS[name].default).__name__, name
 
 
 def test_rviz_config_shows_the_node_markers() -> None:

@@ -32,3 +32,20 @@ def label_of_category(category: str) -> int | None:
 
 def is_tracking_label(label: int) -> bool:
     return DETECTION_CLASSES[label] in TRACKING_CLASSES
+
+
+# Fixed colours per class (RGB in [0, 1]), so a class looks the same in RViz markers, camera
+# overlays and the bird's-eye view of every run.
+CLASS_COLORS: dict[str, tuple[float, float, float]] = {
+    "car": (0.12, 0.47, 0.71),
+    "truck": (1.00, 0.50, 0.05),
+    "construction_vehicle": (0.55, 0.34, 0.29),
+    "bus": (0.84, 0.15, 0.16),
+    "trailer": (0.58, 0.40, 0.74),
+    "barrier": (0.50, 0.50, 0.50),
+    "motorcycle": (0.89, 0.47, 0.76),
+    "bicycle": (0.74, 0.74, 0.13),
+    "pedestrian": (0.17, 0.63, 0.17),
+    "traffic_cone": (0.09, 0.75, 0.81),
+}
+UNKNOWN_COLOR = (0.8, 0.8, 0.8)

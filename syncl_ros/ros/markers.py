@@ -17,24 +17,10 @@ from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
+from syncl_ros.classes import CLASS_COLORS, UNKNOWN_COLOR
 from syncl_ros.geometry import Transform, yaw_quaternion
 from syncl_ros.ros.messages import OutputBoxes, boxes_in_output, make_header, pose_to_msg
 from syncl_ros.tracking.interface import Track
-
-# Fixed colours per class (RGB), so a class looks the same in every run.
-CLASS_COLORS: dict[str, tuple[float, float, float]] = {
-    "car": (0.12, 0.47, 0.71),
-    "truck": (1.00, 0.50, 0.05),
-    "construction_vehicle": (0.55, 0.34, 0.29),
-    "bus": (0.84, 0.15, 0.16),
-    "trailer": (0.58, 0.40, 0.74),
-    "barrier": (0.50, 0.50, 0.50),
-    "motorcycle": (0.89, 0.47, 0.76),
-    "bicycle": (0.74, 0.74, 0.13),
-    "pedestrian": (0.17, 0.63, 0.17),
-    "traffic_cone": (0.09, 0.75, 0.81),
-}
-UNKNOWN_COLOR = (0.8, 0.8, 0.8)
 
 _INT32 = 2**31
 

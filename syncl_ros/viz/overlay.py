@@ -158,3 +158,23 @@ def denormalize(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float])
     """A network input (3, H, W) float32, normalized RGB -> BGR uint8 image, as the network sees it."""
     rgb = pixels.transpose(1, 2, 0) * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
     return np.ascontiguousarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[..., ::-1])
+
+
+def network_view(
+    images: np.ndarray,
+    lidar2img: np.ndarray,
+    channels: Sequence[str],
+    boxes: Sequence[OverlayBox],
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> np.ndarray:
+    """The network's inputs (N, 3, H, W), normalized, with ``boxes`` (model frame) projected by each
+    camera's input-pixel ``lidar2img`` (N, 4, 4): the mosaic of exactly what the tracker saw."""
+    if len(images) != len(channels) or len(lidar2img) != len(channels):
+        raise ValueError(f"{len(channels)} cameras but {len(images)} images and {len(lidar2img)} matrices")
+    tiles = {
+        ch: draw_boxes(denormalize(images[i], mean, std), boxes, lidar2img[i])
+        for i, ch in enumerate(channels)
+    }
+    height, width = images.shape[2], images.shape[3]
+    return mosaic(tiles, (width, height))

@@ -44,6 +44,14 @@ COMMANDS: dict[str, Command] = {
     "build-engine": Command(
         "build and cache TensorRT engines from the exported ONNX", "syncl_ros.inference.build_engine_cli"
     ),
+    "render": Command(
+        "draw tracks into the six cameras beside the bird's-eye view (pictures, video)",
+        "syncl_ros.viz.render_cli",
+    ),
+    "record": Command(
+        "record topics (cameras, TF, the node's outputs) to an MCAP that Foxglove opens",
+        "syncl_ros.ros.record_cli",
+    ),
     "bench": Command("measure speed and memory (backends, node)", "syncl_ros.inference.bench_cli"),
     "node": Command("run the ROS 2 tracker node", "syncl_ros.ros.node_cli"),
 }

@@ -1,0 +1,186 @@
+"""Record topics over DDS into a rosbag2 bag with MCAP storage that Foxglove and Lichtblick open,
+for machines without `ros2 bag record` (on a ROS install, that is the way).
+
+Messages are kept as the CDR bytes that arrive (raw subscriptions: nothing is deserialized).
+Each topic's schema is its full ros2msg definition (the rosbags typestore: ROS 2 Jazzy, the
+package's own messages, and any other package's ``share/<pkg>/msg/*.msg``), which is what
+those viewers need to show markers in 3D and images. Topics are discovered while recording,
+so outputs that appear late (a node that configures after the recorder starts) are caught.
+
+QoS follows the publishers, as rosbag2 does: reliable where every publisher is (no drops from
+a reliable player or node), transient-local where every publisher is (latched /tf_static).
+Log time is the recorder's clock at arrival; with ``use_sim_time`` that is the player's
+/clock (the data's own time line), and messages that arrive before the first /clock tick are
+logged at that first tick.
+
+The bag is written as OUT.partial/OUT and moved to OUT when closed, so a reader never sees
+half a recording.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import get_types_from_msg
+from rosbags.typesys.store import Typestore
+
+from syncl_ros.data import rosmsgs
+from syncl_ros.ros.player import resolve_message_class
+from syncl_ros.ros.processes import NODE_TOPICS
+
+NODE_OUTPUTS = [f"/syncl_tracker/{t}" for t in ("tracks", "detections", "markers", "overlay")]
+DEFAULT_TOPICS = [*NODE_TOPICS, *NODE_OUTPUTS, "/diagnostics"]
+DEPTH = 100  # keep-last depth of each subscription: absorbs a burst while the bag is written
+
+
+def _share_msg_dir(package: str) -> Path | None:
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        folder = Path(get_package_share_directory(package)) / "msg"
+    except (ImportError, KeyError, LookupError, ValueError, OSError):
+        folder = Path(sys.prefix) / "share" / package / "msg"
+    return folder if folder.is_dir() else None
+
+
+def ensure_type(store: Typestore, msgtype: str) -> None:
+    """Make ``msgtype`` known to ``store``, from its package's installed .msg files if needed.
+
+    Raises LookupError naming the type when no definition can be found.
+    """
+    if msgtype in store.types:
+        return
+    package = msgtype.split("/")[0]
+    folder = _share_msg_dir(package)
+    if folder is None:
+        raise LookupError(f"no message definition of {msgtype} (no share/{package}/msg here)")
+    types: dict[str, Any] = {}
+    for path in sorted(folder.glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(encoding="utf-8"), f"{package}/msg/{path.stem}"))
+    store.register(types)
+    if msgtype not in store.types:
+        raise LookupError(f"no message definition of {msgtype} in {folder}")
+
+
+def _adapted_qos(publishers: Sequence[Any]) -> QoSProfile:
+    reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
+    latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=DEPTH,
+        reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
+
+
+class McapRecorder:
+    """Subscribes to ``topics`` (None: every topic seen) on ``node`` and writes them to ``out``."""
+
+    def __init__(
+        self,
+        node: Node,
+        out: Path,
+        topics: Sequence[str] | None = DEFAULT_TOPICS,
+        log: Callable[[str], None] = print,
+        discover_period_s: float = 0.2,
+        overwrite: bool = False,
+    ) -> None:
+        self.node, self.out, self.log = node, Path(out), log
+        if self.out.exists() and not overwrite:
+            raise FileExistsError(f"{self.out} exists (overwrite it with --overwrite)")
+        self.wanted = None if topics is None else set(topics)
+        self.counts: Counter[str] = Counter()
+        self.skipped: dict[str, str] = {}
+        self._store = rosmsgs.typestore()
+        self._subs: dict[str, Any] = {}
+        self._pending: list[tuple[Any, bytes]] = []  # arrived before the first sim-time tick
+        self._staging = self.out.with_name(self.out.name + ".partial")
+        shutil.rmtree(self._staging, ignore_errors=True)  # left over from an interrupted run
+        self._staging.mkdir(parents=True)
+        self._writer = Writer(
+            self._staging / self.out.name, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP
+        )
+        self._writer.open()
+        self.discover()
+        self._timer = node.create_timer(discover_period_s, self.discover)
+
+    def discover(self) -> None:
+        """Subscribe to wanted topics that have appeared since the last call."""
+        for name, types in self.node.get_topic_names_and_types():
+            if (
+                name in self._subs
+                or name in self.skipped
+                or (self.wanted is not None and name not in self.wanted)
+            ):
+                continue
+            publishers = self.node.get_publishers_info_by_topic(name)
+            if publishers:
+                self._subscribe(name, types[0], publishers)
+
+    def _subscribe(self, name: str, msgtype: str, publishers: Sequence[Any]) -> None:
+        try:
+            ensure_type(self._store, msgtype)
+            msg_class = resolve_message_class(msgtype)
+        except (LookupError, ImportError) as err:
+            self.skipped[name] = str(err)
+            self.log(f"not recording {name}: {err}")
+            return
+        qos = _adapted_qos(publishers)
+        latched = qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        offered = rosmsgs.offered_qos(max(1, len(publishers)) if latched else 10, latched)
+        conn = self._writer.add_connection(
+            name, msgtype, typestore=self._store, offered_qos_profiles=[offered]
+        )
+        self._subs[name] = self.node.create_subscription(
+            msg_class, name, partial(self._on_message, conn), qos, raw=True
+        )
+
+    def _on_message(self, conn: Any, data: bytes) -> None:
+        now = self.node.get_clock().now().nanoseconds
+        if now == 0:  # sim time before the first /clock
+            self._pending.append((conn, data))
+            return
+        for held, raw in self._pending:
+            self._write(held, now, raw)
+        self._pending.clear()
+        self._write(conn, now, data)
+
+    def _write(self, conn: Any, stamp_ns: int, data: bytes) -> None:
+        self._writer.write(conn, stamp_ns, data)
+        self.counts[conn.topic] += 1
+
+    def close(self) -> Path:
+        """Stop recording, finish the bag and move it into place; returns its folder."""
+        self.node.destroy_timer(self._timer)
+        for sub in self._subs.values():
+            self.node.destroy_subscription(sub)
+        for held, raw in self._pending:  # a clock never came: log them at their arrival order, time 0
+            self._write(held, 0, raw)
+        self._writer.close()
+        shutil.rmtree(self.out, ignore_errors=True)
+        (self._staging / self.out.name).rename(self.out)
+        shutil.rmtree(self._staging, ignore_errors=True)
+        return self.out
+
+    @property
+    def mcap_path(self) -> Path:
+        """The MCAP file inside the closed bag (what Foxglove opens)."""
+        return self.out / f"{self.out.name}.mcap"
+
+    def summary(self) -> str:
+        total = sum(self.counts.values())
+        lines = [f"{total} messages on {len(self.counts)} topics in {self.mcap_path}"]
+        lines += [f"  {topic}: {n}" for topic, n in sorted(self.counts.items())]
+        missing = sorted((self.wanted or set()) - set(self.counts) - set(self.skipped))
+        if missing:
+            lines.append("  never published: " + ", ".join(missing))
+        return "\n".join(lines)

@@ -56,9 +56,10 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def reanchored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Tracks re-anchored to heatmap seeds, reading their content (gate wide enough for every track)."""
+    """Tracks re-anchored to heatmap seeds, reading their content and claiming them (gate wide
+    enough for every track, so several tracks compete for one seed)."""
     root = tmp_path_factory.mktemp("reanchored")
-    model = replace(TINY_MODEL, track_reanchor_m=500.0, track_seed_content=True)
+    model = replace(TINY_MODEL, track_reanchor_m=500.0, track_seed_content=True, track_claims_seed=True)
     ckpt = write_checkpoint(root / "reanchored.pt", tiny_experiment(model=model))
     export_model(ckpt, root / "out")
     return ckpt, root / "out"

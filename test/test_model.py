@@ -211,3 +211,45 @@ def test_a_fresh_track_query_at_its_seed_decodes_as_that_seed_detection() -> Non
     seed_row = cfg.num_queries + 4
     assert torch.allclose(out.codes[:, 0, out.num_det], out.codes[:, 0, seed_row], atol=1e-5)
     assert torch.allclose(out.logits[:, 0, out.num_det], out.logits[:, 0, seed_row], atol=1e-5)
+
+
+def test_the_nearest_live_track_claims_a_seed_and_the_others_keep_their_point() -> None:
+    net = TrackerNet(replace(SMALL, track_reanchor_m=3.0, track_claims_seed=True)).eval()
+    coder = net.coder
+    seeds = coder.normalize(torch.tensor([[[10.0, 0.0, 0.0], [20.0, 5.0, 1.0], [-30.0, 0.0, 0.0]]]))
+    tracks = coder.normalize(
+        torch.tensor([[[11.0, 1.0, 0.0], [10.5, 0.0, 0.0], [20.0, 6.0, 0.0], [-30.0, 0.5, 0.0]]])
+    )
+    live = torch.tensor([[True, True, True, False]])
+    idx, holds, claimed = net.claim_seeds(tracks, seeds, live)
+    assert idx[0, :3].tolist() == [0, 0, 1]
+    # 1.4 m and 0.5 m from seed 0: the nearer track holds it; a free slot claims nothing.
+    assert holds[0].tolist() == [False, True, True, False]
+    assert claimed[0].tolist() == [True, True, False]
+
+
+def test_a_fresh_claiming_track_leaves_the_detector_output_unchanged() -> None:
+    # With a zero memory update the track row replaces its seed's detection row: every other
+    # row decodes as with no track at all, the track decodes as the seed did, and the hidden
+    # seed row cannot score (so it can neither give birth nor be taught anything).
+    cfg = replace(SMALL, track_reanchor_m=3.0, track_seed_content=True, track_claims_seed=True)
+    net = TrackerNet(cfg).eval()
+    images, i2l = frame_inputs(cfg)
+    feats = net.encode(images)
+    s, c = cfg.num_slots, cfg.embed_dim
+    emb = torch.randn(1, s, c)
+    with torch.no_grad():
+        _, seeds = net._dense_queries(feats, i2l)
+        ref = torch.full((1, s, 3), 0.5)
+        ref[0, 0] = seeds[0, 4] + torch.tensor([0.5 / 102.4, 0.0, 0.0])
+        alone = net.decode(feats, i2l, emb, ref, torch.zeros(1, s, dtype=torch.bool))
+        live = torch.zeros(1, s, dtype=torch.bool)
+        live[0, 0] = True
+        tracked = net.decode(feats, i2l, emb, ref, live)
+    seed_row, track_row = cfg.num_queries + 4, tracked.num_det
+    others = [r for r in range(tracked.num_det) if r != seed_row]
+    assert torch.allclose(tracked.codes[:, 0, others], alone.codes[:, 0, others], atol=1e-5)
+    assert torch.allclose(tracked.logits[:, 0, others], alone.logits[:, 0, others], atol=1e-5)
+    assert torch.allclose(tracked.codes[:, 0, track_row], alone.codes[:, 0, seed_row], atol=1e-5)
+    assert torch.allclose(tracked.logits[:, 0, track_row], alone.logits[:, 0, seed_row], atol=1e-5)
+    assert bool((tracked.logits[:, 0, seed_row] <= -1e3).all())

@@ -10,11 +10,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from training_fixtures import tiny_clip, tiny_experiment
+from training_fixtures import TINY_MODEL, tiny_clip, tiny_experiment
 
 from syncl_ros.experiment import Experiment
 from syncl_ros.geometry import Transform
 from syncl_ros.inference.torch_backend import to_decoder_outputs
+from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import DecoderOutput
 from syncl_ros.tracking.runtime import RuntimeTracker
 from syncl_ros.training.clip_loss import COUNTS, ClipRun, SlotMemory, TrainModule
@@ -36,9 +37,13 @@ def run_steps(module: TrainModule, steps: int, lr: float = 2e-3) -> list[float]:
     return losses
 
 
-def test_short_training_lowers_the_loss() -> None:
+CLAIMING = replace(TINY_MODEL, track_reanchor_m=50.0, track_seed_content=True, track_claims_seed=True)
+
+
+@pytest.mark.parametrize("model", [TINY_MODEL, CLAIMING], ids=["propagated", "claiming"])
+def test_short_training_lowers_the_loss(model: ModelConfig) -> None:
     torch.manual_seed(0)
-    losses = run_steps(TrainModule(tiny_experiment()), 25)
+    losses = run_steps(TrainModule(tiny_experiment(model=model)), 25)
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:3]) / 3, losses
 
 

@@ -46,6 +46,11 @@ class ModelConfig:
     track_reanchor_m: float = field(default=0.0, metadata={"min": 0.0})
     # A re-anchored track's query is its seed's detection content plus the update of its memory.
     track_seed_content: bool = False
+    # A re-anchored track claims its seed: that seed's detection row is hidden from the other
+    # queries and cannot give birth, so track and detection never decode the same object twice
+    # (the nearest live track wins a seed that several reach; the others coast). With a zero
+    # memory update the decoder then sees exactly the detector's queries.
+    track_claims_seed: bool = False
     # Interval between the frames the model was trained on (nuScenes key frames: 0.5 s); the
     # node processes frames at this interval by default, as track motion is learned at it.
     frame_interval_s: float = field(default=0.5, metadata={"gt": 0})

@@ -22,7 +22,7 @@ from torch import nn
 from syncl_ros.model.backbone import STRIDE, build_backbone
 from syncl_ros.model.box_coder import CODE_DIM, BoxCoder
 from syncl_ros.model.config import ModelConfig
-from syncl_ros.model.decoder import DecoderLayer, key_bias_from_mask, mlp
+from syncl_ros.model.decoder import MASKED, DecoderLayer, key_bias_from_mask, mlp
 from syncl_ros.model.position import PositionEmbedding3D, sine_embed
 
 
@@ -132,22 +132,48 @@ class TrackerNet(nn.Module):
         track_ref (B, S, 3) and seed_ref (B, k, 3) normalized; distances are planar, in metres.
         Returns the references, each track's nearest seed (B, S) and whether it took it (B, S).
         """
+        idx, took, _ = self._nearest_seed(track_ref, seed_ref)
+        nearest = seed_ref.gather(1, idx[..., None].expand(-1, -1, 3))
+        return torch.where(took[..., None], nearest, track_ref), idx, took
+
+    def _nearest_seed(
+        self, track_ref: torch.Tensor, seed_ref: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(nearest seed (B, S), within the gate (B, S), squared distance to it (B, S))."""
         t = self.coder.denormalize(track_ref)[..., None, :2]
         d = self.coder.denormalize(seed_ref)[..., None, :, :2]
         dist2 = ((t - d) ** 2).sum(-1)  # (B, S, k); written out rather than cdist for a plain graph
         best, idx = dist2.min(dim=-1)
         gate = self.cfg.track_reanchor_m
-        took = best < gate * gate
-        nearest = seed_ref.gather(1, idx[..., None].expand(-1, -1, 3))
-        return torch.where(took[..., None], nearest, track_ref), idx, took
+        return idx, best < gate * gate, best
+
+    def claim_seeds(
+        self, track_ref: torch.Tensor, seed_ref: torch.Tensor, live: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One live track per seed: (its seed (B, S), whether it holds one (B, S), claimed seeds (B, k)).
+
+        A seed that several live tracks reach goes to the nearest of them; the others keep their
+        propagated point. Fixed shapes throughout (Equal, Where, ArgMin) for the exported graph.
+        """
+        idx, took, best = self._nearest_seed(track_ref, seed_ref)
+        s, k = idx.shape[1], seed_ref.shape[1]
+        took = took & live
+        hit = (idx[..., None] == torch.arange(k, device=idx.device)) & took[..., None]  # (B, S, k)
+        far = torch.full_like(best, self.cfg.track_reanchor_m**2 + 1.0)[..., None]
+        winner = torch.where(hit, best[..., None], far).argmin(dim=1)  # (B, k)
+        holds = took & (winner.gather(1, idx) == torch.arange(s, device=idx.device))
+        claimed = (hit & holds[..., None]).float().amax(dim=1) > 0.0
+        return idx, holds, claimed
 
     def _track_queries(
         self,
         track_emb: torch.Tensor,
         track_ref: torch.Tensor,
+        track_mask: torch.Tensor,
         seeds: tuple[torch.Tensor, torch.Tensor] | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Track queries (content, reference) from the carried embeddings and propagated points.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Track queries (content, reference) from the carried embeddings and propagated points,
+        and the seeds the tracks claimed (B, k) (None unless ``track_claims_seed``).
 
         A track starts from its normalized memory. With ``track_reanchor_m`` it moves to its nearest
         heatmap seed (content (B, k, C), refs (B, k, 3)), and with ``track_seed_content`` its query
@@ -157,13 +183,19 @@ class TrackerNet(nn.Module):
         update = self.track_update(track_emb)
         content = self.track_norm(track_emb + update)
         if seeds is None or self.cfg.track_reanchor_m <= 0.0:
-            return content, track_ref
+            return content, track_ref, None
         seed_c, seed_r = seeds
-        track_ref, idx, took = self.reanchor(track_ref, seed_r)
+        claimed = None
+        if self.cfg.track_claims_seed:
+            idx, took, claimed = self.claim_seeds(track_ref, seed_r, track_mask > 0)
+        else:
+            idx, took, _ = self._nearest_seed(track_ref, seed_r)
+        nearest = seed_r.gather(1, idx[..., None].expand(-1, -1, 3))
+        track_ref = torch.where(took[..., None], nearest, track_ref)
         if self.cfg.track_seed_content:
             at_seed = seed_c.gather(1, idx[..., None].expand(-1, -1, seed_c.shape[-1]))
             content = torch.where(took[..., None], at_seed + update, content)
-        return content, track_ref
+        return content, track_ref, claimed
 
     # -- decoder -------------------------------------------------------------------
 
@@ -200,16 +232,19 @@ class TrackerNet(nn.Module):
             parts_c.append(seeds[0])
             parts_r.append(seeds[1])
         num_det = sum(p.shape[1] for p in parts_c)
-        track_c, track_ref = self._track_queries(track_emb, track_ref, seeds)
+        track_c, track_ref, claimed = self._track_queries(track_emb, track_ref, track_mask, seeds)
         parts_c.append(track_c)
         parts_r.append(track_ref)
         valid = [torch.ones(b, num_det, device=feats.device), track_mask.float()]
+        if claimed is not None:  # a claimed seed's row is replaced by its track's row
+            valid[0] = torch.cat([valid[0][:, : det_c.shape[1]], 1.0 - claimed.float()], 1)
         if extra is not None:
             parts_c.append(extra[0])
             parts_r.append(extra[1])
             valid.append(torch.ones(b, extra[0].shape[1], device=feats.device))
         x, ref = torch.cat(parts_c, 1), torch.cat(parts_r, 1)
         bias = key_bias_from_mask(torch.cat(valid, 1))[:, None, :]
+        hidden = None if claimed is None else self._hidden_rows(claimed, det_c.shape[1], x.shape[1])
         if extra is not None:
             bias = bias + extra[2]
         memory, memory_pos = self.memory(feats, img2lidar)
@@ -218,11 +253,22 @@ class TrackerNet(nn.Module):
             pos = self.query_pos(sine_embed(ref, self.cfg.embed_dim))
             x = layer(x, pos, memory, memory_pos, bias, self_attention)
             code, new_ref = self.coder.decode(reg_head(x), ref)
-            logits.append(cls_head(x))
+            logit = cls_head(x)
+            if hidden is not None:  # a claimed seed's row never scores: no birth, no loss
+                logit = torch.where(hidden[..., None], torch.full_like(logit, MASKED), logit)
+            logits.append(logit)
             codes.append(code)
             refs.append(new_ref)
             ref = new_ref.detach()
         return DecoderOutput(torch.stack(logits), torch.stack(codes), torch.stack(refs), x, num_det)
+
+    @staticmethod
+    def _hidden_rows(claimed: torch.Tensor, num_anchors: int, num_rows: int) -> torch.Tensor:
+        """(B, M) True at the detection rows of claimed seeds."""
+        b, k = claimed.shape
+        before = torch.zeros(b, num_anchors, dtype=torch.bool, device=claimed.device)
+        after = torch.zeros(b, num_rows - num_anchors - k, dtype=torch.bool, device=claimed.device)
+        return torch.cat([before, claimed, after], 1)
 
     def forward(
         self,

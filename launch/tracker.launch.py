@@ -3,7 +3,7 @@
     ros2 launch syncl_ros tracker.launch.py [params_file:=...] [model:=...] [backend:=...]
         [tracker:=queries|greedy] [use_sim_time:=true] [namespace:=...]
         [autostart:=false] [camera_timeout_s:=...] [frame_timeout_s:=...] [min_cameras:=...]
-        [max_ego_gap_s:=...] [cam_front:=/my/front/image cam_front_info:=...]
+        [max_ego_gap_s:=...] [overlay:=true] [cam_front:=/my/front/image cam_front_info:=...]
 
 Defaults match bags written by `syncl convert` (config/tracker.yaml, the nuScenes preset).
 The launch arguments override the parameter file, so their defaults are its values.
@@ -86,6 +86,11 @@ def generate_launch_description() -> LaunchDescription:
             default_value="0.3",
             description="ego pose gaps up to this long continue the last ego motion; longer: frames dropped",
         ),
+        DeclareLaunchArgument(
+            "overlay",
+            default_value="false",
+            description="publish ~/overlay: the six camera inputs with the tracks' boxes (JPEG)",
+        ),
         *camera_arguments(),
     ]
     overrides = {
@@ -100,6 +105,7 @@ def generate_launch_description() -> LaunchDescription:
         "frame_timeout_s": ParameterValue(LaunchConfiguration("frame_timeout_s"), value_type=float),
         "min_cameras": ParameterValue(LaunchConfiguration("min_cameras"), value_type=int),
         "max_ego_gap_s": ParameterValue(LaunchConfiguration("max_ego_gap_s"), value_type=float),
+        "overlay": ParameterValue(LaunchConfiguration("overlay"), value_type=bool),
         "image_topics": [LaunchConfiguration(c.lower()) for c in CAMERAS],
         "camera_info_topics": [LaunchConfiguration(f"{c.lower()}_info") for c in CAMERAS],
     }

@@ -24,6 +24,7 @@ LAUNCH_PARAMS = {
     "frame_timeout_s",
     "min_cameras",
     "max_ego_gap_s",
+    "overlay",
 }
 
 

@@ -42,6 +42,7 @@ class FrameInputs:
     images: np.ndarray  # (N, 3, H, W) float32
     img2lidar: np.ndarray  # (N, 4, 4) float32
     model_to_world: Transform  # base_link at the anchor stamp -> world
+    lidar2img: np.ndarray | None = None  # (N, 4, 4) float32, model frame -> input pixels (for overlays)
 
 
 def image_size(msg: Any, transport: str) -> tuple[int, int]:
@@ -133,8 +134,8 @@ def assemble(
         Ks.append(info.K)
         cam_to_model.append(world_to_model @ _ego(ego_pose, stamps_ns[ch], ch) @ extrinsics[ch])
         sizes.append((width, height))
-    _, img2lidar = camera_geometry(Ks, cam_to_model, sizes, cfg)
-    return FrameInputs(anchor_stamp_ns, np.stack(prepared), img2lidar, world_to_model.inverse())
+    lidar2img, img2lidar = camera_geometry(Ks, cam_to_model, sizes, cfg)
+    return FrameInputs(anchor_stamp_ns, np.stack(prepared), img2lidar, world_to_model.inverse(), lidar2img)
 
 
 def _ego(ego_pose: Callable[[int], Transform], stamp_ns: int, channel: str | None) -> Transform:

@@ -5,7 +5,8 @@ activate:  subscribe to the six cameras, their CameraInfo, /tf + /tf_static (or 
 Per synchronized rig frame, at the model's trained frame interval by default:
 decode (at reduced JPEG scale) -> geometry at the anchor stamp -> backend
 encode/decode -> tracker (track queries or greedy: the model's tracker.method, or the
-`tracker` parameter) -> publish ~/tracks, ~/detections, ~/markers;
+`tracker` parameter) -> publish ~/tracks, ~/detections, ~/markers (and, with the
+overlay parameter, ~/overlay: the network's six input images with the boxes drawn);
 /diagnostics once a second, and at once when a status changes level. One worker
 thread processes frames; while it is busy the newest synchronized frame waits and
 older waiting ones are dropped.
@@ -29,6 +30,7 @@ QoS, on purpose:
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import threading
@@ -69,6 +71,7 @@ from syncl_ros.ros.messages import (
     tracks_to_msg,
 )
 from syncl_ros.ros.model_setup import LoadedModel, ModelSetupError, load_model
+from syncl_ros.ros.overlay_topic import overlay_message
 from syncl_ros.ros.settings import NodeSettings, declare_and_read
 from syncl_ros.ros.sync import DropReason, RigFrame, RigSynchronizer, SyncResult
 from syncl_ros.ros.tf_buffer import OdometryEgoSource, TfBuffer, TfEgoSource
@@ -167,6 +170,10 @@ class TrackerNode(LifecycleNode):
         self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", RELIABLE_10)
         self.pub_diag = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", RELIABLE_10)
         self._pubs = [self.pub_tracks, self.pub_dets, self.pub_markers, self.pub_diag]
+        self.pub_overlay = None
+        if s.overlay:
+            self.pub_overlay = self.create_lifecycle_publisher(CompressedImage, "~/overlay", RELIABLE_10)
+            self._pubs.append(self.pub_overlay)
         self._new_health()
         self.worker = LatestWorker(self._process, self._worker_error)
         return TransitionCallbackReturn.SUCCESS
@@ -422,18 +429,46 @@ class TrackerNode(LifecycleNode):
         if self.tracker.nonfinite_rows > nonfinite:
             self._count("model.nonfinite_frames", "the model produced NaN/inf outputs; those queries ignored")
         self._publish(tracks, frame.stamp_ns, inputs.model_to_world)
-        for stage, ms in (
-            ("assemble", t1 - t0),
-            ("encode", t2 - t1),
-            ("decode", t3 - t2),
-            ("tracker", t4 - t3),
-        ):
-            self.latency[stage].add(ms * 1000.0)
-        now = self._now_ns()
+        now = self._now_ns()  # the tracks are out: the overlay (after them) does not count here
+        stages = {"assemble": t1 - t0, "encode": t2 - t1, "decode": t3 - t2, "tracker": t4 - t3}
+        if self.pub_overlay is not None:
+            stages["overlay"] = self._publish_overlay(inputs, tracks)
+        for stage, seconds in stages.items():
+            self.latency[stage].add(seconds * 1000.0)
         self.latency["receive_to_publish"].add((now - received_ns) / MS)
+        if self.settings.latency_log:
+            self._log_latency({k: v * 1000.0 for k, v in stages.items()}, (now - received_ns) / MS)
         self._stamp_latency(frame.stamp_ns)
         self.counts["frames.processed"] += 1
         self.health.processed(now)
+
+    def _publish_overlay(self, inputs: Any, tracks: Sequence[Any]) -> float:
+        """Publish the debug mosaic after the tracks (it never delays them); seconds it took.
+        A failure is counted and logged: a picture must never cost the tracker a frame."""
+        start = time.perf_counter()
+        try:
+            msg = overlay_message(
+                inputs,
+                tracks,
+                self.settings.camera_channels,
+                self.experiment.model.input,
+                self.settings.base_frame,
+            )
+        except Exception as err:  # any drawing failure is the overlay's alone
+            self._count("overlay.failed", f"overlay not published: {type(err).__name__}: {err}")
+        else:
+            assert self.pub_overlay is not None
+            self.pub_overlay.publish(msg)
+        return time.perf_counter() - start
+
+    def _log_latency(self, stages_ms: dict[str, float], receive_to_publish_ms: float) -> None:
+        """One JSON line per frame (for `syncl bench node`'s histograms); a write error is counted."""
+        line = json.dumps({**stages_ms, "receive_to_publish": receive_to_publish_ms})
+        try:
+            with open(self.settings.latency_log, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as err:
+            self._count("latency_log.failed", f"cannot append to latency_log: {err}")
 
     def _ego_gap(self, stamp_ns: int, extrapolated_before: int) -> None:
         """Count a frame that used extrapolated ego poses; start the tracker over when poses are

@@ -9,6 +9,9 @@ so outputs that appear late (a node that configures after the recorder starts) a
 
 QoS follows the publishers, as rosbag2 does: reliable where every publisher is (no drops from
 a reliable player or node), transient-local where every publisher is (latched /tf_static).
+Topics of known type (the defaults: KNOWN_TYPES) are subscribed at once, reliable, so that the
+first messages of a publisher that starts later are not lost to discovery; a topic whose
+publishers all turn out best effort (a camera driver) is subscribed again best effort.
 Log time is the recorder's clock at arrival; with ``use_sim_time`` that is the player's
 /clock (the data's own time line), and messages that arrive before the first /clock tick are
 logged at that first tick.
@@ -39,6 +42,17 @@ from syncl_ros.ros.processes import NODE_TOPICS
 
 NODE_OUTPUTS = [f"/syncl_tracker/{t}" for t in ("tracks", "detections", "markers", "overlay")]
 DEFAULT_TOPICS = [*NODE_TOPICS, *NODE_OUTPUTS, "/diagnostics"]
+KNOWN_TYPES = {
+    **{t: "sensor_msgs/msg/CompressedImage" for t in NODE_TOPICS if t.endswith("image_rect_compressed")},
+    **{t: "sensor_msgs/msg/CameraInfo" for t in NODE_TOPICS if t.endswith("camera_info")},
+    "/tf": "tf2_msgs/msg/TFMessage",
+    "/tf_static": "tf2_msgs/msg/TFMessage",
+    "/syncl_tracker/tracks": "syncl_ros/msg/TrackedObject3DArray",
+    "/syncl_tracker/detections": "vision_msgs/msg/Detection3DArray",
+    "/syncl_tracker/markers": "visualization_msgs/msg/MarkerArray",
+    "/syncl_tracker/overlay": "sensor_msgs/msg/CompressedImage",
+    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+}
 DEPTH = 100  # keep-last depth of each subscription: absorbs a burst while the bag is written
 
 
@@ -71,15 +85,21 @@ def ensure_type(store: Typestore, msgtype: str) -> None:
         raise LookupError(f"no message definition of {msgtype} in {folder}")
 
 
-def _adapted_qos(publishers: Sequence[Any]) -> QoSProfile:
-    reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
-    latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for p in publishers)
+def _qos(reliable: bool, latched: bool) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=DEPTH,
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
     )
+
+
+def _reliable(publisher: Any) -> bool:
+    return bool(publisher.qos_profile.reliability == ReliabilityPolicy.RELIABLE)
+
+
+def _latched(publisher: Any) -> bool:
+    return bool(publisher.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class McapRecorder:
@@ -102,6 +122,8 @@ class McapRecorder:
         self.skipped: dict[str, str] = {}
         self._store = rosmsgs.typestore()
         self._subs: dict[str, Any] = {}
+        self._conns: dict[str, Any] = {}
+        self._best_effort: set[str] = set()
         self._pending: list[tuple[Any, bytes]] = []  # arrived before the first sim-time tick
         self._staging = self.out.with_name(self.out.name + ".partial")
         shutil.rmtree(self._staging, ignore_errors=True)  # left over from an interrupted run
@@ -110,23 +132,28 @@ class McapRecorder:
             self._staging / self.out.name, version=Writer.VERSION_LATEST, storage_plugin=StoragePlugin.MCAP
         )
         self._writer.open()
+        for name in sorted(set(KNOWN_TYPES) & (self.wanted or set(KNOWN_TYPES))):
+            self._subscribe(name, KNOWN_TYPES[name], reliable=True, latched=name == "/tf_static")
         self.discover()
         self._timer = node.create_timer(discover_period_s, self.discover)
 
     def discover(self) -> None:
         """Subscribe to wanted topics that have appeared since the last call."""
         for name, types in self.node.get_topic_names_and_types():
-            if (
-                name in self._subs
-                or name in self.skipped
-                or (self.wanted is not None and name not in self.wanted)
-            ):
+            if name in self.skipped or (self.wanted is not None and name not in self.wanted):
                 continue
             publishers = self.node.get_publishers_info_by_topic(name)
-            if publishers:
-                self._subscribe(name, types[0], publishers)
+            if not publishers:
+                continue
+            if name not in self._subs:
+                reliable, latched = all(map(_reliable, publishers)), all(map(_latched, publishers))
+                self._subscribe(name, types[0], reliable, latched)
+            elif name not in self._best_effort and not any(map(_reliable, publishers)):
+                # subscribed reliable in advance, but only best-effort publishers came: they never match
+                self.node.destroy_subscription(self._subs.pop(name))
+                self._subscribe(name, types[0], reliable=False, latched=False)
 
-    def _subscribe(self, name: str, msgtype: str, publishers: Sequence[Any]) -> None:
+    def _subscribe(self, name: str, msgtype: str, reliable: bool, latched: bool) -> None:
         try:
             ensure_type(self._store, msgtype)
             msg_class = resolve_message_class(msgtype)
@@ -134,14 +161,16 @@ class McapRecorder:
             self.skipped[name] = str(err)
             self.log(f"not recording {name}: {err}")
             return
-        qos = _adapted_qos(publishers)
-        latched = qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
-        offered = rosmsgs.offered_qos(max(1, len(publishers)) if latched else 10, latched)
-        conn = self._writer.add_connection(
-            name, msgtype, typestore=self._store, offered_qos_profiles=[offered]
-        )
+        if not reliable:
+            self._best_effort.add(name)
+        if name not in self._conns:
+            offered = rosmsgs.offered_qos(1 if latched else 10, latched)
+            self._conns[name] = self._writer.add_connection(
+                name, msgtype, typestore=self._store, offered_qos_profiles=[offered]
+            )
+        callback = partial(self._on_message, self._conns[name])
         self._subs[name] = self.node.create_subscription(
-            msg_class, name, partial(self._on_message, conn), qos, raw=True
+            msg_class, name, callback, _qos(reliable, latched), raw=True
         )
 
     def _on_message(self, conn: Any, data: bytes) -> None:

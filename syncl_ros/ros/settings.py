@@ -115,6 +115,14 @@ PARAMS: dict[str, Param] = {
         lo=0.0,
         hi=5.0,
     ),
+    "overlay": Param(
+        False,
+        "publish ~/overlay (sensor_msgs/CompressedImage, JPEG): the six network input images with the "
+        "tracks' boxes projected, laid out as the rig sits; a debug view that costs CPU per frame",
+    ),
+    "latency_log": Param(
+        "", "append each processed frame's stage latencies (ms) as one JSON line to this file; empty: off"
+    ),
 }
 
 
@@ -157,6 +165,8 @@ class NodeSettings:
     min_cameras: int
     tf_wait_ms: float
     max_ego_gap_s: float
+    overlay: bool
+    latency_log: str
 
     def check(self) -> None:
         n = len(self.camera_channels)

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import cast
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -247,22 +248,36 @@ def test_bench_cli(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert all(r["tracker"] and r["greedy_tracker"] for r in payload["rows"])
 
 
-@pytest.mark.parametrize(("choice", "expected"), [("both", ["queries", "greedy"]), ("greedy", ["greedy"])])
+@pytest.mark.parametrize(
+    ("choice", "overlay", "expected"),
+    [
+        ("both", "off", ["queries", "greedy"]),
+        ("greedy", "off", ["greedy"]),
+        ("greedy", "both", ["greedy"] * 2),
+    ],
+)
 def test_bench_node_runs_a_node_per_tracker(
     choice: str,
+    overlay: str,
     expected: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """No ROS here: the node, the player and the listener are stand-ins; what is checked is the
-    `tracker` parameter each node gets and the row each run makes."""
+    `tracker` and `overlay` parameters each node gets, the row each run makes, and the table and
+    latency histograms written from the node's latency_log."""
     from syncl_ros.ros import bench_node
 
     started: list[str] = []
+    overlays: list[object] = []
 
     def start_node(params: dict[str, object], env: object) -> argparse.Namespace:
         started.append(str(params["tracker"]))
+        overlays.append(params["overlay"])
+        frame = {"assemble": 3.0, "encode": 20.0, "decode": 17.0, "tracker": 1.0, "receive_to_publish": 90.0}
+        frame.update({"overlay": 4.0} if params["overlay"] else {})
+        Path(str(params["latency_log"])).write_text((json.dumps(frame) + "\n") * 30)
         return argparse.Namespace(pid=0)
 
     def listen(seconds: float, pid: int) -> dict[str, object]:
@@ -283,11 +298,18 @@ def test_bench_node_runs_a_node_per_tracker(
     parser = argparse.ArgumentParser()
     bench_cli.configure_parser(parser)
     argv = ["node", "--model", str(tmp_path / "m.pt"), "--bag", str(tmp_path), "--seconds", "2"]
+    argv += ["--out", str(tmp_path / "out"), "--overlay", overlay]
     assert bench_cli.main(parser.parse_args([*argv, "--tracker", choice])) == 0
     assert started == expected
+    assert overlays == ([False, True] if overlay == "both" else [False] * len(expected))
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0] for row in rows] == [f"| {m}" for m in expected]
     assert all("12.00 (24 in 2 s) | 91.0 / ?" in row for row in rows)
+    assert [row.split(" | ")[1] for row in rows] == ["on" if o else "off" for o in overlays]
+    table = (tmp_path / "out" / "bench_node.md").read_text()
+    assert table.count("\n| ") == len(expected) + 1
+    plot = cv2.imread(str(tmp_path / "out" / "latency.png"))
+    assert plot is not None and plot.shape[1] > 1000
 
 
 def test_decode_makes_no_host_tensors_once_warm(ckpt: Path, monkeypatch: pytest.MonkeyPatch) -> None:

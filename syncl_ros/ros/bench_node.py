@@ -6,7 +6,11 @@ process set to process every synchronized frame, and this process listens to its
 Reported: end-to-end latency (anchor image received -> tracks published) p50/p95 from the
 node's own diagnostics, the sustained processed rate, the node's CPU use and its resident
 memory at the start and the end of the run (flat memory = no leak). With `--tracker both`
-(the default) a fresh node runs once per tracker (queries, greedy), one table row each.
+(the default) a fresh node runs once per tracker (queries, greedy), one table row each;
+`--overlay on|both` also runs it with its ~/overlay debug image published (the cost of that
+picture). The table goes to OUT/bench_node.md and, next to it, OUT/latency.png: histograms of
+every frame's receive -> publish latency and of each stage, one colour per run (the node
+writes each frame's timings to its latency_log).
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         default=0.0,
         help="node process_period_s (default 0: every synchronized frame)",
     )
+    p.add_argument(
+        "--overlay",
+        choices=("off", "on", "both"),
+        default="off",
+        help="node parameter overlay; both: each tracker once without and once with it (default: off)",
+    )
+    p.add_argument("--out", type=Path, default=Path("bench_out"), help="folder for the table and latency.png")
     p.add_argument(
         "--tracker",
         choices=(*TRACKING_METHODS, "both"),
@@ -110,6 +121,7 @@ def main(args: argparse.Namespace) -> int:
 
     env = ros_env()
     methods = TRACKING_METHODS if args.tracker == "both" else (args.tracker,)
+    overlays = {"off": (False,), "on": (True,), "both": (False, True)}[args.overlay]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             model = args.model or default_model_path()
@@ -117,16 +129,41 @@ def main(args: argparse.Namespace) -> int:
         except (FileNotFoundError, RuntimeError) as err:
             print(f"syncl bench node: {err}", file=sys.stderr)
             return 2
-        results = [run_node(method, model, bag, args, env) for method in methods]
-    print_table(results, args, model)
+        results = [
+            run_node(method, overlay, model, bag, args, env, Path(tmp))
+            for method in methods
+            for overlay in overlays
+        ]
+    table = format_table(results, args, model)
+    print(table)
+    from syncl_ros.atomic import write_atomic
+    from syncl_ros.ros.bench_plot import plot_latency
+
+    table_path = write_atomic(args.out / "bench_node.md", lambda f: f.write(table + "\n"), mode="w")
+    plot_path = plot_latency(results, args.out / "latency.png")
+    print(f"wrote {table_path} and {plot_path}")
     return 0
 
 
 def run_node(
-    method: str, model: Path, bag: Path, args: argparse.Namespace, env: dict[str, str]
+    method: str,
+    overlay: bool,
+    model: Path,
+    bag: Path,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    tmp: Path,
 ) -> dict[str, Any]:
-    """One measured run of a fresh node (and player) with tracker `method`."""
-    params = {"model": model, "backend": args.backend, "process_period_s": args.period, "tracker": method}
+    """One measured run of a fresh node (and player) with tracker `method`, overlay on or off."""
+    log = tmp / f"latency_{method}_{'overlay' if overlay else 'plain'}.jsonl"
+    params = {
+        "model": model,
+        "backend": args.backend,
+        "process_period_s": args.period,
+        "tracker": method,
+        "overlay": overlay,
+        "latency_log": log,
+    }
     node = start_node(params, env)
     player = start_player(bag, ["--loop", "--wait-for-subscribers", "30"], env, quiet=True)
     try:
@@ -134,29 +171,33 @@ def run_node(
     finally:
         stop(player, node)
     # The node's own word for the tracker it ran, so a parameter it ignored cannot pass unseen.
-    return {**result, "tracker": result["diag"].get("tracker.method", f"{method}?")}
+    tracker = result["diag"].get("tracker.method", f"{method}?")
+    samples = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    return {**result, "tracker": tracker, "overlay": overlay, "samples": samples[-result["frames"] :]}
 
 
 COLUMNS = (
     "tracker",
+    "overlay",
     "frames/s",
     "receive->publish ms p50 / p95",
-    "stage p50 ms: decode+prepare one image (on arrival) / assemble / encode / decode / tracker",
+    "stage p50 ms: decode+prepare one image (on arrival) / assemble / encode / decode / tracker / overlay",
     "dropped while busy (latest wins)",
     "node CPU cores",
     "node RSS MiB start -> end",
     "backend",
 )
-STAGES = ("prepare_image", "assemble", "encode", "decode", "tracker")
+STAGES = ("prepare_image", "assemble", "encode", "decode", "tracker", "overlay")
 
 
 def _cells(r: dict[str, Any], seconds: float) -> list[str]:
     d = r["diag"]
     return [
         r["tracker"],
+        "on" if r["overlay"] else "off",
         f"{r['rate_hz']:.2f} ({r['frames']} in {seconds:.0f} s)",
         " / ".join(d.get(f"latency.receive_to_publish.{q}_ms", "?") for q in ("p50", "p95")),
-        " / ".join(d.get(f"latency.{s}.p50_ms", "?") for s in STAGES),
+        " / ".join(d.get(f"latency.{s}.p50_ms", "-" if s == "overlay" else "?") for s in STAGES),
         d.get("worker.replaced_while_busy", "?"),
         f"{r['cpu_cores']:.2f}",
         f"{r['rss_start_mib']:.0f} -> {r['rss_end_mib']:.0f}",
@@ -164,10 +205,12 @@ def _cells(r: dict[str, Any], seconds: float) -> list[str]:
     ]
 
 
-def print_table(results: list[dict[str, Any]], args: argparse.Namespace, model: Path) -> None:
-    """One Markdown row per run (per tracker)."""
-    print(f"syncl bench node: model {model}, {os.cpu_count()} CPUs, {args.seconds:.0f} s per tracker")
-    print("| " + " | ".join(COLUMNS) + " |")
-    print("|" + "---|" * len(COLUMNS))
-    for r in results:
-        print("| " + " | ".join(_cells(r, args.seconds)) + " |")
+def format_table(results: list[dict[str, Any]], args: argparse.Namespace, model: Path) -> str:
+    """A title line and one Markdown row per run (per tracker and overlay setting)."""
+    lines = [
+        f"syncl bench node: model {model}, {os.cpu_count()} CPUs, {args.seconds:.0f} s per run",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(_cells(r, args.seconds)) + " |" for r in results]
+    return "\n".join(lines)

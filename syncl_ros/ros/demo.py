@@ -1,6 +1,8 @@
 """The main job (`make demo`): a synthetic six-camera scene -> rosbag2 -> the tracker node over
-real DDS, fed by `syncl play` (separate processes) -> what the node published, recorded here ->
-official tracking metrics, a bird's-eye-view picture and a short video against ground truth.
+real DDS, fed by `syncl play` (separate processes) -> the cameras, TF and everything the node
+published (its ~/overlay on), recorded here as an MCAP that Foxglove opens -> official tracking
+metrics, a bird's-eye-view picture, and the camera overlays beside the bird's-eye view as a
+video and a still, against ground truth.
 
     python -m syncl_ros.ros.demo [--out demo_out] [--model CKPT]   (default: the shipped model)
 """
@@ -14,10 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
-from syncl_ros import boxes as box_ops
 from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
 
 VERSION, SPLIT, SEED = "v1.0-trainval", "val", 3
@@ -54,22 +52,30 @@ def prepare_data(out: Path, seconds: float) -> tuple[Path, Path, str]:
     return data, bag, scene
 
 
-def record(bag: Path, model: Path, extra: list[str], timeout_s: float = 600.0) -> list[Any]:
-    """Run node and player as their own processes; collect the node's tracks here."""
+def record(bag: Path, model: Path, out: Path, extra: list[str], timeout_s: float = 600.0) -> Path:
+    """Run node and player as their own processes; record inputs and outputs here; the bag's MCAP."""
     import rclpy
+    from rclpy.parameter import Parameter
 
-    from syncl_ros.msg import TrackedObject3DArray
+    from syncl_ros.ros.recorder import McapRecorder
 
     env = ros_env()
     # generous waits: the demo scores every key frame, even on a loaded machine
-    params = {"model": model, "output_frame": "map", "max_wait_ms": 1000.0, "tf_wait_ms": 1000.0}
+    params = {
+        "model": model,
+        "output_frame": "map",
+        "max_wait_ms": 1000.0,
+        "tf_wait_ms": 1000.0,
+        "overlay": True,
+    }
     node = start_node(params, env, extra)
     rclpy.init()
-    listener = rclpy.create_node("syncl_demo_recorder")
-    got: list[Any] = []
-    listener.create_subscription(TrackedObject3DArray, "/syncl_tracker/tracks", got.append, 100)
+    listener = rclpy.create_node(
+        "syncl_demo_recorder", parameter_overrides=[Parameter("use_sim_time", value=True)]
+    )
+    recorder = McapRecorder(listener, out / "recording", log=step, overwrite=True)
     try:
-        step("replaying the bag through the node (DDS, separate processes)")
+        step("replaying the bag through the node (DDS, separate processes), recording everything")
         player = start_player(bag, ["--wait-for-subscribers", "60", "--topics", *NODE_TOPICS], env)
         deadline = time.monotonic() + timeout_s
         while player.poll() is None and time.monotonic() < deadline:
@@ -79,48 +85,24 @@ def record(bag: Path, model: Path, extra: list[str], timeout_s: float = 600.0) -
             rclpy.spin_once(listener, timeout_sec=0.05)
     finally:
         stop(node)
+        recorder.close()
         listener.destroy_node()
         rclpy.shutdown()
-    return got
+    step(recorder.summary())
+    return recorder.mcap_path
 
 
-def draw_frame(
-    nusc: Any, token: str, tracks: list[dict[str, Any]], size: int = 800, scale: float = 6.0
-) -> np.ndarray:
-    """Top-down view around the ego: ground truth grey, tracks coloured by id with their ids."""
-    sample = nusc.get("sample", token)
-    ego = nusc.get("ego_pose", nusc.get("sample_data", sample["data"]["LIDAR_TOP"])["ego_pose_token"])
-    cx, cy = ego["translation"][:2]
-    img = np.full((size, size, 3), 255, np.uint8)
+def write_pictures(nusc: Any, results: dict[str, list[dict[str, Any]]], scene: str, out: Path) -> Path:
+    """The camera overlays beside the bird's-eye view: tracks.mp4 (one key frame per video frame)
+    and overlay.png (the middle key frame)."""
+    from syncl_ros.viz.render_cli import write_png, write_video
+    from syncl_ros.viz.scene import render_sample, scene_samples
+    from syncl_ros.viz.sources import tracks_from_results
 
-    def px(xy: np.ndarray) -> np.ndarray:
-        return np.stack([size / 2 + (xy[:, 0] - cx) * scale, size / 2 - (xy[:, 1] - cy) * scale], 1).astype(
-            np.int32
-        )
-
-    for ann in (nusc.get("sample_annotation", a) for a in sample["anns"]):
-        box = box_ops.from_nuscenes(ann["translation"], ann["size"], ann["rotation"])
-        cv2.polylines(img, [px(box_ops.bev_corners(box[None])[0])], True, (160, 160, 160), 2)
-    for t in tracks:
-        box = box_ops.from_nuscenes(t["translation"], t["size"], t["rotation"], t["velocity"])
-        rng = np.random.default_rng(int(t["tracking_id"]))
-        color = tuple(int(c) for c in rng.integers(40, 220, 3))
-        corners = px(box_ops.bev_corners(box[None])[0])
-        cv2.polylines(img, [corners], True, color, 2)
-        cv2.putText(img, t["tracking_id"], tuple(corners[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1)
-    cv2.circle(img, (size // 2, size // 2), 5, (0, 0, 0), -1)
-    cv2.putText(
-        img, "grey: ground truth   colour: tracks (id)", (10, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1
-    )
-    return img
-
-
-def write_video(nusc: Any, results: dict[str, list[dict[str, Any]]], path: Path, fps: float = 2.0) -> None:
-    tokens = sorted(results, key=lambda t: nusc.get("sample", t)["timestamp"])
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (800, 800))
-    for token in tokens:
-        writer.write(draw_frame(nusc, token, results[token]))
-    writer.release()
+    tracks = tracks_from_results(results)
+    frames = [render_sample(nusc, s, tracks.get(s["token"], [])) for s in scene_samples(nusc, scene)]
+    write_video(frames, out / "tracks.mp4", fps=2.0)
+    return write_png(out / "overlay.png", frames[len(frames) // 2])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     from syncl_ros.inference.default_model import default_model_path
     from syncl_ros.inference.offline import RESULTS_META
     from syncl_ros.ros.recording import results_from_messages
+    from syncl_ros.viz.sources import recorded_messages
 
     p = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("demo_out"))
@@ -155,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: {err}", file=sys.stderr)
         return 1
     data, bag, scene = prepare_data(args.out, args.seconds)
-    messages = record(bag, model, args.node_params)
+    mcap = record(bag, model, args.out, args.node_params)
     nusc = NuScenes(VERSION, str(data), verbose=False)
+    messages = list(recorded_messages(mcap))
     tokens = [s["token"] for s in nusc.sample]
     results, unmatched = results_from_messages(messages, nusc, tokens)
     step(f"recorded {len(messages)} track messages ({unmatched} not at a key frame)")
@@ -168,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(format_table(metrics))
     plot_bev(nusc, {"results": results}, scene, args.out / "bev.png", metrics=metrics["overall"])
-    write_video(nusc, results, args.out / "tracks.mp4")
-    step(f"wrote {args.out / 'bev.png'}, {args.out / 'tracks.mp4'}, {args.out / 'eval' / 'metrics.json'}")
+    still = write_pictures(nusc, results, scene, args.out)
+    written = [args.out / "bev.png", args.out / "tracks.mp4", still, args.out / "eval" / "metrics.json", mcap]
+    step("wrote " + ", ".join(str(p) for p in written))
+    step(f"open {mcap} in Foxglove or Lichtblick (3D panel: markers, images with CameraInfo)")
     return 0
 
 

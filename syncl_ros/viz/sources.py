@@ -39,12 +39,15 @@ def load_tracks(path: Path, nusc: Any, topic: str = TRACKS_TOPIC) -> dict[str, l
 
 def _from_results(path: Path) -> dict[str, list[TrackBox]]:
     try:
-        results = json.loads(path.read_text())["results"]
+        return tracks_from_results(json.loads(path.read_text())["results"])
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise SourceError(f"{path}: not a nuScenes results JSON ({err})") from err
-    out: dict[str, list[TrackBox]] = {}
-    for token, boxes in results.items():
-        out[token] = [
+
+
+def tracks_from_results(results: dict[str, list[dict[str, Any]]]) -> dict[str, list[TrackBox]]:
+    """The "results" mapping of a nuScenes tracking results JSON -> tracks per sample token."""
+    return {
+        token: [
             TrackBox(
                 box_ops.from_nuscenes(b["translation"], b["size"], b["rotation"], b.get("velocity", (0, 0))),
                 str(b["tracking_id"]),
@@ -52,10 +55,12 @@ def _from_results(path: Path) -> dict[str, list[TrackBox]]:
             )
             for b in boxes
         ]
-    return out
+        for token, boxes in results.items()
+    }
 
 
-def _messages(path: Path, topic: str) -> Iterator[Any]:
+def recorded_messages(path: Path, topic: str = TRACKS_TOPIC) -> Iterator[Any]:
+    """Messages of ``topic`` in a recording, deserialized by rosbags (same fields as rclpy's)."""
     from rosbags.highlevel import AnyReader
     from rosbags.highlevel.anyreader import AnyReaderError
 
@@ -89,7 +94,7 @@ def _from_recording(path: Path, nusc: Any, topic: str) -> dict[str, list[TrackBo
         sd = nusc.get("sample_data", sample["data"][ANCHOR])
         by_stamp[sd["timestamp"] * 1000] = (sample["token"], sd["token"])
     out: dict[str, list[TrackBox]] = {}
-    for msg in _messages(path, topic):
+    for msg in recorded_messages(path, topic):
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         if stamp_ns not in by_stamp:
             continue  # not a key frame (the node may process every camera frame)

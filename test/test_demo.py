@@ -33,6 +33,17 @@ def test_make_demo_with_the_shipped_model(tmp_path: Path) -> None:
         frames += 1
     samples = json.loads((out / "data" / "v1.0-trainval" / "sample.json").read_text())
     assert frames == len(samples) == 2 * SECONDS
+    # the still: six camera tiles (two rows) beside a square bird's-eye view
+    still = cv2.imread(str(out / "overlay.png"))
+    assert still is not None and still.shape[1] > 3 * still.shape[0] and still.std() > 5
+    # the recording: cameras, TF and every output of the node, tracks once per key frame
+    from mcap.reader import make_reader
+
+    with (out / "recording" / "recording.mcap").open("rb") as f:
+        stats = make_reader(f).get_summary()
+    topics = {c.topic: stats.statistics.channel_message_counts[i] for i, c in stats.channels.items()}
+    assert topics["/syncl_tracker/tracks"] == topics["/syncl_tracker/overlay"] == 2 * SECONDS, topics
+    assert topics["/tf_static"] == 1 and topics["/CAM_FRONT/image_rect_compressed"] > 10 * SECONDS
 
 
 def test_demo_without_a_model_says_so(tmp_path: Path) -> None:

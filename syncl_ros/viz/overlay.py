@@ -85,9 +85,11 @@ def project_box_edges(
             b = b + (near - b[2]) / (a[2] - b[2]) * (a - b)
         p0 = np.clip(a[:2] / a[2], -1e6, 1e6).round().astype(int)
         p1 = np.clip(b[:2] / b[2], -1e6, 1e6).round().astype(int)
-        inside, q0, q1 = cv2.clipLine((0, 0, width, height), tuple(map(int, p0)), tuple(map(int, p1)))
+        inside, q0, q1 = cv2.clipLine(
+            (0, 0, width, height), (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1]))
+        )
         if inside:
-            segments.append((tuple(q0), tuple(q1)))
+            segments.append(((int(q0[0]), int(q0[1])), (int(q1[0]), int(q1[1]))))
     return segments
 
 
@@ -132,6 +134,7 @@ def mosaic(
         cells = []
         for channel in row:
             image = tiles.get(channel)
+            cell: np.ndarray
             if image is None:
                 cell = np.zeros((height, width, 3), np.uint8)
                 _label(cell, f"{channel}: no image", (4, height // 2), (0, 0, 255))

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -48,7 +48,11 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise OSError(f"could not encode {path}")
-    return write_atomic(path, lambda f: f.write(data.tobytes()))
+
+    def write(f: IO[Any]) -> None:
+        f.write(data.tobytes())
+
+    return write_atomic(path, write)
 
 
 def write_video(frames: Iterable[np.ndarray], path: Path, fps: float) -> int:
@@ -60,7 +64,7 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float) -> int:
         for frame in frames:
             if writer is None:
                 size = (frame.shape[1], frame.shape[0])
-                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, size)
                 if not writer.isOpened():
                     raise OSError(f"OpenCV cannot write {tmp}")
             writer.write(frame)

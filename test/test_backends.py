@@ -88,11 +88,13 @@ def test_torch_and_onnxruntime_track_alike(ckpt: Path, export_dir: Path) -> None
         np.testing.assert_allclose([t.score for t in a], [t.score for t in b], atol=1e-5)
 
 
-def test_single_frame_outputs_agree(ckpt: Path, export_dir: Path) -> None:
+@pytest.mark.parametrize("cameras", [None, np.array([1, 1, 1, 0, 1, 1], bool)], ids=["six", "five"])
+def test_single_frame_outputs_agree(ckpt: Path, export_dir: Path, cameras: np.ndarray | None) -> None:
     frame = next(synthetic_sequence(CFG, 1))
     outs = []
     for backend in (create_backend("torch", ckpt), create_backend("onnxruntime", export_dir)):
-        outs.append(backend.decode(backend.encode(frame.images), frame.img2lidar, empty_slots(backend.info)))
+        feats = backend.encode(frame.images)
+        outs.append(backend.decode(feats, frame.img2lidar, empty_slots(backend.info), cameras))
     a, b = outs
     assert a.num_rows == b.num_rows == CFG.num_queries + CFG.dense_queries + CFG.num_slots
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
@@ -120,8 +122,14 @@ def test_inputs_are_checked(export_dir: Path) -> None:
     feats = backend.encode(np.zeros((6, 3, CFG.input.height, CFG.input.width), np.float32))
     slots = empty_slots(backend.info)
     slots.refs = slots.refs[:-1]
+    eye = np.tile(np.eye(4, dtype=np.float32), (6, 1, 1))
     with pytest.raises(ValueError, match=r"slots\.refs"):
-        backend.decode(feats, np.tile(np.eye(4, dtype=np.float32), (6, 1, 1)), slots)
+        backend.decode(feats, eye, slots)
+    slots = empty_slots(backend.info)
+    with pytest.raises(ValueError, match="at least one camera"):
+        backend.decode(feats, eye, slots, np.zeros(6, bool))
+    with pytest.raises(ValueError, match="cameras must be"):
+        backend.decode(feats, eye, slots, np.ones(5, bool))
 
 
 def test_auto_on_cpu_picks_onnxruntime_and_exports_into_the_cache(ckpt: Path, tmp_path: Path) -> None:

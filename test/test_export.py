@@ -178,6 +178,7 @@ def test_onnx_graphs_match_torch(graphs: str, request: pytest.FixtureRequest) ->
         "track_embeddings": rng.standard_normal((1, s, c), dtype=np.float32),
         "track_refs": rng.uniform(0.3, 0.7, (1, s, 3)).astype(np.float32),
         "track_mask": mask,
+        "camera_mask": np.array([[1, 1, 0, 1, 1, 1]], np.float32),  # a frame without CAM_BACK_RIGHT
     }
     feats = _session(out / "encoder.onnx").run(None, {"images": images})[0]
     onnx_out = _session(out / "decoder.onnx").run(None, {"features": feats, **feeds})

@@ -253,3 +253,25 @@ def test_a_fresh_claiming_track_leaves_the_detector_output_unchanged() -> None:
     assert torch.allclose(tracked.codes[:, 0, track_row], alone.codes[:, 0, seed_row], atol=1e-5)
     assert torch.allclose(tracked.logits[:, 0, track_row], alone.logits[:, 0, seed_row], atol=1e-5)
     assert bool((tracked.logits[:, 0, seed_row] <= -1e3).all())
+
+
+def test_a_masked_camera_cannot_change_the_decoded_frame() -> None:
+    # A frame without one camera's image: whatever that camera's slot holds (zeros, garbage),
+    # no query reads its tokens and no heatmap seed comes from it.
+    cfg = replace(SMALL, track_reanchor_m=3.0, track_seed_content=True, track_claims_seed=True)
+    net = TrackerNet(cfg).eval()
+    images, i2l = frame_inputs(cfg)
+    s, c = cfg.num_slots, cfg.embed_dim
+    emb, ref = torch.randn(1, s, c), torch.rand(1, s, 3)
+    live = torch.zeros(1, s, dtype=torch.bool)
+    live[0, :4] = True
+    used = torch.ones(1, 6)
+    used[0, 2] = 0.0
+    other = images.clone()
+    other[0, 2] = torch.randn_like(other[0, 2]) * 3.0
+    with torch.no_grad():
+        a, b = (net.decode(net.encode(x), i2l, emb, ref, live, camera_mask=used) for x in (images, other))
+        full = [net.decode(net.encode(x), i2l, emb, ref, live) for x in (images, other)]
+    assert torch.allclose(a.logits, b.logits, atol=1e-5)
+    assert torch.allclose(a.codes, b.codes, atol=1e-5)
+    assert not torch.allclose(full[0].logits, full[1].logits, atol=1e-3)  # unmasked, it does change them

@@ -301,3 +301,50 @@ def test_a_single_stray_old_image_does_not_stall_the_stream() -> None:
     got = emitted_sweeps(sync, msgs)
     assert got[0] >= set(range(30, 39)), got
     assert sync.resets == 1
+
+
+def test_degraded_a_silent_camera_leaves_frames_without_it() -> None:
+    sync = RigSynchronizer(min_cameras=3)
+    frames, _ = feed(sync, sweep_messages(10, skip=("CAM_BACK",)))
+    # The last sweep still waits for CAM_BACK; a poll past the wait lets it go.
+    frames += sync.poll(T0 + 10 * PERIOD + 200 * MS).frames
+    stats = sync.stats()
+    assert len(frames) == 10 and stats["frames_dropped"] == 0 and stats["frames_degraded"] == 10
+    assert all(f.missing == {"CAM_BACK": DropReason.MISSING} and f.payloads["CAM_BACK"] is None for f in frames)
+    assert all("CAM_BACK" not in f.stamps_ns and f.anchor == "CAM_FRONT" for f in frames)
+    assert stats["cameras"]["CAM_BACK"]["dropped"][DropReason.MISSING.value] == 10
+    assert stats["cameras"]["CAM_FRONT_LEFT"]["used"] == 10
+
+
+def test_degraded_frames_need_min_cameras() -> None:
+    silent = ("CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT", "CAM_FRONT_LEFT")
+    sync = RigSynchronizer(min_cameras=3)
+    frames, _ = feed(sync, sweep_messages(10, skip=silent))
+    frames += sync.poll(T0 + 10 * PERIOD + 200 * MS).frames
+    assert frames == [] and sync.stats()["frames_dropped"] == 10  # two cameras left: below three
+
+
+def test_degraded_a_silent_anchor_hands_its_frames_over() -> None:
+    # The front camera is silent for sweeps 5..14 of 30: the others carry those frames.
+    msgs = [m for m in sweep_messages(30) if not (m[0] == "CAM_FRONT" and 5 <= (m[1] - T0) // PERIOD < 15)]
+    sync = RigSynchronizer(min_cameras=3)
+    frames, _ = feed(sync, msgs)
+    stats = sync.stats()
+    handed = [f for f in frames if f.anchor != "CAM_FRONT"]
+    assert stats["frames_without_anchor"] == 10 and stats["frames_handed_over"] == 10 and len(handed) == 10
+    assert len(frames) == 30  # every sweep: twenty by the anchor, ten handed over
+    stamps = [f.stamp_ns for f in frames]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    for f in handed:
+        k = round((f.stamp_ns - T0) / PERIOD)
+        assert 5 <= k < 15 and f.missing == {"CAM_FRONT": DropReason.MISSING}
+        # Every camera of the handed-over frame comes from the same sweep as its stamp.
+        assert all(abs(s - (T0 + k * PERIOD + OFFSETS[c])) < 1 * MS for c, s in f.stamps_ns.items())
+        assert f.anchor == "CAM_FRONT_RIGHT" and f.payloads["CAM_FRONT"] is None
+
+
+def test_without_degraded_operation_a_silent_anchor_hands_nothing_over() -> None:
+    msgs = [m for m in sweep_messages(30) if not (m[0] == "CAM_FRONT" and 5 <= (m[1] - T0) // PERIOD < 15)]
+    sync = RigSynchronizer()
+    frames, _ = feed(sync, msgs)
+    assert sync.stats()["frames_handed_over"] == 0 and all(f.anchor == "CAM_FRONT" for f in frames)

@@ -89,8 +89,14 @@ class Backend(ABC):
         """(N, 3, H, W) float32 normalized images of one frame -> a features handle for decode()."""
 
     @abstractmethod
-    def decode(self, features: Any, img2lidar: np.ndarray, slots: TrackSlots) -> DecoderOutputs:
-        """Features from encode(), img2lidar (N, 4, 4) and the track slots -> one frame's outputs."""
+    def decode(
+        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+    ) -> DecoderOutputs:
+        """Features from encode(), img2lidar (N, 4, 4) and the track slots -> one frame's outputs.
+
+        cameras (N,) bool: the cameras whose images the frame holds (None: all); the others' image
+        tokens and heatmap cells are masked out inside the network.
+        """
 
     def synchronize(self) -> None:  # noqa: B027 - a no-op default that GPU backends override
         """Wait for queued device work (timing); a no-op where calls are synchronous."""
@@ -112,14 +118,21 @@ class Backend(ABC):
             raise ValueError(f"{self.name} backend: images must be {expected}, got {a.shape}")
         return a
 
-    def check_frame(self, img2lidar: np.ndarray, slots: TrackSlots) -> tuple[np.ndarray, ...]:
-        """img2lidar and slots as contiguous float32 arrays of the exported shapes (mask as 0/1)."""
-        s, c = self.info.num_slots, self.info.embed_dim
+    def check_frame(
+        self, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+    ) -> tuple[np.ndarray, ...]:
+        """img2lidar, the slots and the camera mask as contiguous float32 arrays of the exported
+        shapes (masks as 0/1), in the order of the decoder's inputs after the features."""
+        s, c, n = self.info.num_slots, self.info.embed_dim, self.info.cameras
+        used = np.ones(n, bool) if cameras is None else np.asarray(cameras)
+        if used.shape == (n,) and not used.any():
+            raise ValueError(f"{self.name} backend: a frame needs at least one camera")
         arrays = (
-            ("img2lidar", img2lidar, (self.info.cameras, 4, 4)),
+            ("img2lidar", img2lidar, (n, 4, 4)),
             ("slots.embeddings", slots.embeddings, (s, c)),
             ("slots.refs", slots.refs, (s, 3)),
             ("slots.mask", slots.mask, (s,)),
+            ("cameras", used, (n,)),
         )
         out = []
         for name, value, shape in arrays:

@@ -109,8 +109,11 @@ class DecoderGraph(nn.Module):
         track_embeddings: torch.Tensor,
         track_refs: torch.Tensor,
         track_mask: torch.Tensor,
+        camera_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.net.decode(features, img2lidar, track_embeddings, track_refs, track_mask)
+        out = self.net.decode(
+            features, img2lidar, track_embeddings, track_refs, track_mask, camera_mask=camera_mask
+        )
         return out.logits[-1].sigmoid(), out.codes[-1], out.refs[-1], out.embeddings
 
 
@@ -145,6 +148,7 @@ def decoder_specs(cfg: ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]
         TensorSpec("track_embeddings", (1, s, c), "float32"),
         TensorSpec("track_refs", (1, s, 3), "float32"),
         TensorSpec("track_mask", (1, s), "float32"),
+        TensorSpec("camera_mask", (1, NUM_CAMERAS), "float32"),  # 1: the frame holds that image
     ]
     outputs = [
         TensorSpec("scores", (1, m, cfg.num_classes), "float32"),

@@ -17,7 +17,7 @@ import numpy as np
 from syncl_ros.experiment import Experiment
 from syncl_ros.model.config import ModelConfig
 
-FORMAT = "syncl_ros.export/1"
+FORMAT = "syncl_ros.export/2"  # 2: the decoder takes camera_mask (a frame without some cameras)
 MANIFEST = "export.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
@@ -26,7 +26,7 @@ NUM_CAMERAS = 6
 
 ENCODER_INPUTS = ("images",)
 ENCODER_OUTPUTS = ("features",)
-DECODER_INPUTS = ("features", "img2lidar", "track_embeddings", "track_refs", "track_mask")
+DECODER_INPUTS = ("features", "img2lidar", "track_embeddings", "track_refs", "track_mask", "camera_mask")
 DECODER_OUTPUTS = ("scores", "codes", "refs", "embeddings")
 
 
@@ -65,7 +65,10 @@ def read_manifest(folder: Path, verify: bool = True) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: unknown export format {manifest.get('format')!r} (expected {FORMAT})")
+        raise ValueError(
+            f"{path}: export format {manifest.get('format')!r}, this version reads {FORMAT}; "
+            "export the checkpoint again with `syncl export`"
+        )
     if verify:
         for name, graph in manifest["graphs"].items():
             file = folder / graph["file"]

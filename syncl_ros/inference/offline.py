@@ -21,6 +21,7 @@ from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.experiment import with_tracker_overrides
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.checkpoint import load_model
+from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.tracking.factory import make_tracker
 from syncl_ros.tracking.interface import Track, Tracker
 from syncl_ros.training.data import frame_geometry, frame_images
@@ -67,14 +68,18 @@ def track_frames(
     tracker_factory: Callable[[], Tracker],
     progress: bool = True,
     cache: FeatureCache | None = None,
+    without: Sequence[str] = (),
 ) -> dict[str, list[dict[str, Any]]]:
     """Results per sample token for every key frame of `frames` (tracker reset at each scene).
 
     With a feature ``cache`` of the same encoder, the encoder's output is read from it (float16)
     instead of computed: for learning curves and tuning, where only the decoder changes.
+    ``without``: camera channels treated as missing in every frame (blank image, masked out), as
+    the node does with a camera that fails.
     """
     results: dict[str, list[dict[str, Any]]] = {}
     cfg = backend.net.cfg
+    cameras = camera_mask(without)
     bar = tqdm(total=len(frames), desc="track", disable=not progress)
     for scene in frames.scene_names:
         tracker = tracker_factory()
@@ -82,11 +87,13 @@ def track_frames(
             frame: Frame = frames[i]
             _, img2lidar = frame_geometry(frame, cfg)
             if cache is None:
-                feats = backend.encode(frame_images(frame, cfg).numpy())
-            else:
+                images = frame_images(frame, cfg).numpy()
+                images[~cameras] = 0.0
+                feats = backend.encode(images)
+            else:  # a masked camera's features never reach the decoder: the cache serves as is
                 feats = cache.features(i)[None].to(backend.device, torch.float32)
             slots = tracker.prepare(frame.timestamp_ns, frame.model_to_world)
-            outputs = backend.decode(feats, img2lidar, slots)
+            outputs = backend.decode(feats, img2lidar, slots, cameras)
             tracks = tracker.update(outputs)
             results[frame.token] = [
                 result_entry(t, frame) for t in tracks if t.class_name in TRACKING_CLASSES
@@ -94,6 +101,18 @@ def track_frames(
             bar.update(1)
     bar.close()
     return results
+
+
+def camera_mask(without: Sequence[str]) -> np.ndarray:
+    """(N,) bool over the rig's channels: False for each channel in ``without``."""
+    unknown = sorted(set(without) - set(CAMERA_CHANNELS))
+    if unknown:
+        rig = ", ".join(CAMERA_CHANNELS)
+        raise ValueError(f"unknown camera channel(s) {', '.join(unknown)}; the rig has {rig}")
+    mask = np.array([ch not in without for ch in CAMERA_CHANNELS])
+    if not mask.any():
+        raise ValueError("cannot track without every camera")
+    return mask
 
 
 def track_split(
@@ -107,12 +126,13 @@ def track_split(
     overrides: Sequence[str] = (),
     tracker: str | None = None,
     feature_cache: Path | None = None,
+    without: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Track every scene of the split; `overrides` adjust the tracker, e.g. "tracker.birth_score=0.3".
 
     ``tracker`` ("queries" or "greedy") replaces the model's ``tracker.method``; None keeps it.
     ``feature_cache``: a folder of encoder feature caches (built here when missing); see
-    `track_frames`.
+    `track_frames`, as is ``without``.
     """
     if tracker is not None:
         overrides = [*overrides, f"tracker.method={tracker}"]
@@ -128,7 +148,7 @@ def track_split(
     if feature_cache is not None:
         cache = FeatureCache(feature_cache, net, frames, exp.model)
         cache.build(progress)
-    results = track_frames(frames, backend, factory, progress, cache)
+    results = track_frames(frames, backend, factory, progress, cache, without)
     payload = {"meta": RESULTS_META, "results": results}
     write_json_atomic(out, payload)
     boxes = sum(len(v) for v in results.values())

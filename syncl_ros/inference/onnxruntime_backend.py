@@ -109,8 +109,10 @@ class OnnxRuntimeBackend(Backend):
         self._encoder.run_with_iobinding(binding)
         return binding.get_outputs()[0]
 
-    def decode(self, features: Any, img2lidar: np.ndarray, slots: TrackSlots) -> DecoderOutputs:
-        i2l, emb, ref, mask = self.check_frame(img2lidar, slots)
+    def decode(
+        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+    ) -> DecoderOutputs:
+        i2l, emb, ref, mask, used = self.check_frame(img2lidar, slots, cameras)
         binding = self._decoder.io_binding()
         if isinstance(features, np.ndarray):
             binding.bind_cpu_input("features", np.ascontiguousarray(features, dtype=np.float32))
@@ -121,6 +123,7 @@ class OnnxRuntimeBackend(Backend):
             ("track_embeddings", emb),
             ("track_refs", ref),
             ("track_mask", mask),
+            ("camera_mask", used),
         ):
             binding.bind_cpu_input(name, value[None])
         for name in DECODER_OUTPUTS:

@@ -291,10 +291,12 @@ class TensorRTBackend(Backend):
         self._encoder.run(self._stream())
         return self._encoder.buffers["features"]
 
-    def decode(self, features: Any, img2lidar: np.ndarray, slots: TrackSlots) -> DecoderOutputs:
+    def decode(
+        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+    ) -> DecoderOutputs:
         import torch
 
-        host = dict(zip(DECODER_INPUTS[1:], self.check_frame(img2lidar, slots), strict=True))
+        host = dict(zip(DECODER_INPUTS[1:], self.check_frame(img2lidar, slots, cameras), strict=True))
         for name, value in host.items():
             self._decoder.buffers[name].copy_(torch.from_numpy(value)[None])
         if isinstance(features, np.ndarray):

@@ -137,8 +137,9 @@ class TorchBackend(Backend):
         emb: torch.Tensor,
         ref: torch.Tensor,
         mask: torch.Tensor,
+        cameras: torch.Tensor,
     ) -> LastLayer:
-        out = self.net.decode(feats, img2lidar, emb, ref, mask)
+        out = self.net.decode(feats, img2lidar, emb, ref, mask, camera_mask=cameras)
         rows = out.num_det + self.net.cfg.num_slots
         return (
             out.logits[-1, :, :rows].float().sigmoid(),
@@ -162,10 +163,12 @@ class TorchBackend(Backend):
         assert isinstance(out, torch.Tensor)
         return out
 
-    def decode(self, feats: torch.Tensor, img2lidar: np.ndarray, slots: TrackSlots) -> DecoderOutputs:
-        i2l, emb, ref, mask = (self._tensor(a) for a in self.check_frame(img2lidar, slots))
+    def decode(
+        self, feats: torch.Tensor, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+    ) -> DecoderOutputs:
+        i2l, emb, ref, mask, used = (self._tensor(a) for a in self.check_frame(img2lidar, slots, cameras))
         with self._mode():
-            last = self._run("decode", self._decode, feats, i2l, emb, ref, mask)
+            last = self._run("decode", self._decode, feats, i2l, emb, ref, mask, used)
         assert isinstance(last, tuple)
         return _host_outputs(last, self.net)
 

@@ -32,6 +32,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="queries: the network's track queries; greedy: its per-frame detections linked by a "
         "CenterPoint-style center-distance tracker (default: the model's tracker.method)",
     )
+    p.add_argument(
+        "--without-camera",
+        dest="without",
+        action="append",
+        default=[],
+        metavar="CHANNEL",
+        help="track as if this camera had failed for the whole run (repeatable), e.g. CAM_FRONT",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -50,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
             not args.no_progress,
             args.overrides,
             args.tracker,
+            without=args.without,
         )
     except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
         print(f"syncl track: {err}", file=sys.stderr)

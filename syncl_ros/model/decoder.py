@@ -60,11 +60,12 @@ class DecoderLayer(nn.Module):
         memory_pos: torch.Tensor,
         query_bias: torch.Tensor,
         self_attention: bool = True,
+        memory_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self_attention:
             qk = x + pos
             x = self.norm1(x + self.drop(self.self_attn(qk, qk, x, query_bias)))
-        x = self.norm2(x + self.drop(self.cross_attn(x + pos, memory + memory_pos, memory)))
+        x = self.norm2(x + self.drop(self.cross_attn(x + pos, memory + memory_pos, memory, memory_bias)))
         return self.norm3(x + self.drop(self.ffn(x)))
 
 

@@ -104,12 +104,20 @@ class TrackerNet(nn.Module):
         return content, refs.unsqueeze(0).expand(b, -1, -1)
 
     def _dense_queries(
-        self, feats: torch.Tensor, img2lidar: torch.Tensor, dense: DenseOutput | None = None
+        self,
+        feats: torch.Tensor,
+        img2lidar: torch.Tensor,
+        dense: DenseOutput | None = None,
+        camera_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k heatmap cells over all cameras -> (content, normalized refs); k is a constant (export)."""
+        """Top-k heatmap cells over the cameras in use -> (content, normalized refs); k is a constant
+        (export). camera_mask (B, N): 1 for a camera whose image the frame holds."""
         dense = self.dense(feats) if dense is None else dense
         b, n, _, h, w = dense.heatmap.shape
-        score = dense.heatmap.amax(dim=2).reshape(b, n * h * w)
+        score = dense.heatmap.amax(dim=2)
+        if camera_mask is not None:  # a missing camera's cells rank below every real one
+            score = score + key_bias_from_mask(camera_mask)[..., None, None]
+        score = score.reshape(b, n * h * w)
         idx = score.topk(self.cfg.dense_queries, dim=1).indices  # (B, k)
         cam, cell = idx // (h * w), idx % (h * w)
         v, u = (cell // w).float(), (cell % w).float()
@@ -215,6 +223,7 @@ class TrackerNet(nn.Module):
         self_attention: bool = True,
         extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
         dense: DenseOutput | None = None,
+        camera_mask: torch.Tensor | None = None,
     ) -> DecoderOutput:
         """Decode one frame.
 
@@ -222,13 +231,15 @@ class TrackerNet(nn.Module):
         extra: optional (content (B, E, C), refs (B, E, 3), attention bias (B, M, M)) for training-time
         queries (denoising) that must stay invisible to the others.
         dense: `self.dense(feats)` when the caller already has it (training reuses it for its loss).
+        camera_mask (B, N): 1 for each camera whose image the frame holds; a missing camera's image
+        tokens are hidden from the cross-attention and its heatmap seeds none (None: all cameras).
         """
         b = feats.shape[0]
         det_c, det_r = self._detection_queries(b)
         parts_c, parts_r = [det_c], [det_r]
         seeds = None
         if self.cfg.dense_queries:
-            seeds = self._dense_queries(feats, img2lidar, dense)
+            seeds = self._dense_queries(feats, img2lidar, dense, camera_mask)
             parts_c.append(seeds[0])
             parts_r.append(seeds[1])
         num_det = sum(p.shape[1] for p in parts_c)
@@ -248,10 +259,15 @@ class TrackerNet(nn.Module):
         if extra is not None:
             bias = bias + extra[2]
         memory, memory_pos = self.memory(feats, img2lidar)
+        memory_bias = None
+        if camera_mask is not None:
+            b, n, _, h, w = feats.shape
+            per_token = camera_mask[:, :, None].expand(b, n, h * w).reshape(b, n * h * w)
+            memory_bias = key_bias_from_mask(per_token)[:, None, :]
         logits, codes, refs = [], [], []
         for layer, cls_head, reg_head in zip(self.layers, self.cls_heads, self.reg_heads, strict=True):
             pos = self.query_pos(sine_embed(ref, self.cfg.embed_dim))
-            x = layer(x, pos, memory, memory_pos, bias, self_attention)
+            x = layer(x, pos, memory, memory_pos, bias, self_attention, memory_bias)
             code, new_ref = self.coder.decode(reg_head(x), ref)
             logit = cls_head(x)
             if hidden is not None:  # a claimed seed's row never scores: no birth, no loss

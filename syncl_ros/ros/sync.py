@@ -23,13 +23,20 @@ flight are discarded until their camera delivers on the new one.
 A silent anchor opens no frame, so no frame can be dropped for it: instead,
 each anchor period the other cameras leave behind (by more than the spread
 and the wait) without an anchor image counts as a frame without anchor.
+
+Degraded operation (``min_cameras`` below the number of channels): a camera
+that fails a frame no longer drops it. The frame leaves without that camera
+(listed in ``RigFrame.missing``, its drop still counted) as long as at least
+``min_cameras`` cameras delivered; and each frame without anchor is handed
+over: built around the anchor's expected stamp from the other cameras, the
+first of them in channel order giving the frame its stamp.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -58,10 +65,12 @@ class DropReason(str, Enum):
 class RigFrame:
     """One synchronized set of images."""
 
-    stamp_ns: int  # the anchor image's stamp
-    payloads: dict[str, Any]  # channel -> payload, in the synchronizer's channel order
-    stamps_ns: dict[str, int]  # channel -> stamp of the image used
+    stamp_ns: int  # the anchor image's stamp (or, handed over, the acting anchor's)
+    payloads: dict[str, Any]  # channel -> payload, in the synchronizer's channel order (None: missing)
+    stamps_ns: dict[str, int]  # channel -> stamp of the image used (cameras present only)
     spread_ns: int  # newest minus oldest stamp in the frame
+    missing: dict[str, DropReason] = field(default_factory=dict)  # cameras absent, and why
+    anchor: str = "CAM_FRONT"  # the camera whose image stamps the frame
 
 
 @dataclass
@@ -135,6 +144,7 @@ class RigSynchronizer:
         max_pending: int = 3,
         jump_threshold_ns: int = DEFAULT_JUMP_NS,
         center_offset_ns: int = 0,
+        min_cameras: int | None = None,
     ) -> None:
         channels = tuple(channels)
         if len(set(channels)) != len(channels) or not channels:
@@ -145,6 +155,10 @@ class RigSynchronizer:
             raise ValueError("max_spread_ns and max_wait_ns must be >= 0, jump_threshold_ns > 0")
         if buffer_size < 1 or max_pending < 1:
             raise ValueError("buffer_size and max_pending must be >= 1")
+        if min_cameras is not None and not 1 <= min_cameras <= len(channels):
+            raise ValueError(f"min_cameras must be within 1..{len(channels)}, got {min_cameras}")
+        # Fewest cameras a frame may leave with; every channel unless degraded operation is on.
+        self.min_cameras = len(channels) if min_cameras is None else int(min_cameras)
         self.channels = channels
         self.anchor = anchor
         self.max_spread_ns = int(max_spread_ns)
@@ -173,6 +187,9 @@ class RigSynchronizer:
         self.frames_emitted = 0
         self.frames_dropped = 0
         self.frames_without_anchor = 0
+        self.frames_degraded = 0  # emitted without some camera (the anchor's handed-over ones included)
+        self.frames_handed_over = 0
+        self._handed_over: list[RigFrame] = []  # built while counting an anchor outage, not yet returned
         self.resets = 0
         self.last_spread_ns: int | None = None
 
@@ -233,7 +250,8 @@ class RigSynchronizer:
             self._add_anchor(stamp_ns, payload, now)
         else:
             self._add_image(channel, stamp_ns, payload)
-        return self._drain(now)
+        handed_over, self._handed_over = self._handed_over, []
+        return handed_over + self._drain(now)
 
     def _count_missing_anchors(self, channel: str, stamp_ns: int) -> None:
         """Count the anchor's frames that another camera's image shows to be overdue.
@@ -252,7 +270,7 @@ class RigSynchronizer:
         if not period:
             return
         late_ns = stamp_ns - self._anchor_ref_ns - self.max_spread_ns - self.max_wait_ns
-        self._count_anchor_outage(int(late_ns // period))
+        self._count_anchor_outage(int(late_ns // period), period)
 
     def _anchor_delivered(self, stamp_ns: int) -> None:
         """Count the anchor frames skipped before this image that the others delivered through."""
@@ -261,15 +279,38 @@ class RigSynchronizer:
         newest = max((s for s in others if s is not None), default=None)
         if ref is not None and period and newest is not None:
             upper = min(stamp_ns - period / 2, newest + period / 2)
-            self._count_anchor_outage(int((upper - ref) // period))
+            self._count_anchor_outage(int((upper - ref) // period), period)
         self._anchor_ref_ns, self._anchor_missed = stamp_ns, 0
 
-    def _count_anchor_outage(self, overdue: int) -> None:
-        """Count the anchor frames up to the ``overdue``-th after the reference as lost (once each)."""
-        for _ in range(overdue - self._anchor_missed):
+    def _count_anchor_outage(self, overdue: int, period: float) -> None:
+        """Count the anchor frames up to the ``overdue``-th after the reference as lost (once each);
+        with degraded operation on, hand each over to the other cameras (whose buffers still hold
+        the images of the last few periods, so the last frames of an outage, seen only when the
+        anchor returns, are handed over too)."""
+        assert self._anchor_ref_ns is not None
+        for k in range(self._anchor_missed + 1, overdue + 1):
             self._count_drop(self.anchor, DropReason.MISSING)
             self.frames_without_anchor += 1
+            if self.min_cameras < len(self.channels):
+                self._hand_over(self._anchor_ref_ns + round(k * period))
         self._anchor_missed = max(self._anchor_missed, overdue)
+
+    def _hand_over(self, expected_ns: int) -> None:
+        """A frame around the anchor's expected stamp from the other cameras, if enough delivered."""
+        picks = {c: self._pick(c, buf, expected_ns, final=True) for c, buf in self._buffers.items()}
+        present = [c for c, p in picks.items() if not isinstance(p, DropReason)]
+        if len(present) < self.min_cameras or (
+            self._last_frame_ns is not None and picks[present[0]][0] <= self._last_frame_ns
+        ):
+            return
+        acting = present[0]
+        stamp, payload = picks.pop(acting)
+        self._consume(acting, stamp)
+        head = _Pending(stamp, None, 0)
+        frame = self._emit(head, picks, {acting: (stamp, payload)})
+        frame = replace(frame, missing={self.anchor: DropReason.MISSING, **frame.missing})  # counted
+        self.frames_handed_over += 1
+        self._handed_over.append(frame)
 
     def _is_duplicate(self, channel: str, stamp_ns: int) -> bool:
         """Same camera, same stamp as an image already held or used (re-sent or re-recorded)."""
@@ -330,10 +371,10 @@ class RigSynchronizer:
             if picks is None:
                 break
             self._pending.popleft()
-            if any(isinstance(p, DropReason) for p in picks.values()):
+            if self._too_few(picks):
                 self._drop(head, picks)
             else:
-                frames.append(self._emit(head, picks))
+                frames.append(self._emit(head, picks, {self.anchor: (head.stamp_ns, head.payload)}))
         return frames
 
     def _choose(self, anchor_ns: int, final: bool) -> dict[str, Any] | None:
@@ -345,9 +386,14 @@ class RigSynchronizer:
             if pick is None:
                 undecided = True
             picks[channel] = pick
-        if any(isinstance(p, DropReason) for p in picks.values()):
+        if self._too_few(picks):
             return picks  # already doomed: drop now rather than wait
         return None if undecided else picks
+
+    def _too_few(self, picks: dict[str, Any]) -> bool:
+        """Fewer than ``min_cameras`` (the anchor included) can still deliver."""
+        failed = sum(isinstance(p, DropReason) for p in picks.values())
+        return len(self.channels) - failed < self.min_cameras
 
     def _pick(self, channel: str, buf: deque[tuple[int, Any]], anchor_ns: int, final: bool) -> Any:
         if not buf:
@@ -366,20 +412,30 @@ class RigSynchronizer:
         period = self._stats[channel].period_ns
         return period is not None and anchor_ns - newest <= period / 2
 
-    def _emit(self, head: _Pending, picks: dict[str, tuple[int, Any]]) -> RigFrame:
-        stamps = {self.anchor: head.stamp_ns}
-        payloads = {self.anchor: head.payload}
-        for channel, (stamp, payload) in picks.items():
-            stamps[channel], payloads[channel] = stamp, payload
-            self._consume(channel, stamp)
+    def _emit(self, head: _Pending, picks: dict[str, Any], stamping: dict[str, tuple[int, Any]]) -> RigFrame:
+        """The frame of ``head`` from the picks (a DropReason: that camera is missing) and the
+        ``stamping`` camera's image (the anchor's, or the acting anchor's)."""
+        missing = {c: p for c, p in picks.items() if isinstance(p, DropReason)}
+        for channel, reason in missing.items():
+            self._count_drop(channel, reason)
+        images = dict(stamping)
+        for channel, pick in picks.items():
+            if channel not in missing:
+                images[channel] = pick
+                self._consume(channel, pick[0])
+        stamps = {c: images[c][0] for c in self.channels if c in images}
         frame = RigFrame(
             stamp_ns=head.stamp_ns,
-            payloads={c: payloads[c] for c in self.channels},
-            stamps_ns={c: stamps[c] for c in self.channels},
+            payloads={c: images[c][1] if c in images else None for c in self.channels},
+            stamps_ns=stamps,
             spread_ns=max(stamps.values()) - min(stamps.values()),
+            missing=missing,
+            anchor=next(iter(stamping)),
         )
-        for channel in self.channels:
+        for channel in stamps:
             self._stats[channel].used += 1
+        if len(stamps) < len(self.channels):
+            self.frames_degraded += 1
         self._last_frame_ns = head.stamp_ns
         self.last_spread_ns = frame.spread_ns
         self.frames_emitted += 1
@@ -419,6 +475,7 @@ class RigSynchronizer:
         for stats in self._stats.values():
             stats.last_stamp_ns = None
         self._anchor_ref_ns, self._anchor_missed = None, 0
+        self._handed_over = []
         self.resets += 1
 
     # ------------------------------------------------------------ diagnostics
@@ -429,6 +486,8 @@ class RigSynchronizer:
             "frames_emitted": self.frames_emitted,
             "frames_dropped": self.frames_dropped,
             "frames_without_anchor": self.frames_without_anchor,
+            "frames_degraded": self.frames_degraded,
+            "frames_handed_over": self.frames_handed_over,
             "resets": self.resets,
             "pending": len(self._pending),
             "last_spread_ms": None if self.last_spread_ns is None else self.last_spread_ns / MS,

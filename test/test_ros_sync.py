@@ -310,7 +310,9 @@ def test_degraded_a_silent_camera_leaves_frames_without_it() -> None:
     frames += sync.poll(T0 + 10 * PERIOD + 200 * MS).frames
     stats = sync.stats()
     assert len(frames) == 10 and stats["frames_dropped"] == 0 and stats["frames_degraded"] == 10
-    assert all(f.missing == {"CAM_BACK": DropReason.MISSING} and f.payloads["CAM_BACK"] is None for f in frames)
+    assert all(
+        f.missing == {"CAM_BACK": DropReason.MISSING} and f.payloads["CAM_BACK"] is None for f in frames
+    )
     assert all("CAM_BACK" not in f.stamps_ns and f.anchor == "CAM_FRONT" for f in frames)
     assert stats["cameras"]["CAM_BACK"]["dropped"][DropReason.MISSING.value] == 10
     assert stats["cameras"]["CAM_FRONT_LEFT"]["used"] == 10

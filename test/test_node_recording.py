@@ -24,7 +24,14 @@ from syncl_ros.cli import main as syncl
 from syncl_ros.data.synth.writer import write_dataset
 from syncl_ros.geometry import Transform, ego_to_image, project
 from syncl_ros.model.inputs import Resize
-from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
+from syncl_ros.ros.processes import (
+    NODE_TOPICS,
+    ros_env,
+    start_node,
+    start_player,
+    stop,
+    wait_for_subscriptions,
+)
 from syncl_ros.viz.overlay import BOX_EDGES, class_bgr
 
 ENV = ros_env(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
@@ -67,13 +74,20 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    import rclpy
+
+    rclpy.init()
+    graph = rclpy.create_node("syncl_test_graph")
     try:
-        time.sleep(3.0)  # the recorder discovers the player's topics as they appear
+        # the player waits for a subscriber per topic, which the recorder already is: wait for the node
+        assert wait_for_subscriptions(graph, NODE_TOPICS, timeout_s=120)
         options = ["--wait-for-subscribers", "60", "--rate", "0.5", "--topics", *NODE_TOPICS]
         player = start_player(bag, options, ENV, quiet=True)
         assert player.wait(timeout=180) == 0
         time.sleep(5.0)  # the last frame may still be in the node's worker
     finally:
+        graph.destroy_node()
+        rclpy.shutdown()
         stop(recorder)
         stop(node)
     log = recorder.stderr.read() if recorder.stderr else ""

@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
+from syncl_ros.ros.processes import (
+    NODE_TOPICS,
+    ros_env,
+    start_node,
+    start_player,
+    stop,
+    wait_for_subscriptions,
+)
 
 VERSION, SPLIT, SEED = "v1.0-trainval", "val", 3
 
@@ -75,6 +82,8 @@ def record(bag: Path, model: Path, out: Path, extra: list[str], timeout_s: float
     )
     recorder = McapRecorder(listener, out / "recording", log=step, overwrite=True)
     try:
+        if not wait_for_subscriptions(listener, NODE_TOPICS, timeout_s=timeout_s):
+            raise RuntimeError("the tracker node did not subscribe to its inputs")
         step("replaying the bag through the node (DDS, separate processes), recording everything")
         player = start_player(bag, ["--wait-for-subscribers", "60", "--topics", *NODE_TOPICS], env)
         deadline = time.monotonic() + timeout_s

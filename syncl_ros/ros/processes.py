@@ -54,3 +54,26 @@ def stop(*procs: subprocess.Popen, timeout_s: float = 30.0) -> None:
             proc.send_signal(signal.SIGINT)
     for proc in procs:
         proc.wait(timeout=timeout_s)
+
+
+def wait_for_subscriptions(
+    graph_node: Any, topics: Sequence[str], node_name: str = "syncl_tracker", timeout_s: float = 120.0
+) -> bool:
+    """Spin ``graph_node`` until ``node_name`` subscribes to every topic (it does so when it
+    activates, after loading its model). A player's --wait-for-subscribers cannot tell the node
+    from another subscriber such as a recorder, which would let the node miss the first messages."""
+    import time
+
+    import rclpy
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        subscribed = {
+            t
+            for t in topics
+            if any(i.node_name == node_name for i in graph_node.get_subscriptions_info_by_topic(t))
+        }
+        if subscribed == set(topics):
+            return True
+        rclpy.spin_once(graph_node, timeout_sec=0.1)
+    return False

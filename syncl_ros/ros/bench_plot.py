@@ -34,9 +34,11 @@ def plot_latency(runs: Sequence[dict[str, Any]], path: Path) -> Path:
             ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
             continue
         bins = np.linspace(0.0, max(float(v.max()) for v in measured) * 1.05 + 1e-3, 40)
-        for run, v in zip(runs, values, strict=True):
-            if len(v):
-                ax.hist(v, bins=bins, alpha=0.5, label=f"{_label(run)}: p50 {np.median(v):.1f}")
+        for i, (run, v) in enumerate(zip(runs, values, strict=True)):
+            if len(v):  # one colour per run in every panel
+                ax.hist(
+                    v, bins=bins, alpha=0.5, color=f"C{i}", label=f"{_label(run)}: p50 {np.median(v):.1f}"
+                )
         ax.legend(fontsize=7)
     fig.suptitle("syncl bench node: per-frame latency (node's latency_log)")
     fig.tight_layout()

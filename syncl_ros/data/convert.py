@@ -38,15 +38,18 @@ token's 16 bytes (a UUID v5 of it for tokens that are not 32 hex digits),
 ``age``/``hits`` count the instance's key frames.
 
 The bag is written to ``BAG.partial`` and renamed to ``BAG`` only when it is
-complete; an existing ``BAG`` is replaced only with ``overwrite``.
+complete; an existing ``BAG`` is replaced only with ``overwrite``, and is
+renamed aside before the new one moves in, so a kill at any moment leaves the
+old bag or the new one at ``BAG``, never a half-deleted one. A rerun removes
+what a killed run left (``BAG.partial``, a bag set aside).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -61,6 +64,7 @@ from rosbags.interfaces import Qos
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
+from syncl_ros.atomic import remove_stale_partials, replace_dir
 from syncl_ros.boxes import VX, VY, YAW, H, L, W, X, Y, Z, from_nuscenes
 from syncl_ros.classes import DETECTION_CLASSES, label_of_category
 from syncl_ros.data import rosmsgs
@@ -580,13 +584,17 @@ def convert_loaded_scene(
     # rosbags names the storage file after the bag directory, so the bag is
     # built as BAG.partial/<name> and moved out whole when it is complete.
     staging = out.with_name(out.name + ".partial")
-    _remove(staging)  # left over from an interrupted run
+    remove_stale_partials(out.parent)  # old bags a kill left half-deleted (see replace_dir)
+    if staging.exists() or staging.is_symlink():
+        print(f"syncl convert: removing {staging}, an incomplete bag of an interrupted run", file=sys.stderr)
+        _remove(staging)
     staging.mkdir(parents=True)
     try:
         counts = _write(events, conns, staging / out.name, storage, progress)
         _check_out(out, overwrite)  # the output may have appeared meanwhile
-        _remove(out)
-        os.replace(staging / out.name, out)
+        # The old bag is renamed aside before the new one moves in: a kill never leaves a
+        # half-deleted bag at OUT (which a rerun would refuse: no metadata.yaml).
+        replace_dir(staging / out.name, out)
     finally:
         _remove(staging)
     return ConvertStats(

@@ -13,7 +13,8 @@ Both are written atomically (temp file + os.replace), the engine first. A
 lookup accepts an entry only when the sidecar parses, holds the expected key,
 and the engine file's sha256 matches; anything else (a truncated copy, a
 half-finished write from a crash, a file from another machine, a digest
-collision) is rebuilt. Building is a function handed to the cache, so the
+collision) is rebuilt; temp files that a killed build left are removed by the
+next store. Building is a function handed to the cache, so the
 cache logic does not depend on TensorRT being installed.
 """
 
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from syncl_ros.atomic import atomic_open, write_json_atomic
+from syncl_ros.atomic import atomic_open, remove_stale_partials, write_json_atomic
 
 LOG = logging.getLogger("syncl_ros.inference")
 
@@ -110,6 +111,7 @@ class EngineCache:
     def store(self, key: EngineKey, data: bytes) -> Path:
         """Write engine, then sidecar; a reader that sees a new engine with an old sidecar rejects it."""
         self.root.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.root)  # temp files of builds that were killed while writing
         with atomic_open(self.engine_path(key), "wb") as f:
             f.write(data)
         meta = {

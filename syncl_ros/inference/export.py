@@ -19,9 +19,9 @@ manifest), so the ONNX sha256 can key the TensorRT engine cache.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ import onnx
 import torch
 from torch import nn
 
-from syncl_ros.atomic import atomic_open, write_json_atomic
+from syncl_ros.atomic import atomic_open, remove_stale_partials, replace_dir, temp_dir, write_json_atomic
 from syncl_ros.experiment import Experiment
 from syncl_ros.inference.manifest import (  # re-exported: the export API in one place
     DECODER_FILE,
@@ -178,22 +178,22 @@ def export_graph(module: nn.Module, specs: tuple[list[TensorSpec], list[TensorSp
     """Trace `module` to ONNX, fold the static shape arithmetic, check it; returns the serialized model."""
     inputs, outputs = specs
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    traced = io.BytesIO()  # in memory: a killed export leaves no temp folder behind
+    with warnings.catch_warnings():
         # The legacy exporter is deprecated but is the one that gives a plain, TensorRT-parseable
         # graph here; the tracer warns about constant tensors made from config values, as intended.
         warnings.simplefilter("ignore")
-        traced = Path(tmp) / "traced.onnx"
         torch.onnx.export(
             module.eval(),
             example_inputs(inputs),
-            traced,
+            traced,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects too
             input_names=[s.name for s in inputs],
             output_names=[s.name for s in outputs],
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
         )
-        model = fold_static_graph(onnx.load(str(traced)))
+    model = fold_static_graph(onnx.load_model_from_string(traced.getvalue()))
     model.doc_string = ""
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString(deterministic=True)
@@ -255,6 +255,10 @@ def export_model(checkpoint: Path, out: Path, opset: int = DEFAULT_OPSET) -> Exp
     dec = export_graph(DecoderGraph(net), decoder_specs(cfg), opset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)
+    # The manifest marks a finished export: it goes first and comes back last, so a folder
+    # that a kill left with new graphs beside an old manifest is never taken for an export.
+    (out / MANIFEST).unlink(missing_ok=True)
     for name, data in ((ENCODER_FILE, enc), (DECODER_FILE, dec)):
         with atomic_open(out / name, "wb") as f:
             f.write(data)
@@ -281,12 +285,11 @@ def ensure_export(checkpoint: Path, cache_dir: Path, opset: int = DEFAULT_OPSET)
     if _valid_export(target, digest):
         return target
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+    remove_stale_partials(root)  # exports that a kill interrupted
+    tmp = temp_dir(target)
     try:
         export_model(checkpoint, tmp, opset)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        replace_dir(tmp, target)
     except OSError:
         if not _valid_export(target, digest):  # not a concurrent writer that got there first
             raise

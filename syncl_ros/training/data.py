@@ -108,3 +108,22 @@ class ClipDataset(Dataset[list[FrameSample]]):
 
 def collate_clips(batch: list[list[FrameSample]]) -> list[list[FrameSample]]:
     return batch
+
+
+class Indexed(Dataset[tuple[int, list[FrameSample]]]):
+    """(index, clip) pairs: the training loop records which clips each step saw."""
+
+    def __init__(self, data: ClipDataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[int, list[FrameSample]]:
+        return i, self.data[i]
+
+
+def collate_indexed(
+    batch: list[tuple[int, list[FrameSample]]],
+) -> tuple[list[int], list[list[FrameSample]]]:
+    return [i for i, _ in batch], [clip for _, clip in batch]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from syncl_ros.atomic import write_atomic, write_json_atomic
+from syncl_ros.atomic import remove_stale_partials, write_atomic, write_json_atomic
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import TrackerNet
@@ -112,6 +112,7 @@ class FeatureCache:
     def build(self, progress: bool = True) -> None:
         """Encode every scene not cached yet; each scene file appears atomically, so an
         interrupted build resumes with the scenes it had not finished."""
+        remove_stale_partials(self.directory)  # scene files a kill interrupted while writing
         todo = self.missing_scenes()
         if not todo and (self.directory / MANIFEST).is_file():
             return

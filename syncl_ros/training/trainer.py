@@ -1,6 +1,14 @@
 """The training loop: AdamW + warmup/cosine schedule, gradient clipping, atomic
 checkpoints with resume, a JSONL metrics log, and DistributedDataParallel when
-started by torchrun (gloo on CPU, NCCL on GPUs)."""
+started by torchrun (gloo on CPU, NCCL on GPUs).
+
+A run killed at any moment and started again with --resume continues from its
+last checkpoint exactly as if it had not stopped: same clips in the same order
+(training/order.py), same random draws (RNG states in the checkpoint; the
+loader's own seed does not draw on the global RNG), each step logged once
+(training/metrics_log.py), and the snapshot of a step written before the
+checkpoint of that step.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +23,20 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from syncl_ros.atomic import remove_stale_partials
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.experiment import Experiment
 from syncl_ros.inference.backend import default_cache_dir
 from syncl_ros.model.checkpoint import read_checkpoint, save_checkpoint
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.training.clip_loss import TrainModule
-from syncl_ros.training.data import ClipDataset, collate_clips
+from syncl_ros.training.data import ClipDataset, Indexed, collate_indexed
 from syncl_ros.training.feature_cache import FeatureCache
+from syncl_ros.training.metrics_log import open_metrics_log
+from syncl_ros.training.order import clip_sampler, position
 
 LAST = "last.pt"
 
@@ -208,26 +219,24 @@ class Trainer:
             time.sleep(5.0)
         return cache
 
-    def _loader(self) -> DataLoader[list[Any]]:
+    def _clips(self) -> ClipDataset:
         frames = self.cache.frames if self.cache is not None else self._frames()
-        data = ClipDataset(frames, self.exp.model, self.exp.train.clip_length, cache=self.cache)
-        sampler = (
-            DistributedSampler(data, seed=self.exp.train.seed)
-            if self.world > 1
-            else RandomSampler(
-                data,
-                replacement=True,
-                num_samples=10**9,
-                generator=torch.Generator().manual_seed(self.exp.train.seed + self.step),
-            )
-        )
+        return ClipDataset(frames, self.exp.model, self.exp.train.clip_length, cache=self.cache)
+
+    def _loader(self, data: ClipDataset, epoch: int, done_steps: int) -> DataLoader[Any]:
+        """Batches of (clip indices, clips) of `epoch`, after the `done_steps` already trained."""
+        t = self.exp.train
+        sampler = clip_sampler(data, t.seed, epoch, done_steps, t.batch_size, self.world, self.rank)
         return DataLoader(
-            data,
-            batch_size=self.exp.train.batch_size,
+            Indexed(data),
+            batch_size=t.batch_size,
             sampler=sampler,
-            collate_fn=collate_clips,
-            num_workers=self.exp.train.workers,
-            persistent_workers=self.exp.train.workers > 0,
+            collate_fn=collate_indexed,
+            num_workers=t.workers,
+            persistent_workers=t.workers > 0,
+            # Its own generator: the workers' base seed would otherwise be drawn from the global
+            # RNG, which a resumed run restores from the checkpoint first (one draw apart).
+            generator=torch.Generator().manual_seed(t.seed),
         )
 
     def _train_step(self, batch: list[list[Any]]) -> dict[str, float]:
@@ -261,28 +270,29 @@ class Trainer:
 
     def run(self) -> Path:
         self.spec.out.mkdir(parents=True, exist_ok=True)
-        log = (self.spec.out / "metrics.jsonl").open("a") if self.rank == 0 else None
+        log = None
+        if self.rank == 0:
+            remove_stale_partials(self.spec.out)  # checkpoints a kill interrupted while writing
+            log = open_metrics_log(self.spec.out / "metrics.jsonl", self.step)
         bar = tqdm(
             total=self.total, initial=self.step, desc="train", disable=not self.spec.progress or self.rank
         )
-        epoch = 0
         if self.frozen and self.cache is None:
             self.cache = self._build_cache()
         try:
+            data = self._clips()
+            epoch, done = position(self.step, len(data), self.exp.train.batch_size, self.world)
             while self.step < self.total:
-                loader = self._loader()
-                if isinstance(loader.sampler, DistributedSampler):
-                    loader.sampler.set_epoch(epoch)
-                for batch in loader:
+                for clips, batch in self._loader(data, epoch, done):
                     started = time.perf_counter()
                     stats = self._train_step(batch)
                     self.seconds += time.perf_counter() - started
                     bar.update(1)
                     bar.set_postfix(loss=f"{stats['loss']:.3f}")
-                    self._after_step(stats, log)
+                    self._after_step(stats, clips, log)
                     if self.step >= self.total:
                         break
-                epoch += 1
+                epoch, done = epoch + 1, 0
         finally:
             bar.close()
             if log:
@@ -292,7 +302,9 @@ class Trainer:
             dist.barrier()
         return final
 
-    def _after_step(self, stats: dict[str, float], log: Any) -> None:
+    def _after_step(self, stats: dict[str, float], clips: list[int], log: Any) -> None:
+        """Log, snapshot, checkpoint: in this order, so that a checkpoint at step s implies the
+        log record and the snapshot of step s (a resumed run does not repeat step s)."""
         t = self.exp.train
         if log and (self.step % t.log_every == 0 or self.step == 1 or self.step == self.total):
             record = {
@@ -301,13 +313,14 @@ class Trainer:
                 "seconds": round(self.seconds, 2),
                 "unix_time": round(time.time(), 1),  # wall clock, for cost statements
                 **{k: round(v, 5) for k, v in stats.items()},
+                "clips": clips,  # this process's clips (indices into the training set): the data order
             }
             log.write(json.dumps(record) + "\n")
             log.flush()
-        if self.rank == 0 and self.step % t.checkpoint_every == 0:
-            self.save(LAST)
         if self.rank == 0 and t.snapshot_every and self.step % t.snapshot_every == 0:
             # Weights only (no optimizer state): the points of a learning curve.
             save_checkpoint(
                 self.spec.out / f"step_{self.step:06d}.pt", self.module.net, self.exp, self._metadata()
             )
+        if self.rank == 0 and self.step % t.checkpoint_every == 0:
+            self.save(LAST)

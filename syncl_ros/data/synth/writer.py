@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import re
 import shutil
-import tempfile
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from syncl_ros.atomic import remove_stale_partials, temp_dir
 from syncl_ros.boxes import to_nuscenes
 from syncl_ros.data.synth import lidar, metadata
 from syncl_ros.data.synth.actors import CATEGORY_NAMES
@@ -412,11 +413,17 @@ def _frames_to_render(tl: Timeline, sweeps: bool) -> set[int]:
 
 def _clear_tables(root: Path) -> None:
     """Remove a previous table folder first, so that a half-written rerun never looks complete."""
+    remove_stale_partials(root)  # table folders that a kill left half-written or half-deleted
     target = root / VERSION
     if target.exists():
-        trash = Path(tempfile.mkdtemp(prefix=".old-tables-", dir=root))
+        trash = temp_dir(target)
         target.rename(trash / VERSION)
         shutil.rmtree(trash)
+    elif any((root / folder).is_dir() for folder in ("samples", "sweeps")):
+        print(
+            f"syncl synth: {root} has images but no tables (an interrupted run): writing it anew",
+            file=sys.stderr,
+        )
 
 
 def write_dataset(
@@ -468,7 +475,7 @@ def write_dataset(
             _scene_tables(tables, _JOB, key, names[i], cam_stats, lidar_counts)
             _JOB = None
     metadata.write_map(root, tables.rows, token(seed, split, "map"))
-    staging = Path(tempfile.mkdtemp(prefix=".tables-", dir=root))
+    staging = temp_dir(root / VERSION)
     tables.write(staging)
     staging.rename(root / VERSION)
     return root / VERSION

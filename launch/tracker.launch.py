@@ -3,7 +3,8 @@
     ros2 launch syncl_ros tracker.launch.py [params_file:=...] [model:=...] [backend:=...]
         [tracker:=queries|greedy] [use_sim_time:=true] [namespace:=...]
         [autostart:=false] [camera_timeout_s:=...] [frame_timeout_s:=...] [min_cameras:=...]
-        [max_ego_gap_s:=...] [overlay:=true] [cam_front:=/my/front/image cam_front_info:=...]
+        [min_frame_cameras:=...] [max_ego_gap_s:=...] [overlay:=true]
+        [cam_front:=/my/front/image cam_front_info:=...]
 
 Defaults match bags written by `syncl convert` (config/tracker.yaml, the nuScenes preset).
 The launch arguments override the parameter file, so their defaults are its values.
@@ -82,6 +83,11 @@ def generate_launch_description() -> LaunchDescription:
             "min_cameras", default_value="1", description="diagnostics ERROR when fewer cameras deliver"
         ),
         DeclareLaunchArgument(
+            "min_frame_cameras",
+            default_value="1",
+            description="fewest usable cameras a frame is processed with (the others masked out); 6: all",
+        ),
+        DeclareLaunchArgument(
             "max_ego_gap_s",
             default_value="0.3",
             description="ego pose gaps up to this long continue the last ego motion; longer: frames dropped",
@@ -104,6 +110,7 @@ def generate_launch_description() -> LaunchDescription:
         "camera_timeout_s": ParameterValue(LaunchConfiguration("camera_timeout_s"), value_type=float),
         "frame_timeout_s": ParameterValue(LaunchConfiguration("frame_timeout_s"), value_type=float),
         "min_cameras": ParameterValue(LaunchConfiguration("min_cameras"), value_type=int),
+        "min_frame_cameras": ParameterValue(LaunchConfiguration("min_frame_cameras"), value_type=int),
         "max_ego_gap_s": ParameterValue(LaunchConfiguration("max_ego_gap_s"), value_type=float),
         "overlay": ParameterValue(LaunchConfiguration("overlay"), value_type=bool),
         "image_topics": [LaunchConfiguration(c.lower()) for c in CAMERAS],

@@ -23,6 +23,7 @@ LAUNCH_PARAMS = {
     "camera_timeout_s",
     "frame_timeout_s",
     "min_cameras",
+    "min_frame_cameras",
     "max_ego_gap_s",
     "overlay",
 }

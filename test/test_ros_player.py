@@ -94,7 +94,7 @@ def _tracks_msg(store: Any, k: int, stamp: int) -> Any:
     header = T["std_msgs/msg/Header"](
         stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id="base_link"
     )
-    return T["syncl_ros/msg/TrackedObject3DArray"](header=header, objects=[obj])
+    return T["syncl_ros/msg/TrackedObject3DArray"](header=header, objects=[obj], cameras=["CAM_FRONT"])
 
 
 def _tf_static_msg(store: Any) -> Any:

@@ -269,4 +269,5 @@ def tracked_object(
 
 
 def tracked_object_array(stamp_ns: int, frame_id: str, objects: Sequence[Any]) -> Any:
-    return _new(TRACKED_OBJECT_ARRAY, header=header(stamp_ns, frame_id), objects=list(objects))
+    # Ground truth comes from no camera frame: its camera list stays empty.
+    return _new(TRACKED_OBJECT_ARRAY, header=header(stamp_ns, frame_id), objects=list(objects), cameras=[])

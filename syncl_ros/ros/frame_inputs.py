@@ -9,7 +9,7 @@ pose at that time (the rig's cameras fire tens of milliseconds apart).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,15 +34,23 @@ class FrameError(ValueError):
         super().__init__(f"{channel}: {message}" if channel else message)
         self.reason = reason
         self.channel = channel
+        self.message = message
 
 
 @dataclass(frozen=True)
 class FrameInputs:
     stamp_ns: int
-    images: np.ndarray  # (N, 3, H, W) float32
-    img2lidar: np.ndarray  # (N, 4, 4) float32
-    model_to_world: Transform  # base_link at the anchor stamp -> world
+    images: np.ndarray  # (N, 3, H, W) float32 (zeros for a missing camera)
+    img2lidar: np.ndarray  # (N, 4, 4) float32 (a placeholder for a missing camera)
+    model_to_world: Transform  # base_link at the frame's stamp -> world
     lidar2img: np.ndarray | None = None  # (N, 4, 4) float32, model frame -> input pixels (for overlays)
+    cameras: np.ndarray | None = None  # (N,) bool: the cameras the frame holds (None: all)
+    missing: dict[str, FrameError] = field(default_factory=dict)  # cameras left out, and why
+
+    @property
+    def used(self) -> np.ndarray:
+        """(N,) bool: the cameras the frame holds."""
+        return np.ones(len(self.images), bool) if self.cameras is None else self.cameras
 
 
 def image_size(msg: Any, transport: str) -> tuple[int, int]:
@@ -99,43 +107,89 @@ def prepare_camera_image(
 
 def assemble(
     channels: Sequence[str],
-    images: Mapping[str, CameraImage],
+    images: Mapping[str, CameraImage | None],
     stamps_ns: Mapping[str, int],
     anchor_stamp_ns: int,
     intrinsics: Mapping[str, CameraIntrinsics],
     extrinsics: Mapping[str, Transform],
     ego_pose: Callable[[int], Transform],
     cfg: InputConfig,
+    min_cameras: int | None = None,
 ) -> FrameInputs:
     """Check the prepared images against the calibration and build lidar2img's inverse per camera.
 
     extrinsics: optical frame -> base_link per channel; ego_pose(stamp) -> base_link -> world.
+    images: None for a camera the synchronizer had no image of. A camera that cannot be used
+    (no image, no calibration or transform, a bad image) is left out of the frame (masked in the
+    network) while at least ``min_cameras`` remain (None: every camera is required).
     Raises FrameError (never anything else for bad input) naming the camera and reason.
     """
     world_to_model = _ego(ego_pose, anchor_stamp_ns, None).inverse()
+    missing: dict[str, FrameError] = {}
     prepared, Ks, cam_to_model, sizes = [], [], [], []
     for ch in channels:
-        info = intrinsics.get(ch)
-        if info is None:
-            raise FrameError("no_camera_info", ch, "no CameraInfo received yet")
-        if ch not in extrinsics:
-            raise FrameError("no_extrinsics", ch, f"no transform from base_link to {info.frame_id} yet")
-        image = images[ch]
-        width, height = image.width, image.height
-        if image.problem is not None:
-            raise FrameError(image.problem[0], ch, image.problem[1])
-        if (width, height) != (info.width, info.height):
-            raise FrameError(
-                "size_mismatch",
-                ch,
-                f"image is {width}x{height} but CameraInfo says {info.width}x{info.height}",
-            )
-        prepared.append(image.pixels)
-        Ks.append(info.K)
-        cam_to_model.append(world_to_model @ _ego(ego_pose, stamps_ns[ch], ch) @ extrinsics[ch])
-        sizes.append((width, height))
+        try:
+            pixels, K, extrinsic, size = _camera(ch, images.get(ch), intrinsics, extrinsics)
+            pose = world_to_model @ _ego(ego_pose, stamps_ns[ch], ch) @ extrinsic
+        except FrameError as err:
+            if err.channel is None:  # the ego pose stream's fault: no camera can do without it
+                raise
+            missing[ch] = err
+            pixels, K, pose, size = _placeholder(cfg)
+        prepared.append(pixels)
+        Ks.append(K)
+        cam_to_model.append(pose)
+        sizes.append(size)
+    _check_enough(channels, missing, min_cameras)
     lidar2img, img2lidar = camera_geometry(Ks, cam_to_model, sizes, cfg)
-    return FrameInputs(anchor_stamp_ns, np.stack(prepared), img2lidar, world_to_model.inverse(), lidar2img)
+    cameras = np.array([ch not in missing for ch in channels])
+    return FrameInputs(
+        anchor_stamp_ns, np.stack(prepared), img2lidar, world_to_model.inverse(), lidar2img, cameras, missing
+    )
+
+
+def _camera(
+    ch: str,
+    image: CameraImage | None,
+    intrinsics: Mapping[str, CameraIntrinsics],
+    extrinsics: Mapping[str, Transform],
+) -> tuple[np.ndarray, np.ndarray, Transform, tuple[int, int]]:
+    """(pixels, K, optical -> base_link, image size) of a usable camera, else FrameError."""
+    if image is None:
+        raise FrameError("missing", ch, "no image within the sync window")
+    info = intrinsics.get(ch)
+    if info is None:
+        raise FrameError("no_camera_info", ch, "no CameraInfo received yet")
+    if ch not in extrinsics:
+        raise FrameError("no_extrinsics", ch, f"no transform from base_link to {info.frame_id} yet")
+    if image.problem is not None:
+        raise FrameError(image.problem[0], ch, image.problem[1])
+    if (image.width, image.height) != (info.width, info.height):
+        message = f"image is {image.width}x{image.height} but CameraInfo says {info.width}x{info.height}"
+        raise FrameError("size_mismatch", ch, message)
+    assert image.pixels is not None
+    return image.pixels, info.K, extrinsics[ch], (image.width, image.height)
+
+
+def _placeholder(cfg: InputConfig) -> tuple[np.ndarray, np.ndarray, Transform, tuple[int, int]]:
+    """Inputs for a camera left out: blank pixels and a finite, invertible geometry (the network
+    masks the camera out, so neither reaches a prediction)."""
+    w, h = cfg.width, cfg.height
+    K = np.array([[w, 0.0, w / 2], [0.0, w, h / 2], [0.0, 0.0, 1.0]])
+    return np.zeros((3, h, w), np.float32), K, Transform.identity(), (w, h)
+
+
+def _check_enough(
+    channels: Sequence[str], missing: Mapping[str, FrameError], min_cameras: int | None
+) -> None:
+    """FrameError for the first missing camera when fewer than ``min_cameras`` remain."""
+    needed = len(channels) if min_cameras is None else min_cameras
+    if missing and len(channels) - len(missing) < max(needed, 1):
+        first = next(iter(missing.values()))
+        if len(missing) == 1:
+            raise first
+        others = ", ".join(list(missing)[1:])
+        raise FrameError(first.reason, first.channel, f"{first.message}; also without {others}")
 
 
 def _ego(ego_pose: Callable[[int], Transform], stamp_ns: int, channel: str | None) -> Transform:

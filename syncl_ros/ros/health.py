@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,13 +80,14 @@ class RigHealth:
         with self._lock:
             self._last_loss = reason
 
-    def processed(self, now_ns: int) -> None:
-        """A frame went through: every camera delivered into it."""
+    def processed(self, now_ns: int, without: Collection[str] = ()) -> None:
+        """A frame went through: every camera delivered into it, except those ``without``."""
         with self._lock:
             self._last_frame_ns = now_ns
             self._last_loss = ""
-            for cam in self._cameras.values():
-                cam.blamed_since_ns = None
+            for channel, cam in self._cameras.items():
+                if channel not in without:
+                    cam.blamed_since_ns = None
 
     # -- statuses ---------------------------------------------------------------------------------
 

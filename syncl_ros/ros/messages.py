@@ -190,12 +190,18 @@ def _tracked_object(track: Track, boxes: OutputBoxes, i: int) -> TrackedObject3D
 
 
 def tracks_to_msg(
-    tracks: Sequence[Track], stamp_ns: int, frame_id: str, to_output: Transform | None = None
+    tracks: Sequence[Track],
+    stamp_ns: int,
+    frame_id: str,
+    to_output: Transform | None = None,
+    cameras: Sequence[str] = (),
 ) -> TrackedObject3DArray:
-    """Tracks -> syncl_ros/TrackedObject3DArray in ``frame_id`` (see :func:`boxes_in_output`)."""
+    """Tracks -> syncl_ros/TrackedObject3DArray in ``frame_id`` (see :func:`boxes_in_output`);
+    ``cameras``: the channels whose images the frame used."""
     boxes = boxes_in_output(tracks, to_output)
     msg = TrackedObject3DArray(header=make_header(stamp_ns, frame_id))
     msg.objects = [_tracked_object(t, boxes, i) for i, t in enumerate(tracks)]
+    msg.cameras = list(cameras)
     return msg
 
 

@@ -152,6 +152,7 @@ class TrackerNode(LifecycleNode):
             int(s.max_spread_ms * MS),
             int(s.max_wait_ms * MS),
             center_offset_ns=int(s.sync_center_ms * MS),
+            min_cameras=s.min_frame_cameras,
         )
         self.tf = TfBuffer()
         self.ego = (
@@ -380,10 +381,10 @@ class TrackerNode(LifecycleNode):
         frame, reset = job
         intrinsics = self._calibration()
         images = {
-            ch: image if isinstance(image, CameraImage) else self._prepare(image, intrinsics.get(ch))
-            for ch, (image, _) in frame.payloads.items()
+            ch: self._frame_image(payload[0], intrinsics.get(ch)) if payload is not None else None
+            for ch, payload in frame.payloads.items()
         }
-        received_ns = frame.payloads[self.settings.anchor_camera][1]
+        received_ns = frame.payloads[frame.anchor][1]
         if reset:
             self._reset_tracker(frame.stamp_ns)
         extrapolated = self.ego_poses.extrapolated
@@ -400,6 +401,7 @@ class TrackerNode(LifecycleNode):
                 self._extrinsics(intrinsics),
                 ego_pose,
                 self.experiment.model.input,
+                self.settings.min_frame_cameras,
             )
         except FrameError as err:
             # A frame lost to missing inputs does not use up its processing period: the next one runs.
@@ -414,12 +416,13 @@ class TrackerNode(LifecycleNode):
             )
             return
         self._ego_gap(frame.stamp_ns, extrapolated)
+        self._degraded(inputs.missing, frame.anchor)
         t1 = time.perf_counter()
         feats = self.backend.encode(inputs.images)
         t2 = time.perf_counter()
         resets, nonfinite = self.tracker.resets, self.tracker.nonfinite_rows
         slots = self.tracker.prepare(frame.stamp_ns, inputs.model_to_world)
-        outputs = self.backend.decode(feats, inputs.img2lidar, slots)
+        outputs = self.backend.decode(feats, inputs.img2lidar, slots, inputs.used)
         t3 = time.perf_counter()
         tracks = self.tracker.update(outputs)
         t4 = time.perf_counter()
@@ -428,7 +431,8 @@ class TrackerNode(LifecycleNode):
             self.pub_markers.publish(self.markers.reset(frame.stamp_ns, self.settings.output_frame))
         if self.tracker.nonfinite_rows > nonfinite:
             self._count("model.nonfinite_frames", "the model produced NaN/inf outputs; those queries ignored")
-        self._publish(tracks, frame.stamp_ns, inputs.model_to_world)
+        used = [c for c, on in zip(self.settings.camera_channels, inputs.used, strict=True) if on]
+        self._publish(tracks, frame.stamp_ns, inputs.model_to_world, used)
         now = self._now_ns()  # the tracks are out: the overlay (after them) does not count here
         stages = {"assemble": t1 - t0, "encode": t2 - t1, "decode": t3 - t2, "tracker": t4 - t3}
         if self.pub_overlay is not None:
@@ -440,7 +444,7 @@ class TrackerNode(LifecycleNode):
             self._log_latency({k: v * 1000.0 for k, v in stages.items()}, (now - received_ns) / MS)
         self._stamp_latency(frame.stamp_ns)
         self.counts["frames.processed"] += 1
-        self.health.processed(now)
+        self.health.processed(now, without=inputs.missing)
 
     def _publish_overlay(self, inputs: Any, tracks: Sequence[Any]) -> float:
         """Publish the debug mosaic after the tracks (it never delays them); seconds it took.
@@ -498,10 +502,26 @@ class TrackerNode(LifecycleNode):
         else:
             self.latency.pop("stamp_to_publish", None)  # samples of another clock would mislead
 
-    def _publish(self, tracks: Sequence[Any], stamp_ns: int, model_to_world: Transform) -> None:
+    def _frame_image(self, image: Any, info: CameraIntrinsics | None) -> CameraImage:
+        return image if isinstance(image, CameraImage) else self._prepare(image, info)
+
+    def _degraded(self, missing: dict[str, FrameError], anchor: str) -> None:
+        """A frame processed without some cameras: blame each (diagnostics name it) and count it."""
+        now = self._now_ns()
+        for channel, err in missing.items():
+            self.health.blame(channel, err.reason, now)
+            self._count(f"frames.without.{err.reason}.{channel}", f"frame processed without {err}")
+        if missing:
+            self.counts["frames.degraded"] += 1
+        if anchor != self.settings.anchor_camera:
+            self.counts["frames.anchor_handed_over"] += 1
+
+    def _publish(
+        self, tracks: Sequence[Any], stamp_ns: int, model_to_world: Transform, cameras: Sequence[str]
+    ) -> None:
         s = self.settings
         to_output = model_to_world if s.output_frame == s.world_frame else None
-        self.pub_tracks.publish(tracks_to_msg(tracks, stamp_ns, s.output_frame, to_output))
+        self.pub_tracks.publish(tracks_to_msg(tracks, stamp_ns, s.output_frame, to_output, cameras))
         self.pub_dets.publish(tracks_to_detections(tracks, stamp_ns, s.output_frame, to_output))
         self.pub_markers.publish(self.markers.update(tracks, stamp_ns, s.output_frame, to_output))
 

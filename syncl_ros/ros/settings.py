@@ -106,6 +106,14 @@ PARAMS: dict[str, Param] = {
         hi=600.0,
     ),
     "min_cameras": Param(1, "diagnostics ERROR when fewer cameras deliver; 0: never", lo=0, hi=64),
+    "min_frame_cameras": Param(
+        1,
+        "fewest usable cameras a frame is processed with: a camera that fails a frame (late, "
+        "undecodable, wrong size, no calibration) is masked out of the network, a silent anchor "
+        "camera's frames are taken over by the next camera; the number of cameras: every one required",
+        lo=1,
+        hi=64,
+    ),
     "tf_wait_ms": Param(100.0, "how long a frame waits for its transforms and CameraInfo", lo=0.0, hi=5000.0),
     "max_ego_gap_s": Param(
         0.3,
@@ -163,6 +171,7 @@ class NodeSettings:
     camera_timeout_s: float
     frame_timeout_s: float
     min_cameras: int
+    min_frame_cameras: int
     tf_wait_ms: float
     max_ego_gap_s: float
     overlay: bool
@@ -175,8 +184,9 @@ class NodeSettings:
                 f"image_topics ({len(self.image_topics)}) and camera_info_topics "
                 f"({len(self.camera_info_topics)}) need one entry per camera ({n})"
             )
-        if self.min_cameras > n:
-            raise ValueError(f"min_cameras ({self.min_cameras}) exceeds the number of cameras ({n})")
+        for name in ("min_cameras", "min_frame_cameras"):
+            if getattr(self, name) > n:
+                raise ValueError(f"{name} ({getattr(self, name)}) exceeds the number of cameras ({n})")
         if self.anchor_camera not in self.camera_channels:
             raise ValueError(f"anchor_camera {self.anchor_camera!r} is not in camera_channels")
         if self.output_frame not in (self.base_frame, self.world_frame):

@@ -53,6 +53,15 @@ class CameraView:
 
 
 @dataclass(frozen=True, eq=False)
+class LidarView:
+    """The key frame's LIDAR_TOP sweep: where it is and where the sensor was when it was taken."""
+
+    path: Path  # nuScenes `.pcd.bin` (x, y, z, intensity, ring as float32)
+    timestamp_ns: int
+    lidar_to_world: Transform  # sensor frame -> world, at the sweep's own time
+
+
+@dataclass(frozen=True, eq=False)
 class Frame:
     token: str
     scene: str
@@ -65,6 +74,7 @@ class Frame:
     labels: np.ndarray  # (N,) detection class labels
     instances: tuple[str, ...]  # instance token per box (stable track identity)
     num_points: np.ndarray  # (N,) lidar + radar points inside each box
+    lidar: LidarView | None = None  # the sample's LIDAR_TOP sweep (dense depth supervision)
 
     def images(self, reduce: int = 1) -> list[np.ndarray]:
         """RGB images, decoded at 1/reduce scale (1, 2, 4 or 8: the JPEG codec does it cheaply)."""
@@ -182,6 +192,14 @@ class NuScenesFrames:
         lidar_to_ego, _ = self._pose(lidar)
         return ego_to_world @ lidar_to_ego
 
+    def _lidar(self, record: dict[str, Any]) -> LidarView:
+        lidar_to_ego, ego_to_world = self._pose(record)
+        return LidarView(
+            path=Path(self.nusc.dataroot) / record["filename"],
+            timestamp_ns=int(record["timestamp"]) * 1000,
+            lidar_to_world=ego_to_world @ lidar_to_ego,
+        )
+
     def _camera(self, token: str, world_to_model: Transform) -> CameraView:
         record = self.nusc.get("sample_data", token)
         cam_to_ego, ego_to_world = self._pose(record)
@@ -243,4 +261,5 @@ class NuScenesFrames:
             labels=labels,
             instances=instances,
             num_points=points,
+            lidar=self._lidar(lidar),
         )

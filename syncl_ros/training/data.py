@@ -10,8 +10,10 @@ import torch
 from torch.utils.data import Dataset
 
 from syncl_ros.data.frames import Frame, NuScenesFrames, read_rgb
+from syncl_ros.model.backbone import STRIDE
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.inputs import camera_geometry, prepare_image, reduce_factor
+from syncl_ros.training.depth_targets import frame_depth_targets
 
 if TYPE_CHECKING:  # feature_cache imports this module (frame_images): no import cycle at run time
     from syncl_ros.training.feature_cache import FeatureCache
@@ -28,6 +30,7 @@ class FrameSample:
     timestamp_ns: int
     model_to_world: torch.Tensor  # (4, 4) float64
     features: torch.Tensor | None = None  # (N, C, h, w) float16 encoder features from the on-disk cache
+    depth: torch.Tensor | None = None  # (N, h, w) lidar depth per feature cell, 0 where no point
 
 
 def frame_images(frame: Frame, cfg: ModelConfig) -> torch.Tensor:
@@ -65,7 +68,8 @@ class ClipDataset(Dataset[list[FrameSample]]):
     Ground truth is kept where it lies inside the detection range and has at
     least `min_points` lidar points (as the nuScenes benchmark filters it).
     With a (built) `cache` of the same frames, samples carry the cached encoder
-    features instead of images, and no image is decoded.
+    features instead of images, and no image is decoded. With `depth_targets`,
+    samples carry the lidar depth of each feature cell (dense depth supervision).
     """
 
     def __init__(
@@ -75,8 +79,10 @@ class ClipDataset(Dataset[list[FrameSample]]):
         length: int,
         min_points: int = 1,
         cache: FeatureCache | None = None,
+        depth_targets: bool = False,
     ) -> None:
         self.frames, self.cfg, self.min_points, self.cache = frames, cfg, min_points, cache
+        self.depth_targets = depth_targets
         self.clips = frames.clips(length)
         if not self.clips:
             raise ValueError(f"no scene has {length} consecutive key frames")
@@ -103,7 +109,12 @@ class ClipDataset(Dataset[list[FrameSample]]):
             timestamp_ns=frame.timestamp_ns,
             model_to_world=torch.from_numpy(frame.model_to_world.matrix()),
             features=self.cache.features(index) if self.cache is not None else None,
+            depth=self._depth(frame, l2i) if self.depth_targets else None,
         )
+
+    def _depth(self, frame: Frame, lidar2img: np.ndarray) -> torch.Tensor:
+        h, w = self.cfg.input.height // STRIDE, self.cfg.input.width // STRIDE
+        return torch.from_numpy(frame_depth_targets(frame, lidar2img, h, w, STRIDE))
 
 
 def collate_clips(batch: list[list[FrameSample]]) -> list[list[FrameSample]]:

@@ -22,6 +22,7 @@ from syncl_ros.experiment import load_experiment  # noqa: E402
 from syncl_ros.inference.offline import RESULTS_META  # noqa: E402
 from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
 from syncl_ros.model.network import TrackerNet  # noqa: E402
+from syncl_ros.rig import CAMERA_CHANNELS  # noqa: E402
 from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop  # noqa: E402
 from syncl_ros.ros.recording import results_from_messages  # noqa: E402
 from syncl_ros.ros.settings import TRACKER_KEYS  # noqa: E402
@@ -113,6 +114,7 @@ def test_node_matches_offline_tracking(scene: dict[str, Path], method: str, tmp_
     for msg in messages:
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         assert msg.header.frame_id == "map" and stamp in by_stamp, stamp
+        assert list(msg.cameras) == list(CAMERA_CHANNELS)  # every camera delivered into every frame
         online[by_stamp[stamp]] = [
             {
                 "id": str(o.track_id),

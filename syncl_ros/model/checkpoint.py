@@ -64,6 +64,24 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[TrackerNet, Exper
     return model.to(device).eval(), experiment, payload["metadata"]
 
 
+# Modules that exist or not by a model switch (model.position_embedding, model.depth_distribution):
+# weights of another run may lack them, or carry the one the switch replaced.
+SWITCHED_MODULES = ("position.", "depth_position.", "depth_dist_head.")
+
+
+def load_across_switches(net: TrackerNet, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Load another run's weights into `net`, whose switched modules may differ from theirs.
+
+    Switched modules the weights lack keep their fresh initialization and those the net lacks are
+    dropped (both returned, so a run can say so); any other difference is still an error.
+    """
+    result = net.load_state_dict(state, strict=False)
+    other = [k for k in [*result.missing_keys, *result.unexpected_keys] if not k.startswith(SWITCHED_MODULES)]
+    if other:
+        raise ValueError(f"weights do not fit the model beyond its switched modules: {', '.join(other)}")
+    return {"fresh": list(result.missing_keys), "dropped": list(result.unexpected_keys)}
+
+
 def release_checkpoint(
     src: str | Path,
     dst: str | Path,

@@ -36,6 +36,13 @@ class ModelConfig:
     dropout: float = field(default=0.0, metadata={"min": 0.0, "max": 0.9})
     # Convergence aids (train-time heads; queries from dense predictions also run at inference).
     dense_heads: bool = True  # per-camera center heatmap + depth heads on the image features
+    # Per-pixel categorical depth over the `depth_bins` LID bins on the image features (BEVDepth's
+    # depth net, supervised by the lidar with train.aids.depth_weight); needs dense_heads.
+    depth_distribution: bool = False
+    # 3D position embedding of the image tokens: "frustum" lifts every cell to all depth bins
+    # (PETR); "depth" places one point per cell at its predicted depth (3DPPE) -- the expected
+    # depth of the distribution when `depth_distribution` is on, else the depth head's value.
+    position_embedding: Literal["frustum", "depth"] = "frustum"
     dense_queries: int = field(
         default=0, metadata={"min": 0}
     )  # extra detection queries from the heatmap top-k
@@ -61,3 +68,5 @@ class ModelConfig:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if not 0 < self.depth_range[0] < self.depth_range[1]:
             raise ValueError(f"depth_range must be increasing and positive, got {self.depth_range}")
+        if (self.depth_distribution or self.position_embedding == "depth") and not self.dense_heads:
+            raise ValueError("depth_distribution and position_embedding 'depth' need dense_heads")

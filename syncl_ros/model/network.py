@@ -23,7 +23,8 @@ from syncl_ros.model.backbone import STRIDE, build_backbone
 from syncl_ros.model.box_coder import CODE_DIM, BoxCoder
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.decoder import MASKED, DecoderLayer, key_bias_from_mask, mlp
-from syncl_ros.model.position import PositionEmbedding3D, sine_embed
+from syncl_ros.model.depth_position import DepthPositionEmbedding, expected_depth
+from syncl_ros.model.position import PositionEmbedding3D, lid_depths, sine_embed
 
 
 @dataclass
@@ -39,6 +40,7 @@ class DecoderOutput:
 class DenseOutput:
     heatmap: torch.Tensor  # (B, N, classes, h, w) logits of object centers per camera
     depth: torch.Tensor  # (B, N, 1, h, w) depth of the center in metres (softplus)
+    depth_logits: torch.Tensor | None = None  # (B, N, D, h, w) per-cell depth bins (model.depth_distribution)
 
 
 class TrackerNet(nn.Module):
@@ -48,7 +50,11 @@ class TrackerNet(nn.Module):
         dim = cfg.embed_dim
         self.coder = BoxCoder(cfg.pc_range)
         self.backbone = build_backbone(cfg.backbone, dim)
-        self.position = PositionEmbedding3D(dim, cfg.depth_bins, cfg.depth_range, cfg.pc_range, STRIDE)
+        # Only the selected embedding exists, so a checkpoint's keys say which one it was trained with.
+        if cfg.position_embedding == "depth":
+            self.depth_position = DepthPositionEmbedding(dim, cfg.pc_range, STRIDE)
+        else:
+            self.position = PositionEmbedding3D(dim, cfg.depth_bins, cfg.depth_range, cfg.pc_range, STRIDE)
         self.anchors = nn.Embedding(cfg.num_queries, 3)
         nn.init.uniform_(self.anchors.weight, 0.0, 1.0)
         self.det_content = nn.Embedding(cfg.num_queries, dim)
@@ -78,6 +84,11 @@ class TrackerNet(nn.Module):
                 nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, 1, 1)
             )
             self.dense_content = nn.Linear(dim, dim)
+        if cfg.depth_distribution:
+            self.depth_dist_head = nn.Sequential(
+                nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, cfg.depth_bins, 1)
+            )
+            self.register_buffer("bin_depths", lid_depths(cfg.depth_bins, *cfg.depth_range), persistent=False)
 
     # -- encoder ---------------------------------------------------------------
 
@@ -94,7 +105,18 @@ class TrackerNet(nn.Module):
         flat = feats.flatten(0, 1)
         heat = self.heatmap_head(flat)
         depth = nn.functional.softplus(self.depth_head(flat)) + self.cfg.depth_range[0]
-        return DenseOutput(heat.reshape(b, n, *heat.shape[1:]), depth.reshape(b, n, *depth.shape[1:]))
+        logits = None
+        if self.cfg.depth_distribution:
+            bins = self.depth_dist_head(flat)
+            logits = bins.reshape(b, n, *bins.shape[1:])
+        return DenseOutput(heat.reshape(b, n, *heat.shape[1:]), depth.reshape(b, n, *depth.shape[1:]), logits)
+
+    def pixel_depth(self, dense: DenseOutput) -> torch.Tensor:
+        """(B, N, 1, h, w) depth per image cell: the distribution's mean when there is one, else the
+        depth head's value (trained at object centers only)."""
+        if dense.depth_logits is None:
+            return dense.depth
+        return expected_depth(dense.depth_logits, cast(torch.Tensor, self.bin_depths))
 
     # -- queries -----------------------------------------------------------------
 
@@ -207,10 +229,19 @@ class TrackerNet(nn.Module):
 
     # -- decoder -------------------------------------------------------------------
 
-    def memory(self, feats: torch.Tensor, img2lidar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image tokens of all cameras and their 3D position embedding, (B, N*h*w, C) each."""
+    def memory(
+        self, feats: torch.Tensor, img2lidar: torch.Tensor, dense: DenseOutput | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image tokens of all cameras and their 3D position embedding, (B, N*h*w, C) each.
+
+        dense: the dense heads' output on `feats` (the depth-aware embedding reads its depth;
+        computed here when not given)."""
         b, n, c, h, w = feats.shape
-        pos = self.position(img2lidar, h, w).reshape(b, n * h * w, c)
+        if self.cfg.position_embedding == "depth":
+            depth = self.pixel_depth(self.dense(feats) if dense is None else dense)
+            pos = self.depth_position(img2lidar, depth).reshape(b, n * h * w, c)
+        else:
+            pos = self.position(img2lidar, h, w).reshape(b, n * h * w, c)
         return feats.permute(0, 1, 3, 4, 2).reshape(b, n * h * w, c), pos
 
     def decode(
@@ -235,6 +266,8 @@ class TrackerNet(nn.Module):
         tokens are hidden from the cross-attention and its heatmap seeds none (None: all cameras).
         """
         b = feats.shape[0]
+        if dense is None and (self.cfg.dense_queries or self.cfg.position_embedding == "depth"):
+            dense = self.dense(feats)  # once, for the seeds and the depth-aware embedding
         det_c, det_r = self._detection_queries(b)
         parts_c, parts_r = [det_c], [det_r]
         seeds = None
@@ -258,7 +291,7 @@ class TrackerNet(nn.Module):
         hidden = None if claimed is None else self._hidden_rows(claimed, det_c.shape[1], x.shape[1])
         if extra is not None:
             bias = bias + extra[2]
-        memory, memory_pos = self.memory(feats, img2lidar)
+        memory, memory_pos = self.memory(feats, img2lidar, dense)
         memory_bias = None
         if camera_mask is not None:
             b, n, _, h, w = feats.shape

@@ -21,8 +21,9 @@ Per frame and decoder layer:
 - instance-aware contrastive loss between the C-decoder's matched detection
   embeddings (through train-only projection layers) and the slot embeddings of
   the same objects (`syncl.contrastive`);
-- convergence aids: dense heatmap/depth losses, Co-DETR-style one-to-many
-  dense box supervision, query denoising.
+- convergence aids: dense heatmap/depth losses, the lidar-supervised
+  per-pixel depth distribution, Co-DETR-style one-to-many dense box
+  supervision, query denoising.
 Added for training only, as MUTR3D does: false-positive tracks
 (``train.fp_ratio``) and random track drops (``train.track_drop``), so that
 track queries learn both to keep and to let go. A slot whose decoded center
@@ -49,6 +50,7 @@ from syncl_ros.training.coaux import AuxBoxHead, aux_loss, aux_targets
 from syncl_ros.training.data import FrameSample
 from syncl_ros.training.denoising import DenoisingQueries, make_denoising
 from syncl_ros.training.dense import dense_loss, dense_targets
+from syncl_ros.training.depth_loss import depth_distribution_loss, depth_errors
 from syncl_ros.training.losses import (
     ContrastiveProjector,
     box_l1_loss,
@@ -59,6 +61,8 @@ from syncl_ros.training.matching import DecoderTargets, HybridTargets, assign_bi
 
 # Counts reported next to the losses (logged, never summed into the loss).
 COUNTS = ("tracks", "births", "lost")
+# Measurements logged next to the losses when their aid is on (never summed into the loss).
+METRICS = ("depth_err_m",)  # mean absolute error of the per-cell expected depth at the lidar's cells
 
 
 def _each(out: DecoderOutput, fn: Callable[[torch.Tensor], torch.Tensor]) -> DecoderOutput:
@@ -83,6 +87,8 @@ class TrainModule(nn.Module):
         super().__init__()
         self.experiment = experiment
         cfg = experiment.model
+        if experiment.train.aids.depth_weight > 0 and not cfg.depth_distribution:
+            raise ValueError("train.aids.depth_weight supervises model.depth_distribution: turn it on")
         self.net = TrackerNet(cfg)
         self.train_only = nn.ModuleDict(
             {
@@ -141,7 +147,7 @@ class ClipRun:
             for name, value in parts.items():
                 share = value / len(clip)
                 totals[name] = totals[name] + share if name in totals else share
-        losses = [v for k, v in totals.items() if k not in COUNTS]
+        losses = [v for k, v in totals.items() if k not in COUNTS and k not in METRICS]
         totals["loss"] = torch.stack(losses).sum()
         return totals
 
@@ -198,6 +204,8 @@ class ClipRun:
             h, w = feats.shape[-2:]
             t = dense_targets(s.boxes, s.labels, s.lidar2img, h, w, cfg.num_classes)
             parts["dense"] = aids.dense_weight * dense_loss(dense, [t])
+        if dense is not None and aids.depth_weight > 0 and not self.exp.train.freeze_encoder:
+            parts.update(self._depth_loss(dense, s))
         if aids.coaux and not self.exp.train.freeze_encoder:
             parts["coaux"] = aids.coaux_weight * self._coaux_loss(feats, s)
         if dn is not None:
@@ -210,6 +218,18 @@ class ClipRun:
             lost=torch.tensor(float(lost)),
         )
         return parts, memory
+
+    def _depth_loss(self, dense: DenseOutput, s: FrameSample) -> dict[str, torch.Tensor]:
+        """Cross-entropy of the per-cell depth bins against the lidar, and the mean depth error."""
+        if s.depth is None or dense.depth_logits is None:
+            raise ValueError("train.aids.depth_weight needs samples with lidar depth targets")
+        cfg, target = self.exp.model, s.depth[None].to(self.device)
+        bins = cast(torch.Tensor, self.net.bin_depths)
+        loss = depth_distribution_loss(dense.depth_logits, target, bins, cfg.depth_range[1])
+        with torch.no_grad():
+            err = depth_errors(self.net.pixel_depth(dense).float(), target)
+        mean_err = err.mean() if err.numel() else torch.zeros((), device=self.device)
+        return {"depth": self.exp.train.aids.depth_weight * loss, "depth_err_m": mean_err.cpu()}
 
     def _denoising(self, s: FrameSample) -> DenoisingQueries | None:
         cfg, aids = self.exp.model, self.exp.train.aids

@@ -27,6 +27,9 @@ class SynCLConfig:
 @dataclass(frozen=True)
 class AidsConfig:
     dense_weight: float = field(default=1.0, metadata=_NONNEG)  # heatmap + depth losses (model.dense_heads)
+    # Lidar-supervised per-pixel depth distribution (model.depth_distribution), detection stage only
+    # (the tracking stage freezes the encoder): 0 is off and loads no lidar.
+    depth_weight: float = field(default=0.0, metadata=_NONNEG)
     coaux: bool = False  # Co-DETR-style one-to-many dense 3D box head on the image features (train only)
     coaux_weight: float = field(default=1.0, metadata=_NONNEG)
     denoising: bool = False  # query denoising: noised ground truth as extra training queries

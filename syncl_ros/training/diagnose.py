@@ -19,7 +19,7 @@ import torch
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.experiment import Experiment, with_overrides
 from syncl_ros.model.checkpoint import read_checkpoint
-from syncl_ros.training.clip_loss import COUNTS, TrainModule
+from syncl_ros.training.clip_loss import COUNTS, METRICS, TrainModule
 from syncl_ros.training.data import ClipDataset
 
 
@@ -49,7 +49,7 @@ def term_gradients(module: TrainModule, losses: dict[str, torch.Tensor]) -> dict
     total = flat(losses["loss"])
     out = {}
     for name, value in losses.items():
-        if name in COUNTS or name == "loss" or not value.requires_grad:
+        if name in COUNTS or name in METRICS or name == "loss" or not value.requires_grad:
             continue
         g = flat(value)
         cosine = float(torch.nn.functional.cosine_similarity(g, total, dim=0))

@@ -30,7 +30,7 @@ from syncl_ros.atomic import remove_stale_partials
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.experiment import Experiment
 from syncl_ros.inference.backend import default_cache_dir
-from syncl_ros.model.checkpoint import read_checkpoint, save_checkpoint
+from syncl_ros.model.checkpoint import load_across_switches, read_checkpoint, save_checkpoint
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.training.clip_loss import TrainModule
 from syncl_ros.training.data import ClipDataset, Indexed, collate_indexed
@@ -86,7 +86,7 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 def frozen_encoder(net: TrackerNet) -> list[torch.nn.Module]:
     """The modules `train.freeze_encoder` freezes: the backbone and the dense heads it feeds."""
-    names = ("backbone", "heatmap_head", "depth_head")
+    names = ("backbone", "heatmap_head", "depth_head", "depth_dist_head")
     return [getattr(net, n) for n in names if hasattr(net, n)]
 
 
@@ -178,7 +178,13 @@ class Trainer:
         The earlier training is recorded in the metadata, so that costs add up.
         """
         payload = read_checkpoint(path)
-        self.module.net.load_state_dict(payload["model"])
+        # A detector trained without a switched module (depth distribution, depth-aware embedding)
+        # can start a run with it: those layers begin fresh.
+        changed = load_across_switches(self.module.net, payload["model"])
+        for kind, keys in changed.items():
+            if keys and self.rank == 0:
+                modules = sorted({k.split(".")[0] for k in keys})
+                print(f"syncl train: --init: {kind} {', '.join(modules)}", flush=True)
         if "train_only" in payload:
             self.module.train_only.load_state_dict(payload["train_only"])
         meta = payload["metadata"]
@@ -221,7 +227,9 @@ class Trainer:
 
     def _clips(self) -> ClipDataset:
         frames = self.cache.frames if self.cache is not None else self._frames()
-        return ClipDataset(frames, self.exp.model, self.exp.train.clip_length, cache=self.cache)
+        t = self.exp.train
+        depth = t.aids.depth_weight > 0 and not t.freeze_encoder  # lidar only where it is supervised
+        return ClipDataset(frames, self.exp.model, t.clip_length, cache=self.cache, depth_targets=depth)
 
     def _loader(self, data: ClipDataset, epoch: int, done_steps: int) -> DataLoader[Any]:
         """Batches of (clip indices, clips) of `epoch`, after the `done_steps` already trained."""

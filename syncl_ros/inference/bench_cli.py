@@ -24,6 +24,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     from syncl_ros.ros import bench_node  # no rclpy import until it runs
 
     bench_node.configure_parser(sub.add_parser("node", help="the ROS node under a sustained 12 Hz replay"))
+    from syncl_ros.ros import soak
+
+    soak.configure_parser(
+        sub.add_parser("soak", help="the ROS node over a long looped replay with faults injected at random")
+    )
 
 
 def configure_backends_parser(p: argparse.ArgumentParser) -> None:
@@ -74,6 +79,10 @@ def main(args: argparse.Namespace) -> int:
         from syncl_ros.ros import bench_node
 
         return bench_node.main(args)
+    if args.target == "soak":
+        from syncl_ros.ros import soak
+
+        return soak.main(args)
     print(f"syncl bench: unknown target {args.target!r}", file=sys.stderr)
     return 2
 

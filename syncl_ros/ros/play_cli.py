@@ -39,6 +39,20 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="before playing, wait up to S seconds until every topic has a subscriber",
     )
     p.add_argument(
+        "--faults",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="inject seeded random faults (corrupt, truncated or wrong-size images, silent cameras, "
+        "NaN in /tf, time jumps, bursts at twice the rate); for soak tests",
+    )
+    p.add_argument(
+        "--fault-every", type=float, default=5.0, metavar="S", help="mean seconds between faults (default 5)"
+    )
+    p.add_argument(
+        "--fault-log", type=Path, default=None, help="append one JSON line per injected fault here"
+    )
+    p.add_argument(
         "--ros-args",
         dest="ros_args",
         nargs=argparse.REMAINDER,
@@ -63,9 +77,11 @@ def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from syncl_ros.ros.faults import FaultSettings
     from syncl_ros.ros.player import PlayOptions, play
 
     try:
+        faults = None if args.faults is None else FaultSettings(args.faults, every_s=args.fault_every)
         options = PlayOptions(
             bag=args.bag,
             rate=args.rate,
@@ -76,6 +92,8 @@ def main(args: argparse.Namespace) -> int:
             publish_clock=not args.no_clock,
             wait_for_subscribers_s=args.wait_for_subscribers,
             ros_args=list(args.ros_args or []),
+            faults=faults,
+            fault_log=args.fault_log,
         )
     except ValueError as err:
         print(f"syncl play: error: {err}", file=sys.stderr)

@@ -24,6 +24,8 @@ QoS. A reliable publisher serves both reliable and best-effort subscribers
 from __future__ import annotations
 
 import importlib
+import io
+import os
 import sys
 import threading
 import time
@@ -38,6 +40,8 @@ from rclpy.duration import Duration
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
+
+from syncl_ros.ros.faults import FaultInjector, FaultSettings
 
 NS_PER_S = 1_000_000_000
 STATIC_TOPICS = ("/tf_static",)
@@ -60,6 +64,8 @@ class PlayOptions:
     wait_for_subscribers_s: float = 0.0
     ros_args: list[str] = field(default_factory=list)
     node_name: str = "syncl_player"
+    faults: FaultSettings | None = None  # inject seeded random faults (soak tests)
+    fault_log: Path | None = None  # one JSON line per injected fault
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
@@ -81,6 +87,7 @@ class PlayStats:
     lag_sum_s: float = 0.0
     lag_max_s: float = 0.0
     stopped: bool = False  # ended by a stop request (Ctrl-C)
+    faults: str = ""  # what the fault injector did, when it ran
 
     def count(self, topic: str, lag_s: float) -> None:
         self.published[topic] = self.published.get(topic, 0) + 1
@@ -100,6 +107,8 @@ class PlayStats:
         )
         if self.skipped:
             line += "; skipped: " + ", ".join(f"{t} ({why})" for t, why in sorted(self.skipped.items()))
+        if self.faults:
+            line += f"; faults injected: {self.faults}"
         return line + (" [stopped]" if self.stopped else "")
 
 
@@ -149,13 +158,21 @@ class BagPlayer:
     """Plays one bag on an rclpy node; :meth:`run` blocks until the end or ``stop`` is set."""
 
     def __init__(
-        self, options: PlayOptions, node: Any, stop: threading.Event, log: Callable[[str], None]
+        self,
+        options: PlayOptions,
+        node: Any,
+        stop: threading.Event,
+        log: Callable[[str], None],
+        fault_log: TextIO | None = None,
     ) -> None:
         self.options = options
         self.node = node
         self.stop = stop
         self.log = log
+        self.fault_log = fault_log
         self.stats = PlayStats()
+        self.faults: FaultInjector | None = None
+        self._rate = options.rate  # options.rate, doubled during an injected burst
         self._topics: dict[str, _Topic] = {}
         self._clock_pub: Any = None
         self._next_tick = 0.0
@@ -243,6 +260,19 @@ class BagPlayer:
                 return
             self.stop.wait(0.05)
 
+    def _make_injector(self) -> None:
+        """Faults go into compressed images (each topic's first name part is its camera) and /tf."""
+        settings = self.options.faults
+        if settings is None:
+            return
+        images = {
+            t.name: t.name.strip("/").split("/")[0]
+            for t in self._topics.values()
+            if t.msgtype.endswith("/CompressedImage")
+        }
+        log = self.fault_log if self.fault_log is not None else io.StringIO()
+        self.faults = FaultInjector(settings, images, log, loop=self.options.loop)
+
     # ---------------------------------------------------------------- playing
 
     def run(self, reader: Any) -> PlayStats:
@@ -253,6 +283,7 @@ class BagPlayer:
         for topic, _, _ in latched:
             counts[topic] = counts.get(topic, 0) + 1
         self._create_publishers(counts)
+        self._make_injector()
         if self.options.wait_for_subscribers_s > 0:
             self._wait_for_subscribers()
         start = reader.start_time + round(self.options.start_offset_s * NS_PER_S)
@@ -263,15 +294,22 @@ class BagPlayer:
             )
         stream = [c for t in self._topics.values() for c in t.connections]
         began = time.monotonic()
+        if self.faults is not None:
+            self.faults.start()
         while not self.stop.is_set():
-            self._play_pass(reader, stream, latched, start)
+            jumped = self._play_pass(reader, stream, latched, start)
             if not self.options.loop or not stream:
                 break
+            if self.faults is not None and not jumped and not self.stop.is_set():
+                self.faults.looped()
         self.stats.wall_s = time.monotonic() - began
         self.stats.stopped = self.stop.is_set()
+        if self.faults is not None:
+            self.stats.faults = self.faults.summary()
         return self.stats
 
-    def _play_pass(self, reader: Any, stream: list[Any], latched: list[_Latched], start: int) -> None:
+    def _play_pass(self, reader: Any, stream: list[Any], latched: list[_Latched], start: int) -> bool:
+        """One pass from ``start``; True when an injected time jump cut it short."""
         self._wall0, self._bag0 = time.monotonic(), start
         self._next_tick = self._wall0
         self.stats.passes += 1
@@ -279,23 +317,40 @@ class BagPlayer:
         for name, stamp, raw in latched:
             if stamp <= start:  # later ones are played at their time
                 self._publish(self._topics[name], raw, lag_s=0.0)
-        last = start
+        last, jumped = start, False
         for conn, stamp, raw in reader.messages(connections=stream, start=start) if stream else ():
             topic = self._topics[conn.topic]
             if topic.latched and stamp <= start:
                 continue
+            if self.faults is not None:
+                self._follow_rate(self.faults.rate_factor())
+                if self.faults.jump_due((stamp - start) / NS_PER_S):
+                    jumped = True
+                    break
             if not self._sleep_until(self._wall_of(stamp)):
                 break
             lag = max(0.0, time.monotonic() - self._wall_of(stamp))
-            self._publish(topic, bytes(raw), lag)
+            data = bytes(raw)
+            if self.faults is not None:
+                data = self.faults.apply(topic.name, topic.msg_class, data)
+            if data is not None:  # None: held back (a silent camera)
+                self._publish(topic, data, lag)
             last = stamp
         self.stats.bag_s += (last - start) / NS_PER_S
+        return jumped
+
+    def _follow_rate(self, factor: float) -> None:
+        """Scale the rate by ``factor`` (a burst) from now on, bag time continuing where it is."""
+        rate = self.options.rate * factor
+        if rate != self._rate:
+            bag_now = self._bag_now()
+            self._wall0, self._bag0, self._rate = time.monotonic(), bag_now, rate
 
     def _wall_of(self, stamp: int) -> float:
-        return self._wall0 + (stamp - self._bag0) / NS_PER_S / self.options.rate
+        return self._wall0 + (stamp - self._bag0) / NS_PER_S / self._rate
 
     def _bag_now(self) -> int:
-        return self._bag0 + round((time.monotonic() - self._wall0) * self.options.rate * NS_PER_S)
+        return self._bag0 + round((time.monotonic() - self._wall0) * self._rate * NS_PER_S)
 
     def _sleep_until(self, wall: float) -> bool:
         """Sleep until ``wall`` (monotonic s), publishing /clock ticks meanwhile; False when stopped."""
@@ -323,7 +378,12 @@ class BagPlayer:
         # After a stall, resume the cadence from now instead of bursting missed ticks.
         self._next_tick = max(self._next_tick + period, now + period / 2)
 
-    def _publish(self, topic: _Topic, raw: bytes, lag_s: float) -> None:
+    def _publish(self, topic: _Topic, raw: Any, lag_s: float) -> None:
+        """Publish recorded CDR bytes (or a message object the fault injector built)."""
+        if not isinstance(raw, bytes):
+            topic.publisher.publish(raw)
+            self.stats.count(topic.name, lag_s)
+            return
         if not topic.deserialize:
             try:
                 topic.publisher.publish(raw)
@@ -395,13 +455,18 @@ def play(options: PlayOptions, stop: threading.Event | None = None, out: TextIO 
     _init_rclpy(options.ros_args, context)
     try:
         node = rclpy.create_node(options.node_name, context=context)
-        player = BagPlayer(options, node, stop, log)
+        fault_log = None
+        if options.faults is not None:
+            fault_log = open(options.fault_log or os.devnull, "a", encoding="utf-8")  # noqa: SIM115
+        player = BagPlayer(options, node, stop, log, fault_log)
         try:
             stats = player.run(reader)
             if not stats.stopped:  # after Ctrl-C, leave at once
                 player.flush()
         finally:
             node.destroy_node()
+            if fault_log is not None:
+                fault_log.close()
     finally:
         reader.close()
         if context.ok():

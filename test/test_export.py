@@ -66,6 +66,16 @@ def reanchored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+def depth_pe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The depth switches on: a per-cell depth distribution whose mean places each image token."""
+    root = tmp_path_factory.mktemp("depth_pe")
+    model = replace(TINY_MODEL, depth_distribution=True, position_embedding="depth")
+    ckpt = write_checkpoint(root / "depth_pe.pt", tiny_experiment(model=model))
+    export_model(ckpt, root / "out")
+    return ckpt, root / "out"
+
+
+@pytest.fixture(scope="module")
 def tiny_default(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """config/tiny.yaml (the shipped model's shapes) with random weights, exported."""
     root = tmp_path_factory.mktemp("tiny")
@@ -119,7 +129,7 @@ def test_export_is_deterministic(small: tuple[Path, Path], tmp_path: Path) -> No
 
 
 def test_graphs_stay_within_tensorrt_parser_support(
-    tiny_default: Path, reanchored: tuple[Path, Path]
+    tiny_default: Path, reanchored: tuple[Path, Path], depth_pe: tuple[Path, Path]
 ) -> None:
     reanchored_out = reanchored[1]
     supported = read_operator_list(TENSORRT_OPS_FILE)
@@ -136,6 +146,10 @@ def test_graphs_stay_within_tensorrt_parser_support(
         assert tensorrt_problems(model, supported) == []
     reanchored = onnx.load(str(reanchored_out / "decoder.onnx"))
     assert operator_types(reanchored) <= supported and tensorrt_problems(reanchored, supported) == []
+    depth_decoder = onnx.load(str(depth_pe[1] / "decoder.onnx"))
+    assert "Softmax" in operator_types(depth_decoder)  # the depth distribution is in the graph
+    assert operator_types(depth_decoder) <= supported, operator_types(depth_decoder) - supported
+    assert dynamic_tensors(depth_decoder) == [] and tensorrt_problems(depth_decoder, supported) == []
     decoder = onnx.load(str(tiny_default / "decoder.onnx"))
     assert topk_constant_k(decoder) == [cfg.dense_queries]
     topk = next(n for n in decoder.graph.node if n.op_type == "TopK")
@@ -161,7 +175,7 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("graphs", ["small", "reanchored"])
+@pytest.mark.parametrize("graphs", ["small", "reanchored", "depth_pe"])
 def test_onnx_graphs_match_torch(graphs: str, request: pytest.FixtureRequest) -> None:
     ckpt, out = request.getfixturevalue(graphs)
     from syncl_ros.model.checkpoint import load_model

@@ -104,7 +104,12 @@ class FaultInjector:
         self.settings = settings
         self.image_topics = dict(image_topics)
         self.cameras = sorted(set(self.image_topics.values()))
-        self.kinds = KINDS if loop else tuple(k for k in KINDS if k != "time_jump")
+        # A jump restarts the pass: only a looping player can; image faults need images.
+        self.kinds = tuple(
+            k
+            for k in KINDS
+            if (loop or k != "time_jump") and (self.cameras or (k not in MUTATIONS and k != "silent"))
+        )
         self.rng = random.Random(settings.seed)
         self.log = log
         self.clock = clock

@@ -27,6 +27,7 @@ MS = 1_000_000
 # i.e. 2.5 s at burst rate: a frame later than this after its fault is of another pass.
 MATCH_WINDOW_S = 2.5
 MAX_SPREAD_NS = 100 * MS  # the node's max_spread_ms default
+PERIOD_NS = 83_333_333  # the rig's 12 Hz
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,19 @@ def _outcome(
         if camera not in frames[i].cameras and (i, camera) not in claimed:
             claimed.add((i, camera))
             return "left_out"
-    return "used" if own else "not_processed"
+    return (
+        "used"
+        if own and _cycles_published(frames[own[0]].stamp_ns, stamp, [frames[i] for i in near])
+        else "not_processed"
+    )
+
+
+def _cycles_published(own_ns: int, stamp_ns: int, near: Sequence[PublishedFrame]) -> bool:
+    """Whether every rig cycle whose frame could have taken the image (anchor within max_spread of
+    it) was published: else the image may sit in one that was not processed."""
+    cycles = [own_ns + k * PERIOD_NS for k in (-2, -1, 0, 1, 2)]
+    within = [c for c in cycles if abs(c - stamp_ns) <= MAX_SPREAD_NS]
+    return all(any(abs(f.stamp_ns - c) <= 10 * MS for f in near) for c in within)
 
 
 def fault_rows(

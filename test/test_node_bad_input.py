@@ -140,7 +140,7 @@ def test_good_frames_are_processed(node: Any) -> None:
 def test_a_corrupt_jpeg_leaves_its_camera_out_of_the_frame(node: Any) -> None:
     send_frame(node, 10**18, jpeg={"CAM_BACK": b"\xff\xd8garbage"})
     assert node.counts["frames.without.decode_error.CAM_BACK"] == 1 and processed(node) == 1
-    assert node.counts["frames.degraded"] == 1
+    assert node.counts["frames.degraded"] == 1 and node.counts["images.decode_error.CAM_BACK"] == 1
     send_frame(node, 10**18 + PERIOD_NS)
     assert processed(node) == 2 and node.counts["frames.degraded"] == 1
 

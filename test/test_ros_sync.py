@@ -350,3 +350,15 @@ def test_without_degraded_operation_a_silent_anchor_hands_nothing_over() -> None
     sync = RigSynchronizer()
     frames, _ = feed(sync, msgs)
     assert sync.stats()["frames_handed_over"] == 0 and all(f.anchor == "CAM_FRONT" for f in frames)
+
+
+def test_frames_waiting_when_time_jumps_back_are_counted_as_dropped() -> None:
+    sync = RigSynchronizer()
+    feed(sync, sweep_messages(10, skip=("CAM_BACK",)))  # frames wait for CAM_BACK (up to 3 pending)
+    pending = sync.stats()["pending"]
+    dropped = sync.stats()["frames_dropped"]
+    assert pending > 0
+    _, resets = feed(sync, sweep_messages(1))  # the bag loops
+    stats = sync.stats()
+    assert resets == 1 and stats["frames_lost_at_reset"] == pending
+    assert stats["frames_dropped"] == dropped + pending

@@ -258,14 +258,16 @@ class TrackerNode(LifecycleNode):
             info = self.intrinsics.get(channel)
         # Without the camera's CameraInfo the image's size cannot be checked before decoding:
         # the worker prepares it with its frame, once the calibration has had time to arrive.
-        image = msg if info is None else self._prepare(msg, info)
+        image = msg if info is None else self._prepare(channel, msg, info)
         self._handle(self.sync.add(channel, stamp_to_ns(msg.header.stamp), (image, now), now))
 
-    def _prepare(self, msg: Any, info: CameraIntrinsics | None) -> CameraImage:
+    def _prepare(self, channel: str, msg: Any, info: CameraIntrinsics | None) -> CameraImage:
         start = self._now_ns()
         size = None if info is None else (info.width, info.height)
         image = prepare_camera_image(msg, self.settings.image_transport, self.experiment.model.input, size)
         self.latency["prepare_image"].add((self._now_ns() - start) / MS)
+        if image.problem is not None:  # counted per image, whether or not its frame is processed
+            self.counts[f"images.{image.problem[0]}.{channel}"] += 1
         return image
 
     def _poll(self) -> None:
@@ -381,7 +383,7 @@ class TrackerNode(LifecycleNode):
         frame, reset = job
         intrinsics = self._calibration()
         images = {
-            ch: self._frame_image(payload[0], intrinsics.get(ch)) if payload is not None else None
+            ch: self._frame_image(ch, payload[0], intrinsics.get(ch)) if payload is not None else None
             for ch, payload in frame.payloads.items()
         }
         received_ns = frame.payloads[frame.anchor][1]
@@ -502,8 +504,8 @@ class TrackerNode(LifecycleNode):
         else:
             self.latency.pop("stamp_to_publish", None)  # samples of another clock would mislead
 
-    def _frame_image(self, image: Any, info: CameraIntrinsics | None) -> CameraImage:
-        return image if isinstance(image, CameraImage) else self._prepare(image, info)
+    def _frame_image(self, channel: str, image: Any, info: CameraIntrinsics | None) -> CameraImage:
+        return image if isinstance(image, CameraImage) else self._prepare(channel, image, info)
 
     def _degraded(self, missing: dict[str, FrameError], anchor: str) -> None:
         """A frame processed without some cameras: blame each (diagnostics name it) and count it."""

@@ -189,6 +189,7 @@ class RigSynchronizer:
         self.frames_without_anchor = 0
         self.frames_degraded = 0  # emitted without some camera (the anchor's handed-over ones included)
         self.frames_handed_over = 0
+        self.frames_lost_at_reset = 0  # pending when time jumped back (included in frames_dropped)
         self._handed_over: list[RigFrame] = []  # built while counting an anchor outage, not yet returned
         self.resets = 0
         self.last_spread_ns: int | None = None
@@ -467,6 +468,9 @@ class RigSynchronizer:
     def _reset(self, new_timeline: bool) -> None:
         for buf in self._buffers.values():
             buf.clear()
+        # Frames still waiting for images are lost with the old timeline: count them as dropped.
+        self.frames_lost_at_reset += len(self._pending)
+        self.frames_dropped += len(self._pending)
         self._pending.clear()
         self._last_used.clear()
         self._last_frame_ns = None
@@ -488,6 +492,7 @@ class RigSynchronizer:
             "frames_without_anchor": self.frames_without_anchor,
             "frames_degraded": self.frames_degraded,
             "frames_handed_over": self.frames_handed_over,
+            "frames_lost_at_reset": self.frames_lost_at_reset,
             "resets": self.resets,
             "pending": len(self._pending),
             "last_spread_ms": None if self.last_spread_ns is None else self.last_spread_ns / MS,

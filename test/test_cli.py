@@ -9,6 +9,8 @@ EXPECTED = {
     "synth",
     "convert",
     "play",
+    "record",
+    "render",
     "track",
     "eval",
     "train",

@@ -95,10 +95,11 @@ WARN_PERIOD_S = 5.0  # each kind of warning is logged at most this often
 # A frame stamp further than this from the node's clock is not on that clock (a bag replayed
 # without /clock, a camera clock off by hours): its stamp-to-publish latency would mean nothing.
 STAMP_CLOCK_TOLERANCE_NS = 10 * S
+# With degraded operation the frame goes on without the camera (below min_frame_cameras it drops).
 SYNC_DROPS = {
-    DropReason.MISSING: "rig frame dropped: no image from this camera",
-    DropReason.STALE: "rig frame dropped: this camera's newest image is too old",
-    DropReason.SPREAD: "rig frame dropped: no image from this camera close enough to the anchor's",
+    DropReason.MISSING: "missing from a rig frame: no image from this camera",
+    DropReason.STALE: "missing from a rig frame: this camera's newest image is too old",
+    DropReason.SPREAD: "missing from a rig frame: no image from this camera close enough to the anchor's",
     DropReason.OUT_OF_ORDER: "image discarded: older than images already used, or of a previous timeline",
 }
 

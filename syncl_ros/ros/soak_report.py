@@ -44,6 +44,8 @@ def _rss(run: dict[str, Any], warmup_s: float) -> dict[str, Any]:
         "end_growth": end / warm - 1.0,
         "max_growth": peak / warm - 1.0,
         "within_limit": peak <= warm * (1 + RSS_LIMIT) and end >= warm * (1 - RSS_LIMIT),
+        # (s since the first frame, MiB) every sample: to tie a peak to the faults of faults.jsonl
+        "samples": [(round(t - run["began"], 1), round(rss, 1)) for t, rss in samples],
     }
 
 

@@ -57,9 +57,15 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def reanchored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Tracks re-anchored to heatmap seeds, reading their content and claiming them (gate wide
-    enough for every track, so several tracks compete for one seed)."""
+    enough for every track, so several tracks compete for one seed), with asymmetric attention."""
     root = tmp_path_factory.mktemp("reanchored")
-    model = replace(TINY_MODEL, track_reanchor_m=500.0, track_seed_content=True, track_claims_seed=True)
+    model = replace(
+        TINY_MODEL,
+        track_reanchor_m=500.0,
+        track_seed_content=True,
+        track_claims_seed=True,
+        track_attention="asymmetric",
+    )
     ckpt = write_checkpoint(root / "reanchored.pt", tiny_experiment(model=model))
     export_model(ckpt, root / "out")
     return ckpt, root / "out"

@@ -275,3 +275,29 @@ def test_a_masked_camera_cannot_change_the_decoded_frame() -> None:
     assert torch.allclose(a.logits, b.logits, atol=1e-5)
     assert torch.allclose(a.codes, b.codes, atol=1e-5)
     assert not torch.allclose(full[0].logits, full[1].logits, atol=1e-3)  # unmasked, it does change them
+
+
+def test_asymmetric_attention_blocks_exactly_the_track_to_detection_pairs() -> None:
+    bias = TrackerNet.track_rows_blind(num_det=5, num_slots=3, num_rows=10, device=torch.device("cpu"))[0]
+    blocked = {(int(q), int(k)) for q, k in (bias < 0).nonzero()}
+    assert blocked == {(q, k) for q in range(5, 8) for k in range(5)}  # rows 8-9 (extra) stay open
+
+
+@pytest.mark.parametrize("attention", ["full", "asymmetric"])
+def test_asymmetric_track_rows_do_not_read_the_detection_rows(attention: str) -> None:
+    cfg = replace(SMALL, track_attention=attention)
+    net = TrackerNet(cfg).eval()
+    images, i2l = frame_inputs(cfg)
+    feats = net.encode(images)
+    s, c = cfg.num_slots, cfg.embed_dim
+    live = torch.zeros(1, s, dtype=torch.bool)
+    live[0, :3] = True
+    emb, ref = torch.randn(1, s, c), torch.rand(1, s, 3)
+    with torch.no_grad():
+        before = net.decode(feats, i2l, emb, ref, live)
+        net.det_content.weight.add_(torch.randn_like(net.det_content.weight))  # other detection queries
+        after = net.decode(feats, i2l, emb, ref, live)
+    tracks = slice(before.num_det, before.num_det + 3)
+    same = torch.allclose(before.codes[:, :, tracks], after.codes[:, :, tracks], atol=1e-5)
+    assert same == (attention == "asymmetric")
+    assert not torch.allclose(before.codes[:, :, : before.num_det], after.codes[:, :, : after.num_det])

@@ -58,6 +58,11 @@ class ModelConfig:
     # (the nearest live track wins a seed that several reach; the others coast). With a zero
     # memory update the decoder then sees exactly the detector's queries.
     track_claims_seed: bool = False
+    # Self-attention between track and detection rows. "full": every row attends to every row.
+    # "asymmetric" (MixFormer's asymmetric mixed attention): track rows attend to track rows only,
+    # detection rows to everything, so a track's representation is not disturbed by the frame's
+    # new clutter while detections still see (and can defer to) the tracks.
+    track_attention: Literal["full", "asymmetric"] = "full"
     # Interval between the frames the model was trained on (nuScenes key frames: 0.5 s); the
     # node processes frames at this interval by default, as track motion is learned at it.
     frame_interval_s: float = field(default=0.5, metadata={"gt": 0})

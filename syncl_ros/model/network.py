@@ -288,6 +288,8 @@ class TrackerNet(nn.Module):
             valid.append(torch.ones(b, extra[0].shape[1], device=feats.device))
         x, ref = torch.cat(parts_c, 1), torch.cat(parts_r, 1)
         bias = key_bias_from_mask(torch.cat(valid, 1))[:, None, :]
+        if self.cfg.track_attention == "asymmetric":
+            bias = bias + self.track_rows_blind(num_det, track_c.shape[1], x.shape[1], x.device)
         hidden = None if claimed is None else self._hidden_rows(claimed, det_c.shape[1], x.shape[1])
         if extra is not None:
             bias = bias + extra[2]
@@ -310,6 +312,15 @@ class TrackerNet(nn.Module):
             refs.append(new_ref)
             ref = new_ref.detach()
         return DecoderOutput(torch.stack(logits), torch.stack(codes), torch.stack(refs), x, num_det)
+
+    @staticmethod
+    def track_rows_blind(num_det: int, num_slots: int, num_rows: int, device: torch.device) -> torch.Tensor:
+        """(1, M, M) additive bias: MASKED where a track row (query) would attend a detection row
+        (key), 0 elsewhere; a constant of the static shapes (the exported graph folds it)."""
+        rows = torch.arange(num_rows, device=device)
+        is_track = (rows >= num_det) & (rows < num_det + num_slots)
+        blocked = is_track[:, None] & (rows < num_det)[None, :]
+        return torch.where(blocked, MASKED, 0.0)[None]
 
     @staticmethod
     def _hidden_rows(claimed: torch.Tensor, num_anchors: int, num_rows: int) -> torch.Tensor:

@@ -46,7 +46,6 @@ def _make_dataset(root: Path) -> None:
 
 @pytest.fixture(scope="session")
 def dataroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("syncl_ros.data.synth.writer", reason="needs the synthetic dataset writer")
     root = tmp_path_factory.mktemp("synth")
     _make_dataset(root)
     return root
@@ -340,7 +339,8 @@ def _rclpy_class(schema: str) -> Any:
 
 
 def test_messages_deserialize_with_rclpy(by_topic: dict[str, list[Read]]) -> None:
-    serialization = pytest.importorskip("rclpy.serialization")
+    from rclpy import serialization
+
     for topic, reads in by_topic.items():
         for m in (reads[0], reads[-1]):
             msg = serialization.deserialize_message(m.raw, _rclpy_class(m.schema))

@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-rclpy = pytest.importorskip("rclpy", reason="needs rclpy (make setup installs it)")
-from syncl_ros.msg import TrackedObject3D, TrackedObject3DArray  # noqa: E402
-from vision_msgs.msg import Detection3DArray  # noqa: E402
+import rclpy  # make setup installs it: a missing rclpy fails, never skips
+from syncl_ros.msg import TrackedObject3D, TrackedObject3DArray
+from vision_msgs.msg import Detection3DArray
 
 PEER = Path(__file__).parent / "peers" / "publish_tracks.py"
 

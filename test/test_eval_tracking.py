@@ -368,8 +368,6 @@ def test_syncl_command_runs_eval(
 ) -> None:
     from syncl_ros import cli as syncl_cli
 
-    if syncl_cli.COMMANDS["eval"].module is None:
-        pytest.skip("`syncl eval` is not registered in syncl_ros.cli yet")
     results = tmp_path / "r.json"
     results.write_text(json.dumps(gt_results))
     out = tmp_path / "o"

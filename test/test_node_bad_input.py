@@ -9,23 +9,22 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import rclpy  # make setup installs it: a missing rclpy fails, never skips
 import torch
+from geometry_msgs.msg import TransformStamped
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from tf2_msgs.msg import TFMessage
+from training_fixtures import TINY_MODEL
 
-rclpy = pytest.importorskip("rclpy", reason="needs rclpy (make setup installs it)")
-from geometry_msgs.msg import TransformStamped  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
-from tf2_msgs.msg import TFMessage  # noqa: E402
-from training_fixtures import TINY_MODEL  # noqa: E402
-
-from syncl_ros.experiment import Experiment  # noqa: E402
-from syncl_ros.geometry import Transform  # noqa: E402
-from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
-from syncl_ros.model.network import TrackerNet  # noqa: E402
-from syncl_ros.rig import load_rig  # noqa: E402
-from syncl_ros.ros.messages import ns_to_stamp, transform_to_msg  # noqa: E402
-from syncl_ros.ros.node import TrackerNode  # noqa: E402
-from syncl_ros.tracking.config import TrackerConfig  # noqa: E402
+from syncl_ros.experiment import Experiment
+from syncl_ros.geometry import Transform
+from syncl_ros.model.checkpoint import save_checkpoint
+from syncl_ros.model.network import TrackerNet
+from syncl_ros.rig import load_rig
+from syncl_ros.ros.messages import ns_to_stamp, transform_to_msg
+from syncl_ros.ros.node import TrackerNode
+from syncl_ros.tracking.config import TrackerConfig
 
 RIG = load_rig()
 PERIOD_NS = 500_000_000  # one frame per processing period, so that each frame is processed

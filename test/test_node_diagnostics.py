@@ -8,19 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rclpy  # make setup installs it: a missing rclpy fails, never skips
 import torch
+from rclpy.parameter import Parameter
+from test_node_bad_input import RIG, send_frame, static_tf
+from training_fixtures import TINY_MODEL
 
-rclpy = pytest.importorskip("rclpy", reason="needs rclpy (make setup installs it)")
-from rclpy.parameter import Parameter  # noqa: E402
-from test_node_bad_input import RIG, send_frame, static_tf  # noqa: E402
-from training_fixtures import TINY_MODEL  # noqa: E402
-
-from syncl_ros.experiment import Experiment  # noqa: E402
-from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
-from syncl_ros.model.network import TrackerNet  # noqa: E402
-from syncl_ros.ros.health import ERROR, OK, WARN  # noqa: E402
-from syncl_ros.ros.node import TrackerNode  # noqa: E402
-from syncl_ros.tracking.config import TrackerConfig  # noqa: E402
+from syncl_ros.experiment import Experiment
+from syncl_ros.model.checkpoint import save_checkpoint
+from syncl_ros.model.network import TrackerNet
+from syncl_ros.ros.health import ERROR, OK, WARN
+from syncl_ros.ros.node import TrackerNode
+from syncl_ros.tracking.config import TrackerConfig
 
 PERIOD_NS = 100_000_000
 START_NS = 10**18  # 2001: stamps of a bag replayed without /clock

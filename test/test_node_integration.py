@@ -10,22 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rclpy  # make setup installs it: a missing rclpy fails, never skips
 import torch
+from syncl_ros.msg import TrackedObject3DArray
 
-rclpy = pytest.importorskip("rclpy", reason="needs rclpy (make setup installs it)")
-from syncl_ros.msg import TrackedObject3DArray  # noqa: E402
-
-from syncl_ros.cli import main as syncl  # noqa: E402
-from syncl_ros.data.synth.writer import write_dataset  # noqa: E402
-from syncl_ros.eval.tracking import evaluate_tracking  # noqa: E402
-from syncl_ros.experiment import load_experiment  # noqa: E402
-from syncl_ros.inference.offline import RESULTS_META  # noqa: E402
-from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
-from syncl_ros.model.network import TrackerNet  # noqa: E402
-from syncl_ros.rig import CAMERA_CHANNELS  # noqa: E402
-from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop  # noqa: E402
-from syncl_ros.ros.recording import results_from_messages  # noqa: E402
-from syncl_ros.ros.settings import TRACKER_KEYS  # noqa: E402
+from syncl_ros.cli import main as syncl
+from syncl_ros.data.synth.writer import write_dataset
+from syncl_ros.eval.tracking import evaluate_tracking
+from syncl_ros.experiment import load_experiment
+from syncl_ros.inference.offline import RESULTS_META
+from syncl_ros.model.checkpoint import save_checkpoint
+from syncl_ros.model.network import TrackerNet
+from syncl_ros.rig import CAMERA_CHANNELS
+from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
+from syncl_ros.ros.recording import results_from_messages
+from syncl_ros.ros.settings import TRACKER_KEYS
 
 # An untrained model scores below the default thresholds: open them so that every query takes part.
 LOOSE = {"birth_score": 0.0, "update_score": 0.0, "output_score": 0.0, "greedy_score": 0.0}

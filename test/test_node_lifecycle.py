@@ -13,22 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rclpy  # make setup installs it: a missing rclpy fails, never skips
 import torch
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from training_fixtures import TINY_MODEL
 
-rclpy = pytest.importorskip("rclpy", reason="needs rclpy (make setup installs it)")
-from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from training_fixtures import TINY_MODEL  # noqa: E402
-
-from syncl_ros.experiment import Experiment  # noqa: E402
-from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
-from syncl_ros.model.config import ModelConfig  # noqa: E402
-from syncl_ros.model.network import TrackerNet  # noqa: E402
-from syncl_ros.ros.node import TrackerNode  # noqa: E402
-from syncl_ros.ros.processes import ros_env, stop  # noqa: E402
-from syncl_ros.tracking.config import TrackerConfig  # noqa: E402
+from syncl_ros.experiment import Experiment
+from syncl_ros.model.checkpoint import save_checkpoint
+from syncl_ros.model.config import ModelConfig
+from syncl_ros.model.network import TrackerNet
+from syncl_ros.ros.node import TrackerNode
+from syncl_ros.ros.processes import ros_env, stop
+from syncl_ros.tracking.config import TrackerConfig
 
 NAMESPACE = f"/lifecycle_test_{os.getpid()}"  # apart from any other tracker node on this machine
 

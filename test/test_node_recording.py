@@ -14,8 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-
-pytest.importorskip("rclpy", reason="needs rclpy (make setup installs it)")
+import rclpy
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
@@ -74,7 +73,6 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    import rclpy
 
     rclpy.init()
     graph = rclpy.create_node("syncl_test_graph")

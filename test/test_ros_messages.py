@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
-
-pytest.importorskip("rclpy", reason="messages need rclpy (make setup installs it)")
-import cv2
+import rclpy  # noqa: F401  make setup installs it: a missing rclpy fails, never skips
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from syncl_ros.msg import TrackedObject3D, TrackedObject3DArray

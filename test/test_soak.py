@@ -12,21 +12,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from sensor_msgs.msg import CompressedImage
+from training_fixtures import TINY_MODEL
 
-rclpy = pytest.importorskip("rclpy", reason="needs rclpy (make setup installs it)")
-from sensor_msgs.msg import CompressedImage  # noqa: E402
-from training_fixtures import TINY_MODEL  # noqa: E402
-
-from syncl_ros.cli import main as syncl  # noqa: E402
-from syncl_ros.data.synth.writer import write_dataset  # noqa: E402
-from syncl_ros.experiment import Experiment  # noqa: E402
-from syncl_ros.model.checkpoint import save_checkpoint  # noqa: E402
-from syncl_ros.model.network import TrackerNet  # noqa: E402
-from syncl_ros.ros.faults import MUTATIONS, FaultInjector, FaultSettings  # noqa: E402
-from syncl_ros.ros.messages import ImageDecodeError, compressed_image_size, decode_compressed_image  # noqa: E402
-from syncl_ros.ros.soak import parse_duration  # noqa: E402
-from syncl_ros.ros.soak_accounting import PublishedFrame, fault_rows  # noqa: E402
-from syncl_ros.tracking.config import TrackerConfig  # noqa: E402
+from syncl_ros.cli import main as syncl
+from syncl_ros.data.synth.writer import write_dataset
+from syncl_ros.experiment import Experiment
+from syncl_ros.model.checkpoint import save_checkpoint
+from syncl_ros.model.network import TrackerNet
+from syncl_ros.ros.faults import MUTATIONS, FaultInjector, FaultSettings
+from syncl_ros.ros.messages import ImageDecodeError, compressed_image_size, decode_compressed_image
+from syncl_ros.ros.soak import parse_duration
+from syncl_ros.ros.soak_accounting import PublishedFrame, fault_rows
+from syncl_ros.tracking.config import TrackerConfig
 
 MS = 1_000_000
 ALL = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK")

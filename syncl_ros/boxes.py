@@ -49,11 +49,6 @@ def _as_boxes(boxes: np.ndarray) -> np.ndarray:
     return b
 
 
-def wrap_angle(angle: np.ndarray | float) -> np.ndarray:
-    """Wrap angles to [-pi, pi)."""
-    return np.asarray((np.asarray(angle) + math.pi) % (2.0 * math.pi) - math.pi)
-
-
 def lwh_from_wlh(wlh: np.ndarray | Sequence[float]) -> np.ndarray:
     """nuScenes (w, l, h) -> (l, w, h); works on (..., 3)."""
     return np.asarray(wlh, dtype=np.float64)[..., [1, 0, 2]]

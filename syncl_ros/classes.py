@@ -30,10 +30,6 @@ def label_of_category(category: str) -> int | None:
     return None if name is None else LABEL_OF[name]
 
 
-def is_tracking_label(label: int) -> bool:
-    return DETECTION_CLASSES[label] in TRACKING_CLASSES
-
-
 # Fixed colours per class (RGB in [0, 1]), so a class looks the same in RViz markers, camera
 # overlays and the bird's-eye view of every run.
 CLASS_COLORS: dict[str, tuple[float, float, float]] = {

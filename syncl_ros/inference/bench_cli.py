@@ -11,8 +11,6 @@ from typing import Any
 
 from syncl_ros.inference.backend import default_cache_dir
 
-TARGETS = ("backends",)
-
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="target", metavar="TARGET", required=True)

@@ -1,7 +1,7 @@
 """Typed training settings (the `train:` section of config/<name>.yaml).
 
 Every SynCL part and every convergence aid has its own switch so that its
-effect can be measured; `syncl train --set train.contrastive=false` style
+effect can be measured; `syncl train --set train.syncl.contrastive=false` style
 overrides flip them from the command line.
 """
 

@@ -17,13 +17,13 @@ from visualization_msgs.msg import Marker
 from syncl_ros.classes import DETECTION_CLASSES, LABEL_OF
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import InputConfig
+from syncl_ros.model.inputs import decode_reduction
 from syncl_ros.ros.frame_inputs import prepare_camera_image
 from syncl_ros.ros.markers import CLASS_COLORS, MarkerPublisherState, marker_id
 from syncl_ros.ros.messages import (
     ERROR,
     ImageDecodeError,
     camera_info_to_intrinsics,
-    choose_reduction,
     decode_compressed_image,
     diagnostic_array,
     diagnostic_status,
@@ -190,7 +190,8 @@ def jpeg_message(width: int = 1600, height: int = 900, fmt: str = "jpeg") -> Com
 
 def test_jpeg_decodes_at_reduced_scale_keeping_the_requested_width() -> None:
     msg = jpeg_message()
-    assert [choose_reduction(1600, w) for w in (None, 200, 201, 400, 800, 1600)] == [1, 8, 4, 4, 2, 1]
+    assert [decode_reduction(1600, w) for w in (None, 200, 201, 400, 800, 1600)] == [1, 8, 4, 4, 2, 1]
+    assert decode_reduction(1599, 400) == 4  # libjpeg decodes 1599 / 4 to 400 columns
     out = decode_compressed_image(msg, min_width=400)
     assert out.reduction == 4 and out.rgb.shape == (225, 400, 3) and out.rgb.dtype == np.uint8
     assert (out.full_width, out.full_height) == (1600, 900)

@@ -68,7 +68,16 @@ def camera_geometry(
 
 def reduce_factor(src_width: int, cfg: InputConfig) -> int:
     """Largest JPEG decode reduction (1, 2, 4, 8) that still leaves at least the input width."""
+    return decode_reduction(src_width, cfg.width)
+
+
+def decode_reduction(full_width: int, min_width: int | None) -> int:
+    """Largest of 8, 4, 2 whose decoded width is still >= ``min_width`` (1: none). The decoded
+    width is rounded up, as libjpeg's scaled decoding (OpenCV's IMREAD_REDUCED_*) does; the node
+    and the training data both decode through here, so they prepare images alike."""
+    if min_width is None:
+        return 1
     for factor in (8, 4, 2):
-        if src_width // factor >= cfg.width:
+        if -(-full_width // factor) >= min_width:
             return factor
     return 1

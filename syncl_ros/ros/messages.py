@@ -10,7 +10,6 @@ a message that names the problem, so the node can log it and keep running.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from std_msgs.msg import Header
 
 from syncl_ros.boxes import VX, VY, YAW, H, L, W, X, Y, Z
 from syncl_ros.geometry import Transform, quaternion_yaw, yaw_quaternion
+from syncl_ros.model.inputs import decode_reduction
 from syncl_ros.msg import TrackedObject3D, TrackedObject3DArray
 from syncl_ros.tracking.interface import Track
 
@@ -315,16 +315,6 @@ def _kind(fmt: str, data: bytes) -> str:
     return found
 
 
-def choose_reduction(full_width: int, min_width: int | None) -> int:
-    """Largest of 8, 4, 2 whose decoded width (rounded up, as libjpeg does) is still >= ``min_width``."""
-    if min_width is None:
-        return 1
-    for factor in (8, 4, 2):
-        if math.ceil(full_width / factor) >= min_width:
-            return factor
-    return 1
-
-
 def compressed_image_size(msg: Any) -> tuple[int, int]:
     """(width, height) of a CompressedImage from its JPEG or PNG header, without decoding it."""
     data = bytes(msg.data)
@@ -346,7 +336,7 @@ def decode_compressed_image(msg: Any, min_width: int | None = None) -> DecodedIm
     if kind == "jpeg" and not data.rstrip(b"\x00").endswith(_JPEG_EOI):
         raise ImageDecodeError(f"corrupt JPEG: truncated ({len(data)} bytes, no end-of-image marker)")
     width, height = _jpeg_size(data) if kind == "jpeg" else _png_size(data)
-    factor = choose_reduction(width, min_width)
+    factor = decode_reduction(width, min_width)
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _REDUCED_FLAGS[factor])
     if bgr is None or bgr.ndim != 3:
         raise ImageDecodeError(f"corrupt {kind}: OpenCV could not decode {len(data)} bytes")

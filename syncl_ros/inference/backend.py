@@ -144,12 +144,7 @@ class Backend(ABC):
 
 
 def empty_slots(info: ModelInfo) -> TrackSlots:
-    return TrackSlots(
-        embeddings=np.zeros((info.num_slots, info.embed_dim), np.float32),
-        refs=np.full((info.num_slots, 3), 0.5, np.float32),
-        mask=np.zeros(info.num_slots, bool),
-        dt_s=0.0,
-    )
+    return TrackSlots.empty(info.num_slots, info.embed_dim)
 
 
 def outputs_from_arrays(

@@ -85,12 +85,7 @@ class GreedyTracker:
             self._start_over(reason)
         self._dt_s = 0.0 if self._last_ns is None else (t_ns - self._last_ns) * 1e-9
         self._last_ns, self._pose = t_ns, model_to_world
-        return TrackSlots(
-            np.zeros((self._num_slots, self._embed_dim), np.float32),
-            np.full((self._num_slots, 3), 0.5, np.float32),
-            np.zeros(self._num_slots, bool),
-            self._dt_s,
-        )
+        return TrackSlots.empty(self._num_slots, self._embed_dim, self._dt_s)
 
     def update(self, outputs: DecoderOutputs) -> list[Track]:
         q = outputs.num_detections(self._num_slots)

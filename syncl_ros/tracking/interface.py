@@ -20,6 +20,7 @@ from syncl_ros.geometry import Transform
 
 REF_DIM = 3
 UUID_BYTES = 16
+FREE_REF = 0.5  # center of the range: a neutral reference for an unused query
 
 
 @dataclass
@@ -30,6 +31,16 @@ class TrackSlots:
     refs: np.ndarray  # (S, 3) normalized reference points after propagation; 0.5 for free slots
     mask: np.ndarray  # (S,) bool, True where a live track occupies the slot
     dt_s: float  # seconds since the previous processed frame; 0 on a first frame or after a reset
+
+    @classmethod
+    def empty(cls, num_slots: int, embed_dim: int, dt_s: float = 0.0) -> TrackSlots:
+        """Every slot free: zero embedding, the neutral reference FREE_REF, no mask."""
+        return cls(
+            np.zeros((num_slots, embed_dim), np.float32),
+            np.full((num_slots, REF_DIM), FREE_REF, np.float32),
+            np.zeros(num_slots, bool),
+            dt_s,
+        )
 
 
 def _rows(name: str, array: np.ndarray, width: int | None) -> np.ndarray:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from syncl_ros.boxes import BOX_DIM
-from syncl_ros.tracking.interface import REF_DIM, UUID_BYTES
-
-FREE_REF = 0.5  # center of the range: a neutral reference for an unused query
+from syncl_ros.tracking.interface import FREE_REF, REF_DIM, UUID_BYTES
 
 
 class SlotTable:

@@ -79,7 +79,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     try:
         # the player waits for a subscriber per topic, which the recorder already is: wait for the node
         assert wait_for_subscriptions(graph, NODE_TOPICS, timeout_s=120)
-        options = ["--wait-for-subscribers", "60", "--rate", "0.5", "--topics", *NODE_TOPICS]
+        # ... and for the recorder too: every topic has both subscribers before the first message
+        options = ["--wait-for-subscribers", "60", "--min-subscribers", "2", "--rate", "0.5"]
+        options += ["--topics", *NODE_TOPICS]
         player = start_player(bag, options, ENV, quiet=True)
         assert player.wait(timeout=180) == 0
         time.sleep(5.0)  # the last frame may still be in the node's worker

@@ -85,7 +85,9 @@ def record(bag: Path, model: Path, out: Path, extra: list[str], timeout_s: float
         if not wait_for_subscriptions(listener, NODE_TOPICS, timeout_s=timeout_s):
             raise RuntimeError("the tracker node did not subscribe to its inputs")
         step("replaying the bag through the node (DDS, separate processes), recording everything")
-        player = start_player(bag, ["--wait-for-subscribers", "60", "--topics", *NODE_TOPICS], env)
+        # The node and the recorder both subscribe: neither may miss the first messages.
+        options = ["--wait-for-subscribers", "60", "--min-subscribers", "2", "--topics", *NODE_TOPICS]
+        player = start_player(bag, options, env)
         deadline = time.monotonic() + timeout_s
         while player.poll() is None and time.monotonic() < deadline:
             rclpy.spin_once(listener, timeout_sec=0.05)

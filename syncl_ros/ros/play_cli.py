@@ -39,6 +39,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="before playing, wait up to S seconds until every topic has a subscriber",
     )
     p.add_argument(
+        "--min-subscribers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --wait-for-subscribers: wait for N subscribers per topic (default 1; e.g. 2 for a "
+        "node and a recorder, so that neither misses the first messages)",
+    )
+    p.add_argument(
         "--faults",
         type=int,
         default=None,
@@ -91,6 +99,7 @@ def main(args: argparse.Namespace) -> int:
             clock_hz=args.clock_hz,
             publish_clock=not args.no_clock,
             wait_for_subscribers_s=args.wait_for_subscribers,
+            min_subscribers=args.min_subscribers,
             ros_args=list(args.ros_args or []),
             faults=faults,
             fault_log=args.fault_log,

@@ -62,6 +62,7 @@ class PlayOptions:
     clock_hz: float = 100.0
     publish_clock: bool = True
     wait_for_subscribers_s: float = 0.0
+    min_subscribers: int = 1  # subscribers each topic needs before playing (e.g. 2: a node and a recorder)
     ros_args: list[str] = field(default_factory=list)
     node_name: str = "syncl_player"
     faults: FaultSettings | None = None  # inject seeded random faults (soak tests)
@@ -72,6 +73,8 @@ class PlayOptions:
             raise ValueError(f"--rate must be > 0, got {self.rate}")
         if self.start_offset_s < 0:
             raise ValueError(f"--start-offset must be >= 0, got {self.start_offset_s}")
+        if self.min_subscribers < 1:
+            raise ValueError(f"--min-subscribers must be >= 1, got {self.min_subscribers}")
         if self.publish_clock and not self.clock_hz > 0:
             raise ValueError(f"--clock-hz must be > 0, got {self.clock_hz}")
 
@@ -250,10 +253,11 @@ class BagPlayer:
     def _wait_for_subscribers(self) -> None:
         deadline = time.monotonic() + self.options.wait_for_subscribers_s
         pubs = [t.publisher for t in self._topics.values()]
-        if self._clock_pub is not None:
-            pubs.append(self._clock_pub)
+        clock = [self._clock_pub] if self._clock_pub is not None else []
+        need = self.options.min_subscribers
         while time.monotonic() < deadline and not self.stop.is_set():
-            if all(p.get_subscription_count() > 0 for p in pubs):
+            topics_ready = all(p.get_subscription_count() >= need for p in pubs)
+            if topics_ready and all(p.get_subscription_count() > 0 for p in clock):
                 # Discovery is asymmetric: a publisher can see a subscriber before that subscriber
                 # has matched the publisher, and what is sent in between is lost. Let both sides settle.
                 self.stop.wait(DISCOVERY_SETTLE_S)

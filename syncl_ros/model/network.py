@@ -163,8 +163,15 @@ class TrackerNet(nn.Module):
         Returns the references, each track's nearest seed (B, S) and whether it took it (B, S).
         """
         idx, took, _ = self._nearest_seed(track_ref, seed_ref)
+        return self._move_to_seeds(track_ref, seed_ref, idx, took), idx, took
+
+    @staticmethod
+    def _move_to_seeds(
+        track_ref: torch.Tensor, seed_ref: torch.Tensor, idx: torch.Tensor, took: torch.Tensor
+    ) -> torch.Tensor:
+        """Each track's reference replaced by its seed's (idx) where it took one."""
         nearest = seed_ref.gather(1, idx[..., None].expand(-1, -1, 3))
-        return torch.where(took[..., None], nearest, track_ref), idx, took
+        return torch.where(took[..., None], nearest, track_ref)
 
     def _nearest_seed(
         self, track_ref: torch.Tensor, seed_ref: torch.Tensor
@@ -220,8 +227,7 @@ class TrackerNet(nn.Module):
             idx, took, claimed = self.claim_seeds(track_ref, seed_r, track_mask > 0)
         else:
             idx, took, _ = self._nearest_seed(track_ref, seed_r)
-        nearest = seed_r.gather(1, idx[..., None].expand(-1, -1, 3))
-        track_ref = torch.where(took[..., None], nearest, track_ref)
+        track_ref = self._move_to_seeds(track_ref, seed_r, idx, took)
         if self.cfg.track_seed_content:
             at_seed = seed_c.gather(1, idx[..., None].expand(-1, -1, seed_c.shape[-1]))
             content = torch.where(took[..., None], at_seed + update, content)
@@ -280,17 +286,18 @@ class TrackerNet(nn.Module):
         parts_c.append(track_c)
         parts_r.append(track_ref)
         valid = [torch.ones(b, num_det, device=feats.device), track_mask.float()]
-        if claimed is not None:  # a claimed seed's row is replaced by its track's row
-            valid[0] = torch.cat([valid[0][:, : det_c.shape[1]], 1.0 - claimed.float()], 1)
         if extra is not None:
             parts_c.append(extra[0])
             parts_r.append(extra[1])
             valid.append(torch.ones(b, extra[0].shape[1], device=feats.device))
         x, ref = torch.cat(parts_c, 1), torch.cat(parts_r, 1)
-        bias = key_bias_from_mask(torch.cat(valid, 1))[:, None, :]
+        visible = torch.cat(valid, 1)
+        hidden = None if claimed is None else self._hidden_rows(claimed, det_c.shape[1], x.shape[1])
+        if hidden is not None:  # a claimed seed's row is replaced by its track's row
+            visible = visible * (~hidden).float()
+        bias = key_bias_from_mask(visible)[:, None, :]
         if self.cfg.track_attention == "asymmetric":
             bias = bias + self.track_rows_blind(num_det, track_c.shape[1], x.shape[1], x.device)
-        hidden = None if claimed is None else self._hidden_rows(claimed, det_c.shape[1], x.shape[1])
         if extra is not None:
             bias = bias + extra[2]
         memory, memory_pos = self.memory(feats, img2lidar, dense)

@@ -9,7 +9,7 @@ from syncl_ros.model.backbone import STRIDE
 from syncl_ros.model.box_coder import BoxCoder
 from syncl_ros.model.decoder import MASKED
 from syncl_ros.model.network import DenseOutput, TrackerNet
-from syncl_ros.training.clip_loss import TrainModule
+from syncl_ros.training.clip_pass import TrainingModel
 from syncl_ros.training.coaux import aux_targets
 from syncl_ros.training.config import AidsConfig
 from syncl_ros.training.denoising import make_denoising
@@ -96,7 +96,7 @@ def test_denoising_queries_are_hidden_from_matching_queries_and_each_other() -> 
 
 def test_coaux_switch_adds_its_loss_and_trains_its_head() -> None:
     torch.manual_seed(0)
-    module = TrainModule(tiny_experiment(aids=AidsConfig(coaux=True)))
+    module = TrainingModel(tiny_experiment(aids=AidsConfig(coaux=True)))
     out = module(tiny_clip(), torch.Generator().manual_seed(0))
     assert "coaux" in out and torch.isfinite(out["coaux"])
     out["coaux"].backward()

@@ -11,7 +11,7 @@ from training_fixtures import TINY_MODEL, tiny_clip, tiny_experiment
 
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.model.position import lid_depths
-from syncl_ros.training.clip_loss import COUNTS, METRICS, TrainModule
+from syncl_ros.training.clip_pass import COUNTS, METRICS, TrainingModel
 from syncl_ros.training.config import AidsConfig, TrainConfig
 from syncl_ros.training.data import ClipDataset
 from syncl_ros.training.depth_loss import bin_targets, depth_distribution_loss
@@ -41,10 +41,10 @@ def test_the_loss_is_small_only_for_the_right_bin() -> None:
 
 def test_the_depth_loss_is_off_by_default_and_needs_the_distribution() -> None:
     clip = tiny_clip()
-    out = TrainModule(tiny_experiment())(clip[:1], torch.Generator().manual_seed(0))
+    out = TrainingModel(tiny_experiment())(clip[:1], torch.Generator().manual_seed(0))
     assert "depth" not in out and "depth_err_m" not in out  # default: today's losses, no lidar read
     with pytest.raises(ValueError, match="depth_distribution"):
-        TrainModule(tiny_experiment(aids=AidsConfig(depth_weight=1.0)))
+        TrainingModel(tiny_experiment(aids=AidsConfig(depth_weight=1.0)))
 
 
 def _depth_experiment(weight: float, freeze: bool = False):  # type: ignore[no-untyped-def]
@@ -57,12 +57,12 @@ def test_the_depth_loss_joins_the_sum_and_its_error_does_not() -> None:
     sample.depth = torch.zeros(6, 4, 10)
     sample.depth[0, 2:, :] = 12.0
     torch.manual_seed(0)
-    module = TrainModule(_depth_experiment(2.0))
+    module = TrainingModel(_depth_experiment(2.0))
     out = module([sample], torch.Generator().manual_seed(0))
     assert out["depth"] > 0 and out["depth_err_m"] > 0 and not out["depth_err_m"].requires_grad
     summed = sum(v for k, v in out.items() if k not in ("loss", *COUNTS, *METRICS))
     assert torch.allclose(out["loss"], summed)
-    frozen = TrainModule(_depth_experiment(2.0, freeze=True))([sample], torch.Generator().manual_seed(0))
+    frozen = TrainingModel(_depth_experiment(2.0, freeze=True))([sample], torch.Generator().manual_seed(0))
     assert "depth" not in frozen  # the tracking stage does not train the encoder
 
 
@@ -75,7 +75,7 @@ def test_depth_supervision_teaches_a_smoke_model_depth(synth_val_root: Path) -> 
     exp = _depth_experiment(1.0)
     exp = replace(exp, train=replace(exp.train, aids=replace(exp.train.aids, denoising=False)))
     assert isinstance(exp.train, TrainConfig)
-    module = TrainModule(exp).train()
+    module = TrainingModel(exp).train()
     opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     errors, losses = [], []

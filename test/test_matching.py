@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from syncl_ros.training.matching import (
+from syncl_ros.training.syncl.matching import (
     CostWeights,
     assign_tracks,
     box_cost,
@@ -303,7 +303,7 @@ def test_c_decoder_ignores_new_born_candidates_instead_of_teaching_no_object() -
 
 
 def test_births_take_new_born_objects_within_reach_only() -> None:
-    from syncl_ros.training.matching import assign_births
+    from syncl_ros.training.syncl.matching import assign_births
 
     gt_code = torch.zeros(3, 10)
     gt_code[:, :2] = torch.tensor([[10.0, 0.0], [20.0, 5.0], [30.0, -5.0]])

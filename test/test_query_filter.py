@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from syncl_ros.training.query_filter import filter_pairs, gmm_threshold, keep_mask
+from syncl_ros.training.syncl.query_filter import filter_pairs, gmm_threshold, keep_mask
 
 
 def bimodal(seed: int = 0) -> np.ndarray:

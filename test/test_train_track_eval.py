@@ -162,9 +162,9 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
 def test_a_non_finite_step_is_skipped_and_counted(
     synth_val_root: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:  # type: ignore[no-untyped-def]
-    from syncl_ros.training.clip_loss import TrainModule
+    from syncl_ros.training.clip_pass import TrainingModel
 
-    real_forward = TrainModule.forward
+    real_forward = TrainingModel.forward
     calls = {"n": 0}
 
     def forward_with_one_nan(self, clip, generator):  # type: ignore[no-untyped-def]
@@ -174,7 +174,7 @@ def test_a_non_finite_step_is_skipped_and_counted(
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(TrainModule, "forward", forward_with_one_nan)
+    monkeypatch.setattr(TrainingModel, "forward", forward_with_one_nan)
     run = tmp_path / "run"
     args = ["train", "--dataroot", str(synth_val_root), "--split", "val", "--out", str(run)]
     assert main([*args, "--max-steps", "3", "--no-progress", "--set", "train.log_every=1"]) == 0

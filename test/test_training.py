@@ -18,12 +18,12 @@ from syncl_ros.inference.torch_backend import to_decoder_outputs
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import DecoderOutput
 from syncl_ros.tracking.runtime import RuntimeTracker
-from syncl_ros.training.clip_loss import COUNTS, ClipRun, SlotMemory, TrainModule
+from syncl_ros.training.clip_pass import COUNTS, ClipPass, SlotMemory, TrainingModel
 from syncl_ros.training.config import AidsConfig, SynCLConfig
-from syncl_ros.training.matching import DecoderTargets
+from syncl_ros.training.syncl.matching import DecoderTargets
 
 
-def run_steps(module: TrainModule, steps: int, lr: float = 2e-3) -> list[float]:
+def run_steps(module: TrainingModel, steps: int, lr: float = 2e-3) -> list[float]:
     clip = tiny_clip()
     opt = torch.optim.AdamW(module.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(0)
@@ -43,7 +43,7 @@ CLAIMING = replace(TINY_MODEL, track_reanchor_m=50.0, track_seed_content=True, t
 @pytest.mark.parametrize("model", [TINY_MODEL, CLAIMING], ids=["propagated", "claiming"])
 def test_short_training_lowers_the_loss(model: ModelConfig) -> None:
     torch.manual_seed(0)
-    losses = run_steps(TrainModule(tiny_experiment(model=model)), 25)
+    losses = run_steps(TrainingModel(tiny_experiment(model=model)), 25)
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:3]) / 3, losses
 
 
@@ -57,14 +57,15 @@ def test_short_training_lowers_the_loss(model: ModelConfig) -> None:
 )
 def test_each_part_is_switchable(syncl: SynCLConfig, aids: AidsConfig, expected: set[str]) -> None:
     torch.manual_seed(0)
-    out = TrainModule(_all_born(tiny_experiment(syncl, aids)))(tiny_clip(), torch.Generator().manual_seed(0))
+    module = TrainingModel(_all_born(tiny_experiment(syncl, aids)))
+    out = module(tiny_clip(), torch.Generator().manual_seed(0))
     assert set(out) - {"loss", *COUNTS} == expected
     assert torch.isfinite(out["loss"])
 
 
 def test_contrastive_trains_the_projector_which_inference_never_uses() -> None:
     torch.manual_seed(0)
-    module = TrainModule(_all_born(tiny_experiment(aids=AidsConfig())))
+    module = TrainingModel(_all_born(tiny_experiment(aids=AidsConfig())))
     out = module(tiny_clip(), torch.Generator().manual_seed(0))
     out["contrastive"].backward()
     projector = module.train_only["projector"]
@@ -76,7 +77,7 @@ def _ddp_worker(rank: int, world: int, port: int, result: "mp.Queue[list[float]]
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)  # identical initial replicas, as torchrun's broadcast would also ensure
-    module = TrainModule(tiny_experiment())
+    module = TrainingModel(tiny_experiment())
     model = torch.nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     out = model(tiny_clip(seed=rank), torch.Generator().manual_seed(rank))  # different data per rank
@@ -107,7 +108,7 @@ def test_two_process_ddp_step_keeps_replicas_identical() -> None:
 
 def test_bfloat16_autocast_gives_finite_float32_losses_and_gradients() -> None:
     torch.manual_seed(0)
-    module = TrainModule(tiny_experiment(aids=AidsConfig(denoising=True, coaux=True)))
+    module = TrainingModel(tiny_experiment(aids=AidsConfig(denoising=True, coaux=True)))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = module(tiny_clip(), torch.Generator().manual_seed(0))
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in out.values()), out
@@ -146,7 +147,7 @@ def _all_born(exp: Experiment) -> Experiment:
 def test_c_decoder_has_no_loss_on_a_frame_without_tracks() -> None:
     """On a clip's first frame every object is new-born: nothing for the C-decoder to match."""
     torch.manual_seed(0)
-    module = TrainModule(tiny_experiment(aids=AidsConfig()))
+    module = TrainingModel(tiny_experiment(aids=AidsConfig()))
     out = module(tiny_clip()[:1], torch.Generator().manual_seed(0))
     assert "c" not in out and float(out["contrastive"]) == 0.0
     assert torch.isfinite(out["loss"])
@@ -157,9 +158,9 @@ def test_training_tracks_by_the_runtime_rules() -> None:
     inference path (RuntimeTracker on the network's outputs): births, motion, coasting, memory."""
     torch.manual_seed(0)
     exp = _with(tiny_experiment(aids=AidsConfig()), birth_score=0.015, update_score=0.015, track_drop=0.0)
-    module = TrainModule(exp).eval()
+    module = TrainingModel(exp).eval()
     clip = tiny_clip()
-    run = ClipRun(module, torch.Generator().manual_seed(0))
+    run = ClipPass(module, torch.Generator().manual_seed(0))
     run.run(clip)
     net, tracker = module.net, RuntimeTracker(exp.tracker, exp.model.embed_dim, seed=0)
     births = 0
@@ -180,7 +181,7 @@ def test_no_births_below_the_birth_score_in_training() -> None:
     """Today's runtime gives a track only to a detection scoring >= birth_score; so does training
     (an untrained network scores about 0.01 everywhere)."""
     torch.manual_seed(0)
-    run = ClipRun(TrainModule(tiny_experiment()), torch.Generator().manual_seed(0))
+    run = ClipPass(TrainingModel(tiny_experiment()), torch.Generator().manual_seed(0))
     run.run(tiny_clip())
     assert all(r.births == 0 and not r.live.any() for r in run.records)
 
@@ -201,7 +202,7 @@ def _output(num_det: int, slots: int, dim: int, centers: dict[int, tuple[float, 
 
 def test_births_follow_their_object_false_tracks_none_and_coasting_slots_stay() -> None:
     exp = _with(tiny_experiment(), fp_ratio=0.0, track_drop=0.0)
-    run = ClipRun(TrainModule(exp), torch.Generator().manual_seed(0))
+    run = ClipPass(TrainingModel(exp), torch.Generator().manual_seed(0))
     nd, s, dim = 30 + 10, exp.model.num_slots, exp.model.embed_dim
     clip = tiny_clip()  # car id 0 at (10, 2), pedestrian id 1 at (15, -3), gone in the last frame
     memory = SlotMemory.empty(s, dim, torch.device("cpu"))
@@ -233,7 +234,7 @@ def test_births_follow_their_object_false_tracks_none_and_coasting_slots_stay() 
 
 def test_false_tracks_and_drops_change_the_runtime_tracker_too() -> None:
     exp = _with(tiny_experiment(), fp_ratio=1.0, track_drop=0.0)
-    run = ClipRun(TrainModule(exp), torch.Generator().manual_seed(0))
+    run = ClipPass(TrainingModel(exp), torch.Generator().manual_seed(0))
     nd, s, dim = 40, exp.model.num_slots, exp.model.embed_dim
     clip = tiny_clip()
     slots = run.tracker.prepare(clip[0].timestamp_ns, Transform.from_matrix(clip[0].model_to_world.numpy()))
@@ -258,7 +259,7 @@ def test_track_gate_judges_the_decoded_box() -> None:
     live[:4] = True
     follow = np.array([0, 1, 5, -1] + [-1] * (s - 4))  # id 5 is not in the frame
     for gate, expected, lost in ((0.0, [0, 1, 5], 0), (2.0, [0, -1, 5], 1), (0.5, [-1, -1, 5], 2)):
-        run = ClipRun(TrainModule(_with(exp, track_gate_m=gate)), torch.Generator())
+        run = ClipPass(TrainingModel(_with(exp, track_gate_m=gate)), torch.Generator())
         got, n = run._follow(out, frame, live, follow)
         assert got[:3].tolist() == expected and n == lost
         assert (got[3:] == -1).all()

@@ -19,21 +19,21 @@ import torch
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.experiment import Experiment, with_overrides
 from syncl_ros.model.checkpoint import read_checkpoint
-from syncl_ros.training.clip_loss import COUNTS, METRICS, TrainModule
+from syncl_ros.training.clip_pass import COUNTS, METRICS, TrainingModel
 from syncl_ros.training.data import ClipDataset
 
 
-def load_module(path: Path, overrides: Sequence[str]) -> TrainModule:
+def load_module(path: Path, overrides: Sequence[str]) -> TrainingModel:
     payload = read_checkpoint(path)
     exp = with_overrides(Experiment.from_dict(payload["experiment"], where=str(path)), overrides)
-    module = TrainModule(exp)
+    module = TrainingModel(exp)
     module.net.load_state_dict(payload["model"])
     if "train_only" in payload:
         module.train_only.load_state_dict(payload["train_only"])
     return module.train()
 
 
-def term_gradients(module: TrainModule, losses: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
+def term_gradients(module: TrainingModel, losses: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
     """(gradient norm, cosine with the total's gradient) of each loss term over the trained weights."""
     params = [p for p in module.parameters() if p.requires_grad]
 

@@ -32,7 +32,7 @@ from syncl_ros.experiment import Experiment
 from syncl_ros.inference.backend import default_cache_dir
 from syncl_ros.model.checkpoint import load_across_switches, read_checkpoint, save_checkpoint
 from syncl_ros.model.network import TrackerNet
-from syncl_ros.training.clip_loss import TrainModule
+from syncl_ros.training.clip_pass import TrainingModel
 from syncl_ros.training.data import ClipDataset, Indexed, collate_indexed
 from syncl_ros.training.feature_cache import FeatureCache
 from syncl_ros.training.metrics_log import open_metrics_log
@@ -90,7 +90,7 @@ def frozen_encoder(net: TrackerNet) -> list[torch.nn.Module]:
     return [getattr(net, n) for n in names if hasattr(net, n)]
 
 
-def _optimizer(module: TrainModule, exp: Experiment) -> torch.optim.Optimizer:
+def _optimizer(module: TrainingModel, exp: Experiment) -> torch.optim.Optimizer:
     # Frozen parameters stay out; both groups always exist, so group indices match across runs.
     params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     backbone = [p for n, p in params if n.startswith("net.backbone.")]
@@ -119,7 +119,7 @@ class Trainer:
         self.rank, self.world = _distributed()
         self.device = _device(spec, self.rank)
         torch.manual_seed(exp.train.seed + self.rank)
-        self.module = TrainModule(exp).to(self.device)
+        self.module = TrainingModel(exp).to(self.device)
         # Frozen before the optimizer is built: requires_grad does not depend on weights loaded later.
         self.frozen = frozen_encoder(self.module.net) if exp.train.freeze_encoder else []
         for frozen in self.frozen:

@@ -14,7 +14,7 @@ already followed by a live track query, and *new-born* objects without one.
 - C-decoder (same weights, no self-attention, training only): track queries as
   above; detection queries are matched one-to-many to the persistent objects only,
   at most `k` per object, and the pairs can be thinned by the Gaussian-mixture
-  query filter (`syncl_ros.training.query_filter`). The paper's ablation chose
+  query filter (`syncl_ros.training.syncl.query_filter`). The paper's ablation chose
   persistent objects over new-born or all ones (44.7 against 41.1 / 42.6 AMOTA).
   What the C-decoder says about the *new-born* objects is left open there; here
   the detection queries that the same one-to-many matching would give to a
@@ -37,7 +37,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from syncl_ros.training.losses import DEFAULT_CODE_WEIGHTS, FOCAL_ALPHA, FOCAL_GAMMA
-from syncl_ros.training.query_filter import keep_mask
+from syncl_ros.training.syncl.query_filter import keep_mask
 
 CLASS_COST_WEIGHT = 2.0  # PF-Track
 BOX_COST_WEIGHT = 0.25  # PF-Track

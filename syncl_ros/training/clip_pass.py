@@ -1,4 +1,4 @@
-"""One training clip through the tracker with the SynCL strategy, under the runtime's rules.
+"""Training's forward pass: one clip through the tracker under the runtime tracker's rules, and its losses.
 
 Frame by frame, as at inference, the network sees the six images (or their
 cached encoder features) plus the track slots carried from the previous frame.
@@ -14,13 +14,14 @@ Per frame and decoder layer:
   to new-born objects (those no slot follows); each slot is taught its object
   while the object is there and "no object" while it is not (coasting) or when
   it never had one (a false track);
-- C-decoder (same weights, self-attention skipped; `syncl.hybrid_matching`):
-  slots by object, detection queries one-to-many (at most k) to persistent
-  objects, thinned by the GMM query filter (`syncl.gmm_filter`); it has no loss
-  on a frame without persistent objects;
-- instance-aware contrastive loss between the C-decoder's matched detection
-  embeddings (through train-only projection layers) and the slot embeddings of
-  the same objects (`syncl.contrastive`);
+- SynCL (`syncl_ros.training.syncl`):
+  - C-decoder (same weights, self-attention skipped; `syncl.hybrid_matching`):
+    slots by object, detection queries one-to-many (at most k) to persistent
+    objects, thinned by the GMM query filter (`syncl.gmm_filter`); it has no loss
+    on a frame without persistent objects;
+  - instance-aware contrastive loss between the C-decoder's matched detection
+    embeddings (through train-only projection layers) and the slot embeddings of
+    the same objects (`syncl.contrastive`);
 - convergence aids: dense heatmap/depth losses, the lidar-supervised
   per-pixel depth distribution, Co-DETR-style one-to-many dense box
   supervision, query denoising.
@@ -51,13 +52,15 @@ from syncl_ros.training.data import FrameSample
 from syncl_ros.training.denoising import DenoisingQueries, make_denoising
 from syncl_ros.training.dense import dense_loss, dense_targets
 from syncl_ros.training.depth_loss import depth_distribution_loss, depth_errors
-from syncl_ros.training.losses import (
-    ContrastiveProjector,
-    box_l1_loss,
-    kernel_contrastive_loss,
-    sigmoid_focal_loss,
+from syncl_ros.training.losses import box_l1_loss, sigmoid_focal_loss
+from syncl_ros.training.syncl.c_decoder import c_decode
+from syncl_ros.training.syncl.contrastive import ContrastiveProjector, kernel_contrastive_loss
+from syncl_ros.training.syncl.matching import (
+    DecoderTargets,
+    HybridTargets,
+    assign_births,
+    hybrid_assignments,
 )
-from syncl_ros.training.matching import DecoderTargets, HybridTargets, assign_births, hybrid_assignments
 
 # Counts reported next to the losses (logged, never summed into the loss).
 COUNTS = ("tracks", "births", "lost")
@@ -80,8 +83,13 @@ def _detached(out: DecoderOutput) -> DecoderOutput:
     return _each(out, lambda t: t.detach())
 
 
-class TrainModule(nn.Module):
-    """The network plus the layers that exist only during training."""
+class TrainingModel(nn.Module):
+    """The tracker network plus the layers that exist only during training; its forward pass
+    returns one clip's losses.
+
+    Checkpoints hold `net`'s weights as the model and `train_only`'s beside them, so the
+    names inside both are checkpoint keys.
+    """
 
     def __init__(self, experiment: Experiment) -> None:
         super().__init__()
@@ -99,7 +107,7 @@ class TrainModule(nn.Module):
         )
 
     def forward(self, clip: list[FrameSample], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return ClipRun(self, generator).run(clip)
+        return ClipPass(self, generator).run(clip)
 
 
 @dataclass
@@ -126,8 +134,14 @@ class FrameRecord:
     lost: int  # slots that lost their object this frame (train.track_gate_m)
 
 
-class ClipRun:
-    def __init__(self, module: TrainModule, generator: torch.Generator) -> None:
+class ClipPass:
+    """One clip through the network, frame by frame, with the runtime tracker deciding the slots.
+
+    `run` returns each term's mean over the frames (losses, `COUNTS`, `METRICS`) and "loss",
+    the sum of the losses.
+    """
+
+    def __init__(self, module: TrainingModel, generator: torch.Generator) -> None:
         self.m = module
         self.net: TrackerNet = module.net
         self.exp = module.experiment
@@ -178,11 +192,7 @@ class ClipRun:
         args = (feats, i2l, memory.emb[None], ref, mask)
         # Losses and matching run in float32 also under bfloat16 autocast.
         s_out = _float32(self.net.decode(*args, self_attention=True, extra=extra, dense=dense))
-        c_out = (
-            _float32(self.net.decode(*args, self_attention=False, dense=dense))
-            if syncl.hybrid_matching
-            else None
-        )
+        c_out = _float32(c_decode(self.net, *args, dense=dense)) if syncl.hybrid_matching else None
         gt_code = self.net.coder.encode(s.boxes).to(self.device)
         follow, lost = self._follow(s_out, s, slots.mask, memory.follow)
         parts: dict[str, torch.Tensor] = {}

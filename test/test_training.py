@@ -16,7 +16,7 @@ from syncl_ros.experiment import Experiment
 from syncl_ros.geometry import Transform
 from syncl_ros.inference.torch_backend import to_decoder_outputs
 from syncl_ros.model.config import ModelConfig
-from syncl_ros.model.network import DecoderOutput
+from syncl_ros.model.network import DecoderTensors
 from syncl_ros.tracking.runtime import RuntimeTracker
 from syncl_ros.training.clip_pass import COUNTS, ClipPass, SlotMemory, TrainingModel
 from syncl_ros.training.config import AidsConfig, SynCLConfig
@@ -186,7 +186,7 @@ def test_no_births_below_the_birth_score_in_training() -> None:
     assert all(r.births == 0 and not r.live.any() for r in run.records)
 
 
-def _output(num_det: int, slots: int, dim: int, centers: dict[int, tuple[float, float]]) -> DecoderOutput:
+def _output(num_det: int, slots: int, dim: int, centers: dict[int, tuple[float, float]]) -> DecoderTensors:
     """A one-layer decoder output: rows in `centers` confident at those centers, the rest silent."""
     rows = num_det + slots
     logits = torch.full((1, 1, rows, 10), -6.0)
@@ -197,7 +197,7 @@ def _output(num_det: int, slots: int, dim: int, centers: dict[int, tuple[float, 
         logits[0, 0, row, 0] = 4.0
         codes[0, 0, row, :2] = torch.tensor([x, y])
     refs = torch.full((1, 1, rows, 3), 0.5)
-    return DecoderOutput(logits, codes, refs, torch.randn(1, rows, dim), num_det)
+    return DecoderTensors(logits, codes, refs, torch.randn(1, rows, dim), num_det)
 
 
 def test_births_follow_their_object_false_tracks_none_and_coasting_slots_stay() -> None:

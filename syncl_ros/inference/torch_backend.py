@@ -20,7 +20,7 @@ from syncl_ros.inference.backend import Backend, BackendRequest, BackendUnavaila
 from syncl_ros.inference.export import is_export_dir
 from syncl_ros.model.box_coder import BoxCoder
 from syncl_ros.model.checkpoint import load_model
-from syncl_ros.model.network import DecoderOutput, TrackerNet
+from syncl_ros.model.network import DecoderTensors, TrackerNet
 from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
 
 LOG = logging.getLogger("syncl_ros.inference")
@@ -28,7 +28,7 @@ LOG = logging.getLogger("syncl_ros.inference")
 LastLayer = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def to_decoder_outputs(out: DecoderOutput, net: TrackerNet) -> DecoderOutputs:
+def to_decoder_outputs(out: DecoderTensors, net: TrackerNet) -> DecoderOutputs:
     """Last decoder layer of one frame (batch 1) -> host-side outputs for the runtime tracker."""
     rows = out.num_det + net.cfg.num_slots
     return _host_outputs(

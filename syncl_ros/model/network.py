@@ -28,7 +28,10 @@ from syncl_ros.model.position import PositionEmbedding3D, lid_depths, sine_embed
 
 
 @dataclass
-class DecoderOutput:
+class DecoderTensors:
+    """Every decoder layer's outputs for a batch, as torch tensors (the runtime tracker's numpy
+    view of one frame's last layer is `syncl_ros.tracking.interface.DecoderOutputs`)."""
+
     logits: torch.Tensor  # (L, B, M, classes) per decoder layer; M = detection queries + slots (+ extra)
     codes: torch.Tensor  # (L, B, M, 10) metric box codes
     refs: torch.Tensor  # (L, B, M, 3) refined normalized reference points
@@ -261,7 +264,7 @@ class TrackerNet(nn.Module):
         extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
         dense: DenseOutput | None = None,
         camera_mask: torch.Tensor | None = None,
-    ) -> DecoderOutput:
+    ) -> DecoderTensors:
         """Decode one frame.
 
         track_emb (B, S, C), track_ref (B, S, 3) normalized, track_mask (B, S) live slots.
@@ -318,7 +321,7 @@ class TrackerNet(nn.Module):
             codes.append(code)
             refs.append(new_ref)
             ref = new_ref.detach()
-        return DecoderOutput(torch.stack(logits), torch.stack(codes), torch.stack(refs), x, num_det)
+        return DecoderTensors(torch.stack(logits), torch.stack(codes), torch.stack(refs), x, num_det)
 
     @staticmethod
     def track_rows_blind(num_det: int, num_slots: int, num_rows: int, device: torch.device) -> torch.Tensor:
@@ -344,5 +347,5 @@ class TrackerNet(nn.Module):
         track_emb: torch.Tensor,
         track_ref: torch.Tensor,
         track_mask: torch.Tensor,
-    ) -> DecoderOutput:
+    ) -> DecoderTensors:
         return self.decode(self.encode(images), img2lidar, track_emb, track_ref, track_mask)

@@ -44,7 +44,7 @@ from torch import nn
 from syncl_ros.experiment import Experiment
 from syncl_ros.geometry import Transform
 from syncl_ros.inference.torch_backend import to_decoder_outputs
-from syncl_ros.model.network import DecoderOutput, DenseOutput, TrackerNet
+from syncl_ros.model.network import DecoderTensors, DenseOutput, TrackerNet
 from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
 from syncl_ros.tracking.runtime import RuntimeTracker
 from syncl_ros.training.coaux import AuxBoxHead, aux_loss, aux_targets
@@ -68,18 +68,18 @@ COUNTS = ("tracks", "births", "lost")
 METRICS = ("depth_err_m",)  # mean absolute error of the per-cell expected depth at the lidar's cells
 
 
-def _each(out: DecoderOutput, fn: Callable[[torch.Tensor], torch.Tensor]) -> DecoderOutput:
+def _each(out: DecoderTensors, fn: Callable[[torch.Tensor], torch.Tensor]) -> DecoderTensors:
     """The output with `fn` applied to each of its tensors."""
     return replace(
         out, logits=fn(out.logits), codes=fn(out.codes), refs=fn(out.refs), embeddings=fn(out.embeddings)
     )
 
 
-def _float32(out: DecoderOutput) -> DecoderOutput:
+def _float32(out: DecoderTensors) -> DecoderTensors:
     return _each(out, lambda t: t.float())
 
 
-def _detached(out: DecoderOutput) -> DecoderOutput:
+def _detached(out: DecoderTensors) -> DecoderTensors:
     return _each(out, lambda t: t.detach())
 
 
@@ -263,7 +263,7 @@ class ClipPass:
         parts[name] = parts[name] + value if name in parts else value
 
     def _follow(
-        self, out: DecoderOutput, s: FrameSample, live: np.ndarray, follow: np.ndarray
+        self, out: DecoderTensors, s: FrameSample, live: np.ndarray, follow: np.ndarray
     ) -> tuple[np.ndarray, int]:
         """Instance each slot follows from this frame on, and how many lost theirs here.
 
@@ -289,8 +289,8 @@ class ClipPass:
 
     def _assign(
         self,
-        s_out: DecoderOutput,
-        c_out: DecoderOutput | None,
+        s_out: DecoderTensors,
+        c_out: DecoderTensors | None,
         layer: int,
         s: FrameSample,
         follow: np.ndarray,
@@ -313,7 +313,7 @@ class ClipPass:
 
     def _decoder_loss(
         self,
-        out: DecoderOutput,
+        out: DecoderTensors,
         layer: int,
         t: DecoderTargets,
         s: FrameSample,
@@ -339,7 +339,7 @@ class ClipPass:
         return train.cls_weight * cls + train.box_weight * box
 
     def _contrastive(
-        self, c_out: DecoderOutput, t: DecoderTargets, s: FrameSample, live_mask: np.ndarray
+        self, c_out: DecoderTensors, t: DecoderTargets, s: FrameSample, live_mask: np.ndarray
     ) -> torch.Tensor:
         nd = c_out.num_det
         instances = s.instances.to(self.device)
@@ -359,7 +359,7 @@ class ClipPass:
         targets = aux_targets(s.boxes, s.labels, s.lidar2img, h, w, self.exp.model.num_classes)
         return aux_loss(cls, reg, [targets], self.exp.train.cls_weight, self.exp.train.box_weight)
 
-    def _denoising_loss(self, out: DecoderOutput, dn: DenoisingQueries) -> torch.Tensor:
+    def _denoising_loss(self, out: DecoderTensors, dn: DenoisingQueries) -> torch.Tensor:
         start = out.logits.shape[2] - len(dn.labels)
         total = torch.zeros((), device=self.device)
         for layer in self._layers():
@@ -371,7 +371,7 @@ class ClipPass:
     # -- the runtime's decisions, mirrored ---------------------------------------------
 
     def _update_tracks(
-        self, out: DecoderOutput, t: DecoderTargets, s: FrameSample, slots: TrackSlots, memory: SlotMemory
+        self, out: DecoderTensors, t: DecoderTargets, s: FrameSample, slots: TrackSlots, memory: SlotMemory
     ) -> tuple[SlotMemory, FrameRecord]:
         """Run the runtime tracker's update on this frame's outputs and mirror it on the memory."""
         outputs = to_decoder_outputs(_detached(out), self.net)
@@ -407,7 +407,7 @@ class ClipPass:
         return SlotMemory(emb, follow), record
 
     def _birth_identities(
-        self, out: DecoderOutput, birth_rows: np.ndarray, s: FrameSample, follow: np.ndarray
+        self, out: DecoderTensors, birth_rows: np.ndarray, s: FrameSample, follow: np.ndarray
     ) -> np.ndarray:
         """Instance followed by each new track (-1: a false track); see `assign_births`."""
         rows = torch.from_numpy(np.array(birth_rows, dtype=np.int64)).to(self.device)

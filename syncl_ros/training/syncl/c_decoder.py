@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from syncl_ros.model.network import DecoderOutput, DenseOutput, TrackerNet
+from syncl_ros.model.network import DecoderTensors, DenseOutput, TrackerNet
 
 
 def c_decode(
@@ -22,6 +22,6 @@ def c_decode(
     track_ref: torch.Tensor,
     track_mask: torch.Tensor,
     dense: DenseOutput | None = None,
-) -> DecoderOutput:
+) -> DecoderTensors:
     """One frame through the C-decoder; the arguments are those of `TrackerNet.decode`."""
     return net.decode(feats, img2lidar, track_emb, track_ref, track_mask, self_attention=False, dense=dense)

@@ -16,7 +16,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=("syncl_ros", "syncl_ros.*")),
     package_data={
-        "syncl_ros": ["models/*.pt", "models/*.md"],
+        "syncl_ros": ["weights/*.pt", "weights/*.md"],
         "syncl_ros.inference": ["tensorrt_onnx_ops.txt"],
     },
     data_files=[

@@ -107,4 +107,4 @@ for tracker in queries greedy; do
     syncl eval "$OUT/val_results_$tracker.json" --dataroot "$DATA/synth_val" --split val \
         --out "$OUT/val_eval_$tracker"
 done
-echo "released weights: $OUT/tiny_synth.pt (copy to syncl_ros/models/tiny_synth.pt to make it the default)"
+echo "released weights: $OUT/tiny_synth.pt (copy to syncl_ros/weights/tiny_synth.pt to make it the default)"

@@ -89,3 +89,12 @@ def test_installed_package_has_messages_and_modules(workspace: Path) -> None:
 def test_installed_cli_runs(workspace: Path) -> None:
     out = in_workspace(workspace, "install/syncl_ros/lib/syncl_ros/syncl --help")
     assert "build-engine" in out
+
+
+def test_installed_package_ships_the_default_model(workspace: Path) -> None:
+    out = in_workspace(
+        workspace,
+        f"{sys.executable} -c 'from syncl_ros.inference.default_model import default_model_path as path;"
+        " print(path())'",
+    )
+    assert out.strip().startswith(str(workspace / "install" / "syncl_ros")), out

@@ -25,6 +25,16 @@ def test_package_xml_and_setup_py_agree() -> None:
     assert setup["license"] == xml.findtext("license")
 
 
+def test_setup_py_package_data_names_existing_files() -> None:
+    """A moved data folder would otherwise install without its files."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    keyword = next(n for n in ast.walk(tree) if isinstance(n, ast.keyword) and n.arg == "package_data")
+    for package, patterns in ast.literal_eval(keyword.value).items():
+        folder = ROOT / package.replace(".", "/")
+        for pattern in patterns:
+            assert list(folder.glob(pattern)), f"{package}: {pattern} matches no file"
+
+
 def test_package_xml_declares_ros_dependencies() -> None:
     xml = ET.parse(ROOT / "package.xml").getroot()
     declared = {e.text for e in xml if e.tag.endswith("depend")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "tiny_synth.pt"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "weights" / "tiny_synth.pt"
 
 
 def default_model_path() -> Path:

@@ -1,6 +1,6 @@
 """`syncl release CKPT OUT`: strip a training checkpoint down to the weights a deployment needs.
 
-syncl release runs/tiny/last.pt syncl_ros/models/tiny_synth.pt --note data="synth seed 0, 80 scenes"
+syncl release runs/tiny/last.pt syncl_ros/weights/tiny_synth.pt --note data="synth seed 0, 80 scenes"
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def node(model: Path, request: pytest.FixtureRequest) -> Any:
     n.trigger_activate()
     n._on_tf(static_tf(), static=True)
     yield n
-    n.worker.stop()
+    n.pipeline.stop()
     n.destroy_node()
     rclpy.shutdown(context=context)
 
@@ -123,11 +123,15 @@ def send_frame(
         node._on_image(cam.channel, msg)
     time.sleep(0.08)
     node._poll()  # resolves a frame that waits for a missing camera
-    assert node.worker.wait_idle(30.0)
+    assert node.pipeline.worker.wait_idle(30.0)
+
+
+def counts(node: Any) -> dict[str, int]:
+    return node.pipeline.counts
 
 
 def processed(node: Any) -> int:
-    return node.counts["frames.processed"]
+    return counts(node)["frames.processed"]
 
 
 def test_good_frames_are_processed(node: Any) -> None:
@@ -138,10 +142,10 @@ def test_good_frames_are_processed(node: Any) -> None:
 
 def test_a_corrupt_jpeg_leaves_its_camera_out_of_the_frame(node: Any) -> None:
     send_frame(node, 10**18, jpeg={"CAM_BACK": b"\xff\xd8garbage"})
-    assert node.counts["frames.without.decode_error.CAM_BACK"] == 1 and processed(node) == 1
-    assert node.counts["frames.degraded"] == 1 and node.counts["images.decode_error.CAM_BACK"] == 1
+    assert counts(node)["frames.without.decode_error.CAM_BACK"] == 1 and processed(node) == 1
+    assert counts(node)["frames.degraded"] == 1 and counts(node)["images.decode_error.CAM_BACK"] == 1
     send_frame(node, 10**18 + PERIOD_NS)
-    assert processed(node) == 2 and node.counts["frames.degraded"] == 1
+    assert processed(node) == 2 and counts(node)["frames.degraded"] == 1
 
 
 STRICT = {"min_frame_cameras": 6}
@@ -150,9 +154,9 @@ STRICT = {"min_frame_cameras": 6}
 @pytest.mark.parametrize("node", [STRICT], indirect=True)
 def test_with_every_camera_required_a_corrupt_jpeg_drops_the_frame(node: Any) -> None:
     send_frame(node, 10**18, jpeg={"CAM_BACK": b"\xff\xd8garbage"})
-    assert node.counts["frames.dropped.decode_error.CAM_BACK"] == 1 and processed(node) == 0
+    assert counts(node)["frames.dropped.decode_error.CAM_BACK"] == 1 and processed(node) == 0
     send_frame(node, 10**18 + PERIOD_NS, skip=("CAM_BACK_RIGHT",))
-    assert node.sync.stats()["frames_dropped"] == 1 and processed(node) == 0
+    assert node.pipeline.sync.stats()["frames_dropped"] == 1 and processed(node) == 0
     send_frame(node, 10**18 + 2 * PERIOD_NS)
     assert processed(node) == 1
 
@@ -160,7 +164,7 @@ def test_with_every_camera_required_a_corrupt_jpeg_drops_the_frame(node: Any) ->
 def test_a_wrong_image_size_leaves_its_camera_out_of_the_frame(node: Any) -> None:
     small = cv2.imencode(".jpg", np.zeros((450, 800, 3), np.uint8))[1].tobytes()
     send_frame(node, 10**18, jpeg={"CAM_FRONT_LEFT": small})
-    assert node.counts["frames.without.size_mismatch.CAM_FRONT_LEFT"] == 1 and processed(node) == 1
+    assert counts(node)["frames.without.size_mismatch.CAM_FRONT_LEFT"] == 1 and processed(node) == 1
 
 
 def test_image_size_is_checked_before_decoding(node: Any) -> None:
@@ -168,8 +172,8 @@ def test_image_size_is_checked_before_decoding(node: Any) -> None:
     size = (65500).to_bytes(2, "big") + (8).to_bytes(2, "big")
     header = b"\xff\xd8\xff\xc0\x00\x11\x08" + size + b"\x03\x01\x11\x00\x02\x11\x00\x03\x11\x00\xff\xd9"
     send_frame(node, 10**18, jpeg={"CAM_BACK": header})
-    assert node.counts["frames.without.size_mismatch.CAM_BACK"] == 1
-    assert "frames.without.decode_error.CAM_BACK" not in node.counts
+    assert counts(node)["frames.without.size_mismatch.CAM_BACK"] == 1
+    assert "frames.without.decode_error.CAM_BACK" not in counts(node)
 
 
 def test_images_that_arrive_before_their_camera_info_are_prepared_with_their_frame(node: Any) -> None:
@@ -184,8 +188,8 @@ def test_images_that_arrive_before_their_camera_info_are_prepared_with_their_fra
     node._on_image(anchor.channel, jpeg_msg(anchor, stamps[anchor.channel]))
     time.sleep(0.08)
     node._poll()
-    assert node.worker.wait_idle(30.0)
-    assert processed(node) == 1, dict(node.counts)
+    assert node.pipeline.worker.wait_idle(30.0)
+    assert processed(node) == 1, dict(counts(node))
 
 
 def test_each_kind_of_warning_is_logged_on_its_own_throttle(node: Any, capfd: pytest.CaptureFixture) -> None:
@@ -203,29 +207,29 @@ def test_each_kind_of_warning_is_logged_on_its_own_throttle(node: Any, capfd: py
     ):
         assert sum(key in line for line in warnings) == 1, (key, warnings)
     assert not any("decode_error.CAM_BACK: 2]" in line for line in warnings), warnings
-    assert node.counts["frames.without.decode_error.CAM_BACK"] == 2
+    assert counts(node)["frames.without.decode_error.CAM_BACK"] == 2
 
 
 def test_missing_camera_info_and_missing_tf_are_dropped_and_counted(node: Any) -> None:
     send_frame(node, 10**18, infos=False)
-    assert sum(v for k, v in node.counts.items() if k.startswith("frames.dropped.no_camera_info")) == 1
+    assert sum(v for k, v in counts(node).items() if k.startswith("frames.dropped.no_camera_info")) == 1
     send_frame(node, 10**18 + PERIOD_NS, tf=False)  # poses stopped half a period ago: a gap
-    assert node.counts["frames.dropped.ego_pose_gap"] == 1
+    assert counts(node)["frames.dropped.ego_pose_gap"] == 1
     send_frame(node, 10**18 + 2 * PERIOD_NS)
     assert processed(node) == 1
 
 
 def test_a_frame_before_any_ego_pose_is_dropped_and_counted(node: Any) -> None:
     send_frame(node, 10**18, tf=False)
-    assert node.counts["frames.dropped.no_ego_pose"] == 1 and processed(node) == 0
+    assert counts(node)["frames.dropped.no_ego_pose"] == 1 and processed(node) == 0
 
 
 def test_a_short_tf_gap_continues_the_ego_motion(node: Any) -> None:
     send_frame(node, 10**18)
     node._on_tf(ego_tf(10**18 + PERIOD_NS - 200_000_000))  # then /tf pauses for 0.2 s and more
     send_frame(node, 10**18 + PERIOD_NS, tf=False)
-    assert processed(node) == 2 and node.counts["frames.ego_pose_extrapolated"] == 1
-    assert not any(k.startswith("frames.dropped") for k in node.counts), dict(node.counts)
+    assert processed(node) == 2 and counts(node)["frames.ego_pose_extrapolated"] == 1
+    assert not any(k.startswith("frames.dropped") for k in counts(node)), dict(counts(node))
 
 
 def test_a_long_tf_gap_drops_frames_and_the_tracker_restarts_when_poses_return(
@@ -234,22 +238,23 @@ def test_a_long_tf_gap_drops_frames_and_the_tracker_restarts_when_poses_return(
     send_frame(node, 10**18)
     send_frame(node, 10**18 + PERIOD_NS, tf=False)
     send_frame(node, 10**18 + 2 * PERIOD_NS, tf=False)
-    assert node.counts["frames.dropped.ego_pose_gap"] == 2 and processed(node) == 1
-    assert "frames.ego_pose_extrapolated" not in node.counts
+    assert counts(node)["frames.dropped.ego_pose_gap"] == 2 and processed(node) == 1
+    assert "frames.ego_pose_extrapolated" not in counts(node)
     warnings = [line for line in capfd.readouterr().err.splitlines() if "WARN" in line]
     assert sum("frames.dropped.ego_pose_gap: 1]" in line for line in warnings) == 1, warnings
-    resets = node.tracker.resets
+    resets = node.pipeline.tracker.resets
     send_frame(node, 10**18 + 3 * PERIOD_NS)
-    assert processed(node) == 2 and node.counts["resets.ego_pose_gap"] == 1
-    assert node.tracker.resets == resets + 1 and node.tracker.last_reset_reason == "requested"
+    assert processed(node) == 2 and counts(node)["resets.ego_pose_gap"] == 1
+    tracker = node.pipeline.tracker
+    assert tracker.resets == resets + 1 and tracker.last_reset_reason == "requested"
     send_frame(node, 10**18 + 4 * PERIOD_NS)
-    assert node.counts["resets.ego_pose_gap"] == 1 and node.tracker.resets == resets + 1
+    assert counts(node)["resets.ego_pose_gap"] == 1 and node.pipeline.tracker.resets == resets + 1
 
 
 def test_a_camera_missing_in_the_synchronizer_is_left_out_of_the_frame(node: Any) -> None:
     send_frame(node, 10**18, skip=("CAM_BACK_RIGHT",))
-    assert node.sync.stats()["cameras"]["CAM_BACK_RIGHT"]["dropped"]["missing"] == 1
-    assert processed(node) == 1 and node.counts["frames.without.missing.CAM_BACK_RIGHT"] == 1
+    assert node.pipeline.sync.stats()["cameras"]["CAM_BACK_RIGHT"]["dropped"]["missing"] == 1
+    assert processed(node) == 1 and counts(node)["frames.without.missing.CAM_BACK_RIGHT"] == 1
     send_frame(node, 10**18 + PERIOD_NS)
     assert processed(node) == 2
 
@@ -259,7 +264,7 @@ def test_out_of_order_image_is_discarded(node: Any) -> None:
     old = CompressedImage(format="jpeg", data=JPEG)
     old.header.stamp = ns_to_stamp(10**18 + PERIOD_NS - 10**8)
     node._on_image("CAM_BACK", old)
-    assert node.sync.stats()["cameras"]["CAM_BACK"]["dropped"]["out_of_order"] == 1
+    assert node.pipeline.sync.stats()["cameras"]["CAM_BACK"]["dropped"]["out_of_order"] == 1
     send_frame(node, 10**18 + 2 * PERIOD_NS)
     assert processed(node) == 2
 
@@ -268,8 +273,8 @@ def test_backward_time_jump_resets_the_tracker(node: Any) -> None:
     send_frame(node, 10**18 + 10 * PERIOD_NS)
     send_frame(node, 10**18 + 11 * PERIOD_NS)
     send_frame(node, 10**18)  # a bag loop
-    assert node.counts["resets.time_jump"] == 1
-    assert node.tracker.resets >= 1
+    assert counts(node)["resets.time_jump"] == 1
+    assert node.pipeline.tracker.resets >= 1
     send_frame(node, 10**18 + PERIOD_NS)
     assert processed(node) == 4
 
@@ -278,21 +283,21 @@ def test_calibration_change_is_counted_and_used(node: Any) -> None:
     send_frame(node, 10**18)
     cam = RIG.camera("CAM_FRONT")
     node._on_info("CAM_FRONT", camera_info(cam, 10**18, fx=cam.fx * 1.1))
-    assert node.counts["camera_info.CAM_FRONT.changed"] == 1
-    assert node.intrinsics["CAM_FRONT"].K[0, 0] == pytest.approx(cam.fx * 1.1)
+    assert counts(node)["camera_info.CAM_FRONT.changed"] == 1
+    assert node.pipeline.intrinsics["CAM_FRONT"].K[0, 0] == pytest.approx(cam.fx * 1.1)
 
 
 def test_nan_from_the_model_is_counted_and_ignored(node: Any) -> None:
-    real_decode = node.backend.decode
+    real_decode = node.pipeline.backend.decode
 
     def nan_decode(*args: Any) -> Any:
         out = real_decode(*args)
         out.scores[:5] = np.nan  # a numerical fault in the network
         return out
 
-    node.backend.decode = nan_decode
+    node.pipeline.backend.decode = nan_decode
     send_frame(node, 10**18)
-    assert node.counts["model.nonfinite_frames"] == 1 and node.tracker.nonfinite_rows >= 5
+    assert counts(node)["model.nonfinite_frames"] == 1 and node.pipeline.tracker.nonfinite_rows >= 5
     assert processed(node) == 1
 
 
@@ -300,7 +305,7 @@ def test_nan_from_the_model_is_counted_and_ignored(node: Any) -> None:
 def test_raw_image_with_unsupported_encoding_is_dropped(node: Any) -> None:
     depth = Image(height=900, width=1600, encoding="32FC1", step=1600 * 4, data=bytes(1600 * 900 * 4))
     send_frame(node, 10**18, raw=depth)
-    assert sum(v for k, v in node.counts.items() if k.startswith("frames.dropped.decode_error")) == 1
+    assert sum(v for k, v in counts(node).items() if k.startswith("frames.dropped.decode_error")) == 1
     rgb = Image(height=900, width=1600, encoding="rgb8", step=1600 * 3, data=bytes(1600 * 900 * 3))
     send_frame(node, 10**18 + PERIOD_NS, raw=rgb)
     assert processed(node) == 1
@@ -310,7 +315,7 @@ def test_a_silent_anchor_camera_hands_its_frames_over(node: Any) -> None:
     sweep = 83_000_000  # the rig's 12 Hz; the node processes one frame per 0.5 s period of these
     for k in range(30):
         send_frame(node, 10**18 + k * sweep, skip=("CAM_FRONT",) if k >= 6 else ())
-    handed = node.counts["frames.anchor_handed_over"]
-    assert node.sync.stats()["frames_handed_over"] >= 20 and handed >= 3, dict(node.counts)
+    handed = counts(node)["frames.anchor_handed_over"]
+    assert node.pipeline.sync.stats()["frames_handed_over"] >= 20 and handed >= 3, dict(counts(node))
     assert processed(node) == handed + 1  # the first frame, by the anchor; then the others carry on
-    assert node.counts["frames.without.missing.CAM_FRONT"] == handed
+    assert counts(node)["frames.without.missing.CAM_FRONT"] == handed

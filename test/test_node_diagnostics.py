@@ -17,7 +17,7 @@ from training_fixtures import TINY_MODEL
 from syncl_ros.experiment import Experiment
 from syncl_ros.model.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
-from syncl_ros.ros.health import ERROR, OK, WARN
+from syncl_ros.pipeline.health import ERROR, OK, WARN
 from syncl_ros.ros.node import TrackerNode
 from syncl_ros.tracking.config import TrackerConfig
 
@@ -52,7 +52,7 @@ def node(model: Path, request: pytest.FixtureRequest) -> Any:
     n.trigger_activate()
     n._on_tf(static_tf(), static=True)
     yield n
-    n.worker.stop()
+    n.pipeline.stop()
     n.destroy_node()
     rclpy.shutdown(context=context)
 
@@ -83,7 +83,7 @@ def test_a_silent_anchor_camera_is_reported_counted_and_recovers(node: Any) -> N
     else:  # the next camera took the anchor's frames over: processing went on
         assert level == OK, message
         assert int(values["frames_handed_over"]) >= 4
-        assert node.counts["frames.anchor_handed_over"] >= 4
+        assert node.pipeline.counts["frames.anchor_handed_over"] >= 4
     for i in range(9, 12):
         send_frame(node, START_NS + i * PERIOD_NS)
     level, message, values = status(node, "input")

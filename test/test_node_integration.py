@@ -21,10 +21,10 @@ from syncl_ros.experiment import load_experiment
 from syncl_ros.inference.offline import RESULTS_META
 from syncl_ros.model.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
+from syncl_ros.pipeline.settings import TRACKER_KEYS
 from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
 from syncl_ros.ros.recording import results_from_messages
-from syncl_ros.ros.settings import TRACKER_KEYS
 
 # An untrained model scores below the default thresholds: open them so that every query takes part.
 LOOSE = {"birth_score": 0.0, "update_score": 0.0, "output_score": 0.0, "greedy_score": 0.0}

@@ -94,8 +94,8 @@ class LifecycleClient:
     def close(self) -> None:
         self.node_executor.shutdown()
         self.thread.join(10.0)
-        if self.node.worker is not None:
-            self.node.worker.stop()
+        if self.node.pipeline is not None:
+            self.node.pipeline.stop()
         self.client.destroy_node()
         self.node.destroy_node()
         rclpy.shutdown(context=self.context)

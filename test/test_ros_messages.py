@@ -18,22 +18,20 @@ from syncl_ros.classes import DETECTION_CLASSES, LABEL_OF
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import InputConfig
 from syncl_ros.model.inputs import decode_reduction
-from syncl_ros.ros.frame_inputs import prepare_camera_image
+from syncl_ros.pipeline.frame_inputs import prepare_camera_image
+from syncl_ros.pipeline.images import ImageDecodeError, decode_compressed_image, image_to_rgb
+from syncl_ros.pipeline.sync import RigSynchronizer
 from syncl_ros.ros.markers import CLASS_COLORS, MarkerPublisherState, marker_id
 from syncl_ros.ros.messages import (
     ERROR,
-    ImageDecodeError,
     camera_info_to_intrinsics,
-    decode_compressed_image,
     diagnostic_array,
     diagnostic_status,
-    image_to_rgb,
     ns_to_stamp,
     stamp_to_ns,
     tracks_to_detections,
     tracks_to_msg,
 )
-from syncl_ros.ros.sync import RigSynchronizer
 from syncl_ros.tracking.interface import Track
 
 STAMP = 1_533_151_603_512_404_000

@@ -12,16 +12,7 @@ from nav_msgs.msg import Odometry
 from tf2_msgs.msg import TFMessage
 
 from syncl_ros.geometry import Transform, interpolate
-from syncl_ros.rig import load_rig
-from syncl_ros.ros.messages import (
-    ns_to_stamp,
-    odometry_to_tf,
-    pose_to_msg,
-    tf_message_to_tf,
-    transform_stamped_to_tf,
-    transform_to_msg,
-)
-from syncl_ros.ros.tf_buffer import (
+from syncl_ros.pipeline.tf_buffer import (
     ConnectivityError,
     ExtrapolationError,
     FutureExtrapolationError,
@@ -30,6 +21,15 @@ from syncl_ros.ros.tf_buffer import (
     TfBuffer,
     TfEgoSource,
     UnknownFrameError,
+)
+from syncl_ros.rig import load_rig
+from syncl_ros.ros.messages import (
+    ns_to_stamp,
+    odometry_to_tf,
+    pose_to_msg,
+    tf_message_to_tf,
+    transform_stamped_to_tf,
+    transform_to_msg,
 )
 
 S = 1_000_000_000

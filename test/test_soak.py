@@ -20,8 +20,8 @@ from syncl_ros.data.synth.writer import write_dataset
 from syncl_ros.experiment import Experiment
 from syncl_ros.model.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
+from syncl_ros.pipeline.images import ImageDecodeError, compressed_image_size, decode_compressed_image
 from syncl_ros.ros.faults import MUTATIONS, FaultInjector, FaultSettings
-from syncl_ros.ros.messages import ImageDecodeError, compressed_image_size, decode_compressed_image
 from syncl_ros.ros.soak import parse_duration
 from syncl_ros.ros.soak_accounting import PublishedFrame, fault_rows
 from syncl_ros.tracking.config import TrackerConfig

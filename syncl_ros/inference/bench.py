@@ -4,9 +4,9 @@ Each configuration (backend, device, precision, options) runs in its own
 spawned process by default, so its peak resident memory and its thread pools
 are its own; with several rounds the configurations take turns (ABBA order),
 so a shared machine's changing load is spread over all of them. A frame
-is timed in three stages: encode (images -> features, device synchronized),
-decode (features + slots -> host DecoderOutputs, boxes decoded) and host
-tracker (prepare + update), the last for both trackers on the same decoder
+is timed in three stages of the frame pipeline (the node's): encode (images ->
+features, device synchronized), decode (features + slots -> host DecoderOutputs,
+boxes decoded) and host tracker (prepare + update), the last for both trackers on the same decoder
 outputs: the query tracker, whose slots the decoder ran with and whose time
 the frame total counts, and the greedy tracker, which reads only the detection
 rows and is timed beside it. Medians and 90th percentiles are taken over the
@@ -34,6 +34,9 @@ from syncl_ros.geometry import Transform
 from syncl_ros.inference.backend import BackendUnavailable, create_backend, cuda_available
 from syncl_ros.inference.onnxruntime_backend import usable_cores
 from syncl_ros.model.config import ModelConfig
+from syncl_ros.pipeline.frame_inputs import FrameInputs
+from syncl_ros.pipeline.frame_pipeline import FramePipeline
+from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.tracking.config import TrackerConfig
 from syncl_ros.tracking.factory import make_tracker
 from syncl_ros.tracking.interface import DecoderOutputs, Tracker
@@ -236,24 +239,17 @@ def _time_frames(
     dim = model_cfg.embed_dim
     query = make_tracker(dataclasses.replace(tracker_cfg, method="queries"), dim, seed=0)
     greedy = make_tracker(dataclasses.replace(tracker_cfg, method="greedy"), dim, seed=0)
+    pipeline = FramePipeline(backend, query, model_cfg.input, CAMERA_CHANNELS)
     samples: list[list[float]] = [[] for _ in STAGES]
-    clock = time.perf_counter
     for i, frame in enumerate(synthetic_sequence(model_cfg, warmup + frames)):
-        t0 = clock()
-        feats = backend.encode(frame.images)
-        backend.synchronize()
-        t1 = clock()
-        slots = query.prepare(frame.timestamp_ns, frame.model_to_world)
-        t2 = clock()
-        outputs = backend.decode(feats, frame.img2lidar, slots)  # returns host arrays: synchronized
-        t3 = clock()
-        query.update(outputs)
-        t4 = clock()
-        greedy_s = _host_step(greedy, frame, outputs)
+        inputs = FrameInputs(frame.timestamp_ns, frame.images, frame.img2lidar, frame.model_to_world)
+        result = pipeline.track(inputs)  # the decoder runs with the query tracker's slots
+        greedy_ms = _host_step(greedy, frame, result.outputs) * 1e3
         if i >= warmup:
-            times = (t1 - t0, t3 - t2, (t2 - t1) + (t4 - t3), greedy_s, t4 - t0)
-            for stage, seconds in zip(samples, times, strict=True):
-                stage.append(seconds)
+            ms = result.timings_ms
+            frame_ms = (ms["encode"], ms["decode"], ms["tracker"], greedy_ms, sum(ms.values()))
+            for stage, value in zip(samples, frame_ms, strict=True):
+                stage.append(value / 1e3)
     return samples
 
 

@@ -1,14 +1,15 @@
 """Offline tracking over every scene of a split -> nuScenes tracking results JSON.
 
-Runs exactly the inference path of the node (same preprocessing, backend and
-tracker), one scene at a time with a fresh tracker state per scene.
+Runs the node's frame pipeline (:class:`~syncl_ros.pipeline.frame_pipeline.FramePipeline`:
+same preprocessing, backend and tracker), one scene at a time with a fresh tracker state per
+scene.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -21,11 +22,18 @@ from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.experiment import with_tracker_overrides
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.checkpoint import load_model
+from syncl_ros.pipeline.dataset_inputs import dataset_frame_inputs
+from syncl_ros.pipeline.frame_pipeline import FramePipeline
 from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.tracking.factory import make_tracker
 from syncl_ros.tracking.interface import Track, Tracker
-from syncl_ros.training.data import frame_geometry, frame_images
-from syncl_ros.training.feature_cache import FeatureCache
+
+
+class FeatureSource(Protocol):
+    """Encoder features of a split's frames by index (e.g. the training's feature cache)."""
+
+    def features(self, index: int) -> torch.Tensor: ...
+
 
 RESULTS_META = {
     "use_camera": True,
@@ -67,7 +75,7 @@ def track_frames(
     backend: TorchBackend,
     tracker_factory: Callable[[], Tracker],
     progress: bool = True,
-    cache: FeatureCache | None = None,
+    cache: FeatureSource | None = None,
     without: Sequence[str] = (),
 ) -> dict[str, list[dict[str, Any]]]:
     """Results per sample token for every key frame of `frames` (tracker reset at each scene).
@@ -82,19 +90,13 @@ def track_frames(
     cameras = camera_mask(without)
     bar = tqdm(total=len(frames), desc="track", disable=not progress)
     for scene in frames.scene_names:
-        tracker = tracker_factory()
+        pipeline = FramePipeline(backend, tracker_factory(), cfg.input, CAMERA_CHANNELS)
         for i in frames.scene_slices[scene]:
             frame: Frame = frames[i]
-            _, img2lidar = frame_geometry(frame, cfg)
-            if cache is None:
-                images = frame_images(frame, cfg).numpy()
-                images[~cameras] = 0.0
-                feats = backend.encode(images)
-            else:  # a masked camera's features never reach the decoder: the cache serves as is
-                feats = cache.features(i)[None].to(backend.device, torch.float32)
-            slots = tracker.prepare(frame.timestamp_ns, frame.model_to_world)
-            outputs = backend.decode(feats, img2lidar, slots, cameras)
-            tracks = tracker.update(outputs)
+            inputs = dataset_frame_inputs(frame, cfg, cameras, with_images=cache is None)
+            # a masked camera's cached features never reach the decoder: the cache serves as is
+            features = None if cache is None else cache.features(i)[None].to(backend.device, torch.float32)
+            tracks = pipeline.track(inputs, features).tracks
             results[frame.token] = [
                 result_entry(t, frame) for t in tracks if t.class_name in TRACKING_CLASSES
             ]
@@ -146,6 +148,9 @@ def track_split(
 
     cache = None
     if feature_cache is not None:
+        # The cache is training's (learning curves, tuning), which calls here with its folder.
+        from syncl_ros.training.feature_cache import FeatureCache
+
         cache = FeatureCache(feature_cache, net, frames, exp.model)
         cache.build(progress)
     results = track_frames(frames, backend, factory, progress, cache, without)

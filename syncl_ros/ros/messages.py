@@ -4,8 +4,9 @@ Stamps are integer nanoseconds; transforms are :class:`~syncl_ros.geometry.Trans
 (child -> parent, as in tf). Tracks (:class:`~syncl_ros.tracking.interface.Track`)
 live in the model frame (base_link); they are published either there or in a
 world frame, given the model -> output transform (the ego pose at the frame's
-stamp). Errors on malformed input are ValueError (images: ImageDecodeError) with
-a message that names the problem, so the node can log it and keep running.
+stamp). Errors on malformed input are ValueError with a message that names the
+problem, so the node can log it and keep running. Image decoding is the pipeline's
+(:mod:`syncl_ros.pipeline.images`): it needs no message package.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -25,8 +25,9 @@ from std_msgs.msg import Header
 
 from syncl_ros.boxes import VX, VY, YAW, H, L, W, X, Y, Z
 from syncl_ros.geometry import Transform, quaternion_yaw, yaw_quaternion
-from syncl_ros.model.inputs import decode_reduction
 from syncl_ros.msg import TrackedObject3D, TrackedObject3DArray
+from syncl_ros.pipeline.frame_inputs import CameraIntrinsics
+from syncl_ros.pipeline.tf_buffer import StampedTransform
 from syncl_ros.tracking.interface import Track
 
 NS_PER_S = 1_000_000_000
@@ -96,16 +97,6 @@ def transform_to_msg(transform: Transform) -> TransformMsg:
 def pose_to_msg(transform: Transform) -> Pose:
     x, y, z = (float(v) for v in transform.translation)
     return Pose(position=Point(x=x, y=y, z=z), orientation=quaternion_to_msg(transform.rotation))
-
-
-@dataclass(frozen=True)
-class StampedTransform:
-    """One tf edge: ``transform`` maps ``child`` into ``parent`` at ``stamp_ns``."""
-
-    parent: str
-    child: str
-    stamp_ns: int
-    transform: Transform
 
 
 def transform_stamped_to_tf(msg: Any) -> StampedTransform:
@@ -226,19 +217,7 @@ def tracks_to_detections(
     return msg
 
 
-# ------------------------------------------------------------------- images
-
-
-class ImageDecodeError(ValueError):
-    """An image message cannot be turned into pixels."""
-
-
-@dataclass(frozen=True)
-class CameraIntrinsics:
-    K: np.ndarray  # (3, 3)
-    width: int
-    height: int
-    frame_id: str
+# ------------------------------------------------------------ calibration
 
 
 def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
@@ -250,125 +229,6 @@ def camera_info_to_intrinsics(msg: Any) -> CameraIntrinsics:
         size = f"{msg.width}x{msg.height}"
         raise ValueError(f"CameraInfo of {msg.header.frame_id!r} has no image size ({size})")
     return CameraIntrinsics(K / K[2, 2], int(msg.width), int(msg.height), msg.header.frame_id)
-
-
-_JPEG_SOI = b"\xff\xd8"
-_JPEG_EOI = b"\xff\xd9"
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Start-of-frame markers hold the image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_REDUCED_FLAGS = {
-    1: cv2.IMREAD_COLOR,
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8,
-}
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    rgb: np.ndarray  # (h, w, 3) uint8
-    reduction: int  # 1, 2, 4 or 8: full size divided by this (rounded up)
-    full_width: int
-    full_height: int
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    """(width, height) from the JPEG frame header, without decoding."""
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            raise ImageDecodeError(f"corrupt JPEG: no marker at byte {i}")
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in _SOF_MARKERS and i + 9 <= len(data):
-            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
-        if marker == 0xDA or length < 2:
-            break
-        i += 2 + length
-    raise ImageDecodeError("corrupt JPEG: no frame header (SOF) before the image data")
-
-
-def _png_size(data: bytes) -> tuple[int, int]:
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        raise ImageDecodeError("corrupt PNG: no IHDR header")
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
-
-def _kind(fmt: str, data: bytes) -> str:
-    """'jpeg' or 'png' from the bytes, checked against the message's format string."""
-    fmt = fmt.lower()
-    if "compresseddepth" in fmt:
-        raise ImageDecodeError(f"unsupported CompressedImage format {fmt!r} (depth images)")
-    claimed = "jpeg" if ("jpeg" in fmt or "jpg" in fmt) else "png" if "png" in fmt else None
-    if fmt.strip() and claimed is None:
-        raise ImageDecodeError(f"unsupported CompressedImage format {fmt!r}; supported: jpeg, png")
-    found = "jpeg" if data.startswith(_JPEG_SOI) else "png" if data.startswith(_PNG_SIGNATURE) else None
-    if found is None:
-        what = claimed or "JPEG or PNG"
-        raise ImageDecodeError(f"corrupt image: {len(data)} bytes that do not start like {what}")
-    if claimed is not None and claimed != found:
-        raise ImageDecodeError(f"format says {claimed} but the data is {found}")
-    return found
-
-
-def compressed_image_size(msg: Any) -> tuple[int, int]:
-    """(width, height) of a CompressedImage from its JPEG or PNG header, without decoding it."""
-    data = bytes(msg.data)
-    kind = _kind(msg.format, data)
-    return _jpeg_size(data) if kind == "jpeg" else _png_size(data)
-
-
-def decode_compressed_image(msg: Any, min_width: int | None = None) -> DecodedImage:
-    """sensor_msgs CompressedImage (JPEG or PNG) -> RGB, decoded at a reduced scale when allowed.
-
-    Decoding a JPEG at 1/2, 1/4 or 1/8 scale skips most of the inverse DCT
-    work; the factor keeps the decoded width >= ``min_width`` (e.g. the
-    network's input width) so no detail the model uses is lost. The cost
-    follows the size in the header: check it (:func:`compressed_image_size`)
-    before decoding an image from an untrusted source.
-    """
-    data = bytes(msg.data)
-    kind = _kind(msg.format, data)
-    if kind == "jpeg" and not data.rstrip(b"\x00").endswith(_JPEG_EOI):
-        raise ImageDecodeError(f"corrupt JPEG: truncated ({len(data)} bytes, no end-of-image marker)")
-    width, height = _jpeg_size(data) if kind == "jpeg" else _png_size(data)
-    factor = decode_reduction(width, min_width)
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _REDUCED_FLAGS[factor])
-    if bgr is None or bgr.ndim != 3:
-        raise ImageDecodeError(f"corrupt {kind}: OpenCV could not decode {len(data)} bytes")
-    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), factor, width, height)
-
-
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
-
-
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs Image (rgb8, bgr8, mono8) -> (h, w, 3) uint8 RGB copy."""
-    encoding = msg.encoding.lower()
-    if encoding not in _CHANNELS:
-        supported = ", ".join(_CHANNELS)
-        raise ImageDecodeError(f"unsupported image encoding {msg.encoding!r}; supported: {supported}")
-    channels = _CHANNELS[encoding]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise ImageDecodeError(f"empty image ({w}x{h})")
-    if step < w * channels:
-        row = w * channels
-        raise ImageDecodeError(f"step {step} is shorter than a {encoding} row of {w} pixels ({row} bytes)")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size != step * h:
-        expected = f"step * height = {step} * {h} = {step * h}"
-        raise ImageDecodeError(f"data has {data.size} bytes, expected {expected}")
-    pixels = data.reshape(h, step)[:, : w * channels].reshape(h, w, channels)
-    if encoding == "rgb8":
-        return pixels.copy()
-    if encoding == "bgr8":
-        return np.ascontiguousarray(pixels[:, :, ::-1])
-    return np.repeat(pixels, 3, axis=2)
 
 
 # -------------------------------------------------------------- diagnostics

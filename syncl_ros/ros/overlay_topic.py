@@ -10,7 +10,7 @@ import cv2
 from sensor_msgs.msg import CompressedImage
 
 from syncl_ros.model.config import InputConfig
-from syncl_ros.ros.frame_inputs import FrameInputs
+from syncl_ros.pipeline.frame_inputs import FrameInputs
 from syncl_ros.ros.messages import make_header
 from syncl_ros.tracking.interface import Track
 from syncl_ros.viz.overlay import network_view, track_box

@@ -13,6 +13,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
+from syncl_ros.pipeline.settings import PipelineSettings
 from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.tracking.config import TRACKING_METHODS
 
@@ -135,47 +136,17 @@ PARAMS: dict[str, Param] = {
 
 
 @dataclass(frozen=True)
-class NodeSettings:
-    model: str
-    backend: str
-    fallback: list[str]
-    device: str
-    precision: str
-    engine_cache_dir: str
+class NodeSettings(PipelineSettings):
+    """The pipeline's settings and the node's own (topics, lifecycle, outputs)."""
+
     build_only: bool
     autostart: bool
-    image_transport: str
-    camera_channels: list[str]
     image_topics: list[str]
     camera_info_topics: list[str]
-    anchor_camera: str
-    max_spread_ms: float
-    sync_center_ms: float
-    max_wait_ms: float
-    ego_source: str
     odom_topic: str
-    world_frame: str
-    base_frame: str
     output_frame: str
-    process_period_s: float
-    tracker: str
-    birth_score: float
-    update_score: float
-    duplicate_distance_m: float
-    output_score: float
-    max_missed: int
-    greedy_score: float
-    greedy_max_age: int
-    measured_velocity: float
     diagnostics_period_s: float
-    camera_timeout_s: float
-    frame_timeout_s: float
-    min_cameras: int
-    min_frame_cameras: int
-    tf_wait_ms: float
-    max_ego_gap_s: float
     overlay: bool
-    latency_log: str
 
     def check(self) -> None:
         n = len(self.camera_channels)
@@ -219,27 +190,3 @@ def declare_and_read(node: Node) -> NodeSettings:
     settings = NodeSettings(**values)
     settings.check()
     return settings
-
-
-# Node parameter -> model tracker setting it overrides when set (>= 0 or non-empty).
-TRACKER_KEYS = {
-    "tracker": "method",
-    "birth_score": "birth_score",
-    "update_score": "update_score",
-    "duplicate_distance_m": "duplicate_distance_m",
-    "output_score": "output_score",
-    "max_missed": "max_missed",
-    "greedy_score": "greedy.score",
-    "greedy_max_age": "greedy.max_age",
-    "measured_velocity": "measured_velocity",
-}
-
-
-def tracker_overrides(settings: NodeSettings) -> list[str]:
-    """The node's tracker parameters that are set, as "tracker.KEY=VALUE" overrides of the model's."""
-    out = []
-    for name, key in TRACKER_KEYS.items():
-        value = getattr(settings, name)
-        if value != "" and not (isinstance(value, int | float) and value < 0):
-            out.append(f"tracker.{key}={value}")
-    return out

@@ -9,13 +9,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from syncl_ros.data.frames import Frame, NuScenesFrames, read_rgb
+from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.model.backbone import STRIDE
 from syncl_ros.model.config import ModelConfig
-from syncl_ros.model.inputs import camera_geometry, prepare_image, reduce_factor
+from syncl_ros.pipeline.dataset_inputs import frame_geometry, frame_images
 from syncl_ros.training.depth_targets import frame_depth_targets
 
-if TYPE_CHECKING:  # feature_cache imports this module (frame_images): no import cycle at run time
+if TYPE_CHECKING:  # an annotation only: the dataset takes any built cache
     from syncl_ros.training.feature_cache import FeatureCache
 
 
@@ -31,30 +31,6 @@ class FrameSample:
     model_to_world: torch.Tensor  # (4, 4) float64
     features: torch.Tensor | None = None  # (N, C, h, w) float16 encoder features from the on-disk cache
     depth: torch.Tensor | None = None  # (N, h, w) lidar depth per feature cell, 0 where no point
-
-
-def frame_images(frame: Frame, cfg: ModelConfig) -> torch.Tensor:
-    """(N, 3, H, W) normalized network inputs of one frame, exactly as inference prepares them."""
-    images = []
-    for cam in frame.cameras:
-        rgb = read_rgb(cam.path, reduce_factor(cam.width, cfg.input))
-        images.append(prepare_image(rgb, cam.width, cam.height, cfg.input))
-    return torch.from_numpy(np.stack(images))
-
-
-def frame_geometry(frame: Frame, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(lidar2img, img2lidar) of one frame; needs no image decoding."""
-    return camera_geometry(
-        [c.intrinsics for c in frame.cameras],
-        [c.cam_to_model for c in frame.cameras],
-        [(c.width, c.height) for c in frame.cameras],
-        cfg.input,
-    )
-
-
-def frame_tensors(frame: Frame, cfg: ModelConfig) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """(images, lidar2img, img2lidar) of one frame, exactly as inference prepares them."""
-    return (frame_images(frame, cfg), *frame_geometry(frame, cfg))
 
 
 def in_range(boxes: np.ndarray, pc_range: tuple[float, ...]) -> np.ndarray:

@@ -32,8 +32,8 @@ from syncl_ros.atomic import remove_stale_partials, write_atomic, write_json_ato
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import TrackerNet
+from syncl_ros.pipeline.dataset_inputs import frame_images
 from syncl_ros.rig import CAMERA_CHANNELS
-from syncl_ros.training.data import frame_images
 
 FORMAT = "syncl_ros.features/1"  # bump when the encoder's code changes what equal weights compute
 MANIFEST = "manifest.json"

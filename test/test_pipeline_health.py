@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from syncl_ros.pipeline.health import ERROR, OK, WARN, HealthLimits, RigHealth
 from syncl_ros.rig import CAMERA_CHANNELS
-from syncl_ros.ros.health import ERROR, OK, WARN, HealthLimits, RigHealth
 
 MS = 1_000_000
 S = 1_000 * MS

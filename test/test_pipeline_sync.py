@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from syncl_ros.pipeline.sync import MS, DropReason, RigSynchronizer
 from syncl_ros.rig import CAMERA_CHANNELS
-from syncl_ros.ros.sync import MS, DropReason, RigSynchronizer
 
 PERIOD = 83 * MS  # ~12 Hz, the nuScenes camera rate
 T0 = 1_700_000_000 * 1_000_000_000

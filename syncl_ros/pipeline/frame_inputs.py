@@ -1,6 +1,6 @@
 """A synchronized rig frame (six images + calibration + ego poses) -> network inputs.
 
-Pure functions over decoded message contents so that they can be tested and
+Pure functions over decoded message contents (no rclpy), so that they can be tested and
 reused without a running node. The model frame is base_link at the anchor
 camera's stamp; each camera's own capture time is honoured through the ego
 pose at that time (the rig's cameras fire tens of milliseconds apart).
@@ -17,9 +17,8 @@ import numpy as np
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import InputConfig
 from syncl_ros.model.inputs import camera_geometry, prepare_image
-from syncl_ros.ros.ego_gaps import EgoPoseGapError
-from syncl_ros.ros.messages import (
-    CameraIntrinsics,
+from syncl_ros.pipeline.ego_gaps import EgoPoseGapError
+from syncl_ros.pipeline.images import (
     ImageDecodeError,
     compressed_image_size,
     decode_compressed_image,
@@ -38,9 +37,19 @@ class FrameError(ValueError):
 
 
 @dataclass(frozen=True)
+class CameraIntrinsics:
+    K: np.ndarray  # (3, 3)
+    width: int
+    height: int
+    frame_id: str
+
+
+@dataclass(frozen=True)
 class FrameInputs:
+    """What the network and the tracker take for one frame."""
+
     stamp_ns: int
-    images: np.ndarray  # (N, 3, H, W) float32 (zeros for a missing camera)
+    images: np.ndarray | None  # (N, 3, H, W) float32 (zeros for a missing camera); None: features given
     img2lidar: np.ndarray  # (N, 4, 4) float32 (a placeholder for a missing camera)
     model_to_world: Transform  # base_link at the frame's stamp -> world
     lidar2img: np.ndarray | None = None  # (N, 4, 4) float32, model frame -> input pixels (for overlays)
@@ -50,7 +59,7 @@ class FrameInputs:
     @property
     def used(self) -> np.ndarray:
         """(N,) bool: the cameras the frame holds."""
-        return np.ones(len(self.images), bool) if self.cameras is None else self.cameras
+        return np.ones(len(self.img2lidar), bool) if self.cameras is None else self.cameras
 
 
 def image_size(msg: Any, transport: str) -> tuple[int, int]:
@@ -103,6 +112,18 @@ def prepare_camera_image(
         return CameraImage(prepare_image(rgb, width, height, cfg), width, height)
     except ValueError as err:
         return CameraImage(None, width, height, ("size_mismatch", str(err)))
+
+
+@dataclass(frozen=True)
+class RigCapture:
+    """One synchronized rig frame as the cameras delivered it: the arguments of :func:`assemble`."""
+
+    stamp_ns: int  # the anchor image's stamp: the frame's time (base_link then is the model frame)
+    images: Mapping[str, CameraImage | None]  # None: no image from that camera within the sync window
+    stamps_ns: Mapping[str, int]  # each delivering camera's capture stamp
+    intrinsics: Mapping[str, CameraIntrinsics]
+    extrinsics: Mapping[str, Transform]  # optical frame -> base_link per channel
+    ego_pose: Callable[[int], Transform]  # stamp -> (base_link -> world)
 
 
 def assemble(

@@ -12,7 +12,7 @@ be misplaced. Pure Python: no rclpy; stamps are int ns.
 from __future__ import annotations
 
 from syncl_ros.geometry import Transform, interpolate
-from syncl_ros.ros.tf_buffer import EgoPoseSource
+from syncl_ros.pipeline.tf_buffer import EgoPoseSource
 
 # The motion continued is the one over the last 0.1 s of poses: the last two at 10 Hz odometry,
 # several at a faster /tf, whose jitter a single pair would carry into the extrapolation.

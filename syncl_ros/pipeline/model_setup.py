@@ -1,4 +1,5 @@
-"""What the node's configure transition loads: the model's experiment, a backend and the tracker.
+"""What the live pipeline starts with (the node's configure transition): the model's experiment,
+a backend and the tracker.
 
 Any failure becomes a :class:`ModelSetupError` whose message is one line naming the model and
 the cause (a missing, empty, truncated or foreign file, a stored configuration that does not
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from syncl_ros.experiment import Experiment, with_overrides
-from syncl_ros.ros.settings import NodeSettings, tracker_overrides
+from syncl_ros.pipeline.settings import PipelineSettings, tracker_overrides
 
 _MAX_CAUSE = 300  # characters of an error message kept in the log line
 # torch's wording of one load_state_dict problem, shortened to the two shapes.
@@ -26,7 +27,7 @@ _SIZE_MISMATCH = re.compile(
 
 
 class ModelSetupError(RuntimeError):
-    """The model cannot run in this node; the message is one line: the model, then the cause."""
+    """The model cannot run here; the message is one line: the model, then the cause."""
 
     def __init__(self, model: Path, cause: str) -> None:
         super().__init__(f"model {model}: {cause}")
@@ -36,19 +37,19 @@ class ModelSetupError(RuntimeError):
 @dataclass
 class LoadedModel:
     path: Path
-    experiment: Experiment  # with the node's tracker parameters applied
+    experiment: Experiment  # with the settings' tracker overrides applied
     backend: Any
     tracker: Any
     period_s: float  # seconds between processed frames
 
 
-def model_path(settings: NodeSettings) -> Path:
+def model_path(settings: PipelineSettings) -> Path:
     from syncl_ros.inference.default_model import default_model_path
 
     return Path(settings.model) if settings.model else default_model_path()
 
 
-def load_model(settings: NodeSettings) -> LoadedModel:
+def load_model(settings: PipelineSettings) -> LoadedModel:
     """The backend and tracker the settings ask for; ModelSetupError saying why not."""
     path = model_path(settings)
     try:
@@ -59,7 +60,7 @@ def load_model(settings: NodeSettings) -> LoadedModel:
         raise ModelSetupError(path, explain(path, err)) from err
 
 
-def _load(settings: NodeSettings, path: Path) -> LoadedModel:
+def _load(settings: PipelineSettings, path: Path) -> LoadedModel:
     from syncl_ros.inference.backend import create_backend
     from syncl_ros.tracking.factory import make_tracker
 

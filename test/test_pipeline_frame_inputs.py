@@ -8,9 +8,8 @@ import pytest
 
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import InputConfig
+from syncl_ros.pipeline.frame_inputs import CameraImage, CameraIntrinsics, FrameError, FrameInputs, assemble
 from syncl_ros.rig import CAMERA_CHANNELS
-from syncl_ros.ros.frame_inputs import CameraImage, FrameError, FrameInputs, assemble
-from syncl_ros.ros.messages import CameraIntrinsics
 
 CFG = InputConfig(height=64, width=160)
 T0 = 1_700_000_000 * 1_000_000_000

@@ -11,9 +11,9 @@ import pytest
 
 from syncl_ros.geometry import Transform, interpolate
 from syncl_ros.model.config import InputConfig
-from syncl_ros.ros.ego_gaps import EgoPoseBridge, EgoPoseGapError, continue_motion
-from syncl_ros.ros.frame_inputs import FrameError, assemble
-from syncl_ros.ros.tf_buffer import (
+from syncl_ros.pipeline.ego_gaps import EgoPoseBridge, EgoPoseGapError, continue_motion
+from syncl_ros.pipeline.frame_inputs import FrameError, assemble
+from syncl_ros.pipeline.tf_buffer import (
     FutureExtrapolationError,
     OdometryEgoSource,
     PastExtrapolationError,

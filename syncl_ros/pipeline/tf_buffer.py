@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -27,6 +28,16 @@ DEFAULT_CACHE_NS = 10 * NS_PER_S
 # Hard cap per edge, whatever the publishing rate (a 1 kHz source keeps 10 s).
 MAX_SAMPLES = 10_000
 MAX_DEPTH = 1_000  # frame trees are shallow; deeper means a loop slipped in
+
+
+@dataclass(frozen=True)
+class StampedTransform:
+    """One tf edge: ``transform`` maps ``child`` into ``parent`` at ``stamp_ns``."""
+
+    parent: str
+    child: str
+    stamp_ns: int
+    transform: Transform
 
 
 class TfError(LookupError):

@@ -1,0 +1,4 @@
+"""The frame pipeline, free of ROS: a synchronized rig frame (images, calibration, ego pose,
+stamp, camera mask) in, tracks and per-stage timings out (frame_pipeline.py), and its live side
+(live.py: rig synchronizer, TF buffer, ego poses through gaps, health, one worker). The node,
+offline tracking (`syncl track`), the benchmarks and the demo all run it."""

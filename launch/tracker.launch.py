@@ -7,14 +7,15 @@
         [cam_front:=/my/front/image cam_front_info:=...]
 
 Defaults match bags written by `syncl convert` (config/tracker.yaml, the nuScenes preset).
-The launch arguments override the parameter file, so their defaults are its values.
+The launch arguments override the parameter file, so their defaults are its values;
+tracker:=METHOD sets the parameter tracker.method (empty: the model's stored method).
 """
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -103,7 +104,6 @@ def generate_launch_description() -> LaunchDescription:
         # Typed as strings: an empty argument would otherwise be read as YAML null.
         "model": ParameterValue(LaunchConfiguration("model"), value_type=str),
         "backend": LaunchConfiguration("backend"),
-        "tracker": ParameterValue(LaunchConfiguration("tracker"), value_type=str),
         "use_sim_time": LaunchConfiguration("use_sim_time"),
         # Typed, so that camera_timeout_s:=2 is a float and autostart:=False a bool.
         "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
@@ -116,12 +116,19 @@ def generate_launch_description() -> LaunchDescription:
         "image_topics": [LaunchConfiguration(c.lower()) for c in CAMERAS],
         "camera_info_topics": [LaunchConfiguration(f"{c.lower()}_info") for c in CAMERAS],
     }
+    return LaunchDescription([*args, OpaqueFunction(function=tracker_node, args=[overrides])])
+
+
+def tracker_node(context: LaunchContext, overrides: dict[str, object]) -> list[Node]:
+    # tracker.method is unset (the model's method) unless the tracker argument names one.
+    method = LaunchConfiguration("tracker").perform(context)
+    chosen = {"tracker.method": method} if method else {}
     node = Node(
         package="syncl_ros",
         executable="tracker_node",
         name="syncl_tracker",
         namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), overrides],
+        parameters=[LaunchConfiguration("params_file"), overrides, chosen],
         output="screen",
     )
-    return LaunchDescription([*args, node])
+    return [node]

@@ -9,6 +9,8 @@ Optional / ``X | None``, Literal[...], enums (by name or value), nested
 dataclasses and Any. Numeric bounds are declared per field with
 ``field(metadata={"min": 0, "max": 10})`` (inclusive) or ``"gt"``/``"lt"``
 (exclusive); they apply to a number or to each number of a list/tuple.
+:func:`setting` declares a field with its description beside its bounds, for
+whatever else presents the setting (the node's ROS parameters).
 """
 
 from __future__ import annotations
@@ -66,6 +68,16 @@ def load(cls: type[T], path: str | Path) -> T:
     except yaml.YAMLError as err:
         raise ConfigError(f"{p}: invalid YAML: {err}") from None
     return parse(cls, data, str(p))
+
+
+def setting(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Any = None, **meta: Any) -> Any:
+    """A dataclass field declared once: its default (or default ``factory``), a description and
+    metadata such as bounds ("min", "max", "gt", "lt"), e.g. ``setting(0.4, "birth threshold",
+    min=0.0, max=1.0)``. The parser checks the bounds; the node's parameters take all of it."""
+    metadata = {"doc": doc, **meta}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 # --------------------------------------------------------------------- YAML

@@ -273,7 +273,7 @@ def test_bench_node_runs_a_node_per_tracker(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """No ROS here: the node, the player and the listener are stand-ins; what is checked is the
-    `tracker` and `overlay` parameters each node gets, the row each run makes, and the table and
+    `tracker.method` and `overlay` parameters each node gets, the row each run makes, and the table and
     latency histograms written from the node's latency_log."""
     from syncl_ros.ros import bench_node
 
@@ -281,7 +281,7 @@ def test_bench_node_runs_a_node_per_tracker(
     overlays: list[object] = []
 
     def start_node(params: dict[str, object], env: object) -> argparse.Namespace:
-        started.append(str(params["tracker"]))
+        started.append(str(params["tracker.method"]))
         overlays.append(params["overlay"])
         frame = {"assemble": 3.0, "encode": 20.0, "decode": 17.0, "tracker": 1.0, "receive_to_publish": 90.0}
         frame.update({"overlay": 4.0} if params["overlay"] else {})

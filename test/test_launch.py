@@ -1,6 +1,7 @@
 """launch/tracker.launch.py, checked without the launch packages (not installable here):
 it parses, names the installed executable and existing files, and its arguments match the
-node's declared parameters; config/tracker.yaml lists every declared parameter."""
+node's declared parameters; config/tracker.yaml lists every declared parameter with its default
+(those unset by default commented out), as the typed settings declare them."""
 
 import ast
 import re
@@ -8,17 +9,21 @@ from pathlib import Path
 
 import yaml
 
+from syncl_ros.config import parse
 from syncl_ros.rig import CAMERA_CHANNELS
-from syncl_ros.ros.settings import PARAMS
+from syncl_ros.ros.parameters import parameter_specs
+from syncl_ros.ros.settings import NodeSettings
+from syncl_ros.tracking.config import TrackerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch" / "tracker.launch.py"
 PARAMS_FILE = ROOT / "config" / "tracker.yaml"
-# Node parameters set by launch arguments of the same name.
+SPECS = {spec.name: spec for spec in parameter_specs(NodeSettings)}
+DEFAULTS = {name: spec.default for name, spec in SPECS.items() if spec.default is not None}
+# Node parameters set by launch arguments of the same name (tracker: tracker.method, when given).
 LAUNCH_PARAMS = {
     "model",
     "backend",
-    "tracker",
     "autostart",
     "camera_timeout_s",
     "frame_timeout_s",
@@ -52,19 +57,45 @@ def test_launch_file_parses_and_runs_the_installed_executable() -> None:
     assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
 
 
+def commented_block(key: str) -> dict[str, object]:
+    """The commented-out YAML section of the params file that starts with `# key:`."""
+    lines, inside = [], False
+    for line in PARAMS_FILE.read_text().splitlines():
+        if line.startswith(f"    # {key}:"):
+            inside = True
+        elif inside and not line.startswith("    #   "):
+            break
+        if inside:
+            lines.append(line[len("    # ") :])
+    return yaml.safe_load("\n".join(lines))
+
+
+def flatten(data: dict[str, object], prefix: str) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}"
+        out.update(flatten(value, name) if isinstance(value, dict) else {name: value})
+    return out
+
+
 def test_default_params_file_exists_and_sets_only_declared_parameters() -> None:
     source = LAUNCH.read_text()
     assert 'share / "config" / "tracker.yaml"' in source
     params = params_file()
-    assert set(params) <= set(PARAMS), sorted(set(params) - set(PARAMS))
+    assert set(params) <= set(DEFAULTS), sorted(set(params) - set(DEFAULTS))
     for name, value in params.items():
-        default = PARAMS[name].default
-        assert type(value) is type(default) or (isinstance(default, float) and isinstance(value, float)), name
+        assert value == DEFAULTS[name] and type(value) is type(DEFAULTS[name]), name
 
 
 def test_default_params_file_lists_every_declared_parameter() -> None:
-    missing = sorted(set(PARAMS) - set(params_file()))
+    missing = sorted(set(DEFAULTS) - set(params_file()))
     assert not missing, f"declared by the node but missing from {PARAMS_FILE.name}: {missing}"
+    unset = {name for name, spec in SPECS.items() if spec.default is None}
+    assert "process_period_s" in unset and "# process_period_s:" in PARAMS_FILE.read_text()
+    shown = commented_block("tracker")["tracker"]
+    assert isinstance(shown, dict)
+    assert set(flatten(shown, "tracker")) == {n for n in unset if n.startswith("tracker.")}
+    assert parse(TrackerConfig, shown) == TrackerConfig()  # the values shown are the defaults
 
 
 def test_launch_arguments_match_node_parameters() -> None:
@@ -84,7 +115,10 @@ def test_launch_arguments_match_node_parameters() -> None:
         )
     )
     assert tuple(cameras) == CAMERA_CHANNELS
-    assert {"params_file", "use_sim_time", "namespace"} | LAUNCH_PARAMS <= set(declared)
+    assert {"params_file", "use_sim_time", "namespace", "tracker"} | LAUNCH_PARAMS <= set(declared)
+    # tracker:=METHOD sets tracker.method; empty (the default) leaves it unset: the model's method
+    assert ast.literal_eval(declared["tracker"]) == "" and "tracker.method" in SPECS
+    assert '{"tracker.method": method} if method else {}' in LAUNCH.read_text()
     # every override the launch file passes to the node is a declared node parameter (or use_sim_time)
     (overrides,) = [
         n
@@ -93,7 +127,7 @@ def test_launch_arguments_match_node_parameters() -> None:
     ]
     values = dict(zip(overrides.value.keys, overrides.value.values, strict=True))  # type: ignore[attr-defined]
     keys = {ast.literal_eval(k) for k in values}
-    assert keys - {"use_sim_time"} <= set(PARAMS)
+    assert keys - {"use_sim_time"} <= set(SPECS)
     assert {"image_topics", "camera_info_topics"} | LAUNCH_PARAMS <= keys
     # A launch argument overrides the parameter file: its default must be the file's value, and
     # a typed one (ParameterValue) must have the node parameter's type.
@@ -105,7 +139,7 @@ def test_launch_arguments_match_node_parameters() -> None:
             assert (yaml.safe_load(default) if default else "") == params[name], name
         if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "ParameterValue":
             value_type = getattr(keyword(value, "value_type"), "id", "")
-            assert value_type == type(PARAMS[name].default).__name__, name
+            assert value_type == type(SPECS[name].default).__name__, name
 
 
 def test_rviz_config_shows_the_node_markers() -> None:
@@ -113,4 +147,4 @@ def test_rviz_config_shows_the_node_markers() -> None:
     displays = rviz["Visualization Manager"]["Displays"]
     markers = [d for d in displays if d["Class"] == "rviz_default_plugins/MarkerArray"]
     assert markers and markers[0]["Topic"]["Value"] == "/syncl_tracker/markers"
-    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == PARAMS["base_frame"].default
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == NodeSettings().base_frame

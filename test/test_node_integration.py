@@ -21,13 +21,18 @@ from syncl_ros.experiment import load_experiment
 from syncl_ros.inference.offline import RESULTS_META
 from syncl_ros.model.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
-from syncl_ros.pipeline.settings import TRACKER_KEYS
 from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
 from syncl_ros.ros.recording import results_from_messages
 
 # An untrained model scores below the default thresholds: open them so that every query takes part.
-LOOSE = {"birth_score": 0.0, "update_score": 0.0, "output_score": 0.0, "greedy_score": 0.0}
+# The same names and values serve `syncl track --set` and the node's parameters.
+LOOSE = {
+    "tracker.birth_score": 0.0,
+    "tracker.update_score": 0.0,
+    "tracker.output_score": 0.0,
+    "tracker.greedy.score": 0.0,
+}
 METHODS = ("queries", "greedy")
 # One CPU thread in both processes: float reductions then run in the same order, so the node and
 # offline tracking compute bit-identical network outputs (an untrained network amplifies any difference).
@@ -50,7 +55,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def track_offline(scene: dict[str, Path], method: str) -> Path:
     out = scene["root"] / f"offline_{method}.json"
-    sets = [a for k, v in LOOSE.items() for a in ("--set", f"tracker.{TRACKER_KEYS[k]}={v}")]
+    sets = [a for k, v in LOOSE.items() for a in ("--set", f"{k}={v}")]
     track = ["track", str(scene["data"]), "--split", "val", "--model", str(scene["model"])]
     track += ["--tracker", method, "--out", str(out), "--no-progress", *sets]
     subprocess.run([sys.executable, "-m", "syncl_ros.cli", *track], env=ENV, check=True)
@@ -62,7 +67,7 @@ def record_node_output(scene: dict[str, Path], method: str) -> list[TrackedObjec
     # comparison needs every key frame (the node counts and drops late frames by design)
     params = {
         **LOOSE,
-        "tracker": method,
+        "tracker.method": method,
         "model": scene["model"],
         "backend": "torch",
         "output_frame": "map",

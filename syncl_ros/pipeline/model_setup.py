@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from syncl_ros.experiment import Experiment, with_overrides
-from syncl_ros.pipeline.settings import PipelineSettings, tracker_overrides
+from syncl_ros.pipeline.settings import PipelineSettings
 
 _MAX_CAUSE = 300  # characters of an error message kept in the log line
 # torch's wording of one load_state_dict problem, shortened to the two shapes.
@@ -64,7 +64,7 @@ def _load(settings: PipelineSettings, path: Path) -> LoadedModel:
     from syncl_ros.inference.backend import create_backend
     from syncl_ros.tracking.factory import make_tracker
 
-    experiment = with_overrides(experiment_of(path), tracker_overrides(settings))
+    experiment = with_overrides(experiment_of(path), settings.tracker)
     device = resolve_device(settings.device)
     precision = settings.precision if device.startswith("cuda") else "fp32"
     backend = create_backend(
@@ -77,7 +77,7 @@ def _load(settings: PipelineSettings, path: Path) -> LoadedModel:
         )
     tracker = make_tracker(experiment.tracker, experiment.model.embed_dim)
     period = settings.process_period_s
-    period = period if period >= 0 else experiment.model.frame_interval_s
+    period = period if period is not None else experiment.model.frame_interval_s
     return LoadedModel(path, experiment, backend, tracker, period)
 
 

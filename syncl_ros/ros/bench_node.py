@@ -53,7 +53,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--tracker",
         choices=(*TRACKING_METHODS, "both"),
         default="both",
-        help="node parameter tracker; both: one run per tracker, one after the other (default: both)",
+        help="node parameter tracker.method; both: one run per tracker, one after the other (default: both)",
     )
 
 
@@ -160,7 +160,7 @@ def run_node(
         "model": model,
         "backend": args.backend,
         "process_period_s": args.period,
-        "tracker": method,
+        "tracker.method": method,
         "overlay": overlay,
         "latency_log": log,
     }

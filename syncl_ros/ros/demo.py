@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME:=VALUE",
-        help="extra node parameter, e.g. --node-param birth_score:=0.3",
+        help="extra node parameter, e.g. --node-param tracker.birth_score:=0.3",
     )
     args = p.parse_args(argv)
     try:

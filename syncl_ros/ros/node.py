@@ -32,6 +32,7 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -281,7 +282,7 @@ def main(args: Sequence[str] | None = None) -> int:
     rclpy.init(args=list(args) if args is not None else None)
     try:
         node = TrackerNode()
-    except ValueError as err:  # bad parameters
+    except (ValueError, ParameterException) as err:  # bad parameters (ConfigError is a ValueError)
         print(f"syncl_tracker: {err}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2

@@ -56,7 +56,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="RSS reference taken after this (default: a tenth of the duration, at least 5 s)",
     )
     p.add_argument("--backend", default="auto", help="node backend (default: auto)")
-    p.add_argument("--tracker", default="", help="node parameter tracker (default: the model's)")
+    p.add_argument("--tracker", default="", help="node parameter tracker.method (default: the model's)")
     p.add_argument(
         "--period",
         type=float,
@@ -154,7 +154,7 @@ def run_soak(args: argparse.Namespace, model: Path, bag: Path, tmp: Path) -> dic
         "latency_log": latency_log,
     }
     if args.tracker:
-        params["tracker"] = args.tracker
+        params["tracker.method"] = args.tracker
     faults = [
         "--faults",
         str(args.seed),

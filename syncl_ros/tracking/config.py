@@ -7,6 +7,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from syncl_ros.config import setting
+
 _PROB = {"min": 0.0, "max": 1.0}
 _POS = {"gt": 0}
 _NONNEG = {"min": 0}
@@ -49,9 +51,12 @@ MATCH_DISTANCE_M = {
 class GreedyConfig:
     """Tracking by detection (:mod:`syncl_ros.tracking.greedy`): CenterPoint-style association."""
 
-    score: float = field(default=0.1, metadata=_PROB)  # detections below this are ignored
-    max_detections: int = field(default=150, metadata=_NONNEG)  # per frame, best first
-    max_age: int = field(default=3, metadata=_NONNEG)  # frames a track may go unmatched before it ends
+    score: float = setting(0.1, "greedy tracker: detections below this score are ignored", **_PROB)
+    max_detections: int = setting(
+        150, "greedy tracker: detections considered per frame, best first", **_NONNEG
+    )
+    max_age: int = setting(3, "greedy tracker: frames a track may go unmatched before it ends", **_NONNEG)
+    # Largest center distance (m) for a match, per class.
     distances: dict[str, float] = field(default_factory=lambda: dict(MATCH_DISTANCE_M))
 
     def __post_init__(self) -> None:
@@ -77,23 +82,38 @@ class TrackerConfig:
     (``greedy`` settings). A released model stores the method it was validated with.
     """
 
-    method: Literal["queries", "greedy"] = "queries"
-    num_slots: int = field(default=64, metadata=_POS)  # fixed slot count keeps exported shapes static
-    birth_score: float = field(default=0.4, metadata=_PROB)  # detection query -> new track at or above
-    update_score: float = field(default=0.4, metadata=_PROB)  # below it a live track coasts on its motion
-    # A confident detection closer than this (m, bird's-eye view) to a live track or to a better
-    # detection born this frame is a second query on one object: no new track. 0 turns the check off.
-    duplicate_distance_m: float = field(default=1.0, metadata=_NONNEG)
-    # Frames below update_score before a track ends (PF-Track: 7 at 800x320, 6 at 1600x640; MUTR3D: 5).
-    max_missed: int = field(default=6, metadata=_NONNEG)
-    output_score: float = field(default=0.2, metadata=_PROB)  # tracks reported only at or above
-    max_outputs: int = field(default=150, metadata=_NONNEG)  # at most this many reported, best first
-    reset_gap_s: float = field(default=3.0, metadata=_POS)  # a longer forward gap starts over
-    # Share of a confirmed track's velocity taken from its measured displacement rather than the
-    # network's estimate (0: network only); one-frame networks cannot see speed.
-    measured_velocity: float = field(default=1.0, metadata=_PROB)
-    tracking_labels_only: bool = True  # score and give birth on the 7 tracking classes only
-    pc_range: tuple[float, ...] = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)  # normalizes reference points
+    method: Literal["queries", "greedy"] = setting(
+        "queries",
+        "queries (the network's track queries) | greedy (its detections linked by center distance)",
+    )
+    # The decoder has one input row per slot: a fixed count keeps exported shapes static.
+    num_slots: int = setting(64, "track slots (the model's)", runtime=False, **_POS)
+    birth_score: float = setting(0.4, "query tracker: score a detection needs to start a track", **_PROB)
+    update_score: float = setting(
+        0.4, "query tracker: score a track needs to count as seen (below it, it coasts)", **_PROB
+    )
+    # A confident detection this close to a live track or to a better detection born this frame is
+    # a second query on one object.
+    duplicate_distance_m: float = setting(
+        1.0,
+        "query tracker: no birth this close (m, bird's-eye view) to a track or a better new one; 0: off",
+        **_NONNEG,
+    )
+    # PF-Track: 7 at 800x320, 6 at 1600x640; MUTR3D: 5.
+    max_missed: int = setting(6, "query tracker: frames a track may coast unseen before it ends", **_NONNEG)
+    output_score: float = setting(0.2, "query tracker: score a track needs to be reported", **_PROB)
+    max_outputs: int = setting(150, "tracks reported per frame at most, best first", **_NONNEG)
+    reset_gap_s: float = setting(
+        3.0, "a forward gap between frames this long starts the tracker over", **_POS
+    )
+    # One-frame networks cannot see speed.
+    measured_velocity: float = setting(
+        1.0, "share of a track's velocity measured from its motion (0: the network's estimate)", **_PROB
+    )
+    tracking_labels_only: bool = setting(True, "score and give birth on the 7 tracking classes only")
+    pc_range: tuple[float, ...] = setting(
+        (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), "detection range (the model's)", runtime=False
+    )
     greedy: GreedyConfig = field(default_factory=GreedyConfig)
 
     def __post_init__(self) -> None:

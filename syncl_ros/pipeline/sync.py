@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from syncl_ros.rig import CAMERA_CHANNELS
@@ -52,7 +52,7 @@ _MAX_PERIOD_NS = 1_000 * MS
 _RATE_ALPHA = 0.1
 
 
-class DropReason(str, Enum):
+class DropReason(StrEnum):
     """Why a camera made its frame drop (or, for OUT_OF_ORDER, why its message was discarded)."""
 
     MISSING = "missing"  # no image from this camera at all in the buffer

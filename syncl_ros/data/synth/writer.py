@@ -248,7 +248,7 @@ def _scene_tables(
     scene, rig, tl = job.scene, job.rig, job.timeline
     rows = tables.rows
     log_token, scene_token = token(key, "log"), token(key, "scene")
-    start = dt.datetime.fromtimestamp(int(tl.sample_times[0]) / 1e9, tz=dt.timezone.utc)
+    start = dt.datetime.fromtimestamp(int(tl.sample_times[0]) / 1e9, tz=dt.UTC)
     rows["log"].append(
         {
             "token": log_token,

@@ -36,7 +36,7 @@ COMMANDS: dict[str, Command] = {
     "eval": Command("score tracking results with the official nuScenes metrics", "syncl_ros.eval.cli"),
     "train": Command("train the tracker with the SynCL strategy", "syncl_ros.training.cli"),
     "release": Command(
-        "strip a training checkpoint to the weights a deployment needs", "syncl_ros.model.release_cli"
+        "strip a training checkpoint to the weights a deployment needs", "syncl_ros.experiment.release_cli"
     ),
     "export": Command(
         "export the tracker to ONNX (image encoder + decoder head)", "syncl_ros.inference.export_cli"

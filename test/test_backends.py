@@ -15,6 +15,7 @@ import torch
 from training_fixtures import tiny_experiment
 
 from syncl_ros.classes import TRACKING_LABELS
+from syncl_ros.experiment.checkpoint import load_model, save_checkpoint
 from syncl_ros.inference import bench_cli
 from syncl_ros.inference.backend import (
     Backend,
@@ -33,7 +34,6 @@ from syncl_ros.inference.bench import (
 from syncl_ros.inference.export import export_model
 from syncl_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
 from syncl_ros.inference.torch_backend import TorchBackend
-from syncl_ros.model.checkpoint import load_model, save_checkpoint
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.tracking.config import TrackerConfig
 from syncl_ros.tracking.interface import Track

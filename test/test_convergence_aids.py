@@ -5,13 +5,13 @@ import numpy as np
 import torch
 from training_fixtures import TINY_MODEL, tiny_clip, tiny_experiment
 
+from syncl_ros.experiment.train_config import AidsConfig
 from syncl_ros.model.backbone import STRIDE
 from syncl_ros.model.box_coder import BoxCoder
 from syncl_ros.model.decoder import MASKED
 from syncl_ros.model.network import DenseOutput, TrackerNet
 from syncl_ros.training.clip_pass import TrainingModel
 from syncl_ros.training.coaux import aux_targets
-from syncl_ros.training.config import AidsConfig
 from syncl_ros.training.denoising import make_denoising
 from syncl_ros.training.dense import dense_targets
 

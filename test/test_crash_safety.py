@@ -278,7 +278,7 @@ def metrics(run: Path) -> list[dict[str, Any]]:
 
 
 def weights(path: Path) -> dict[str, Any]:
-    from syncl_ros.model.checkpoint import read_checkpoint
+    from syncl_ros.experiment.checkpoint import read_checkpoint
 
     return dict(read_checkpoint(path)["model"])
 
@@ -315,7 +315,7 @@ def checkpoint(work: Path) -> Path:
     import torch
     from training_fixtures import tiny_experiment
 
-    from syncl_ros.model.checkpoint import save_checkpoint
+    from syncl_ros.experiment.checkpoint import save_checkpoint
     from syncl_ros.model.network import TrackerNet
 
     torch.manual_seed(0)

@@ -11,11 +11,11 @@ import torch
 from test_model import FRONT, frame_inputs
 from training_fixtures import TINY_MODEL, K
 
+from syncl_ros.experiment.checkpoint import load_across_switches, load_model
 from syncl_ros.geometry import project
 from syncl_ros.inference.bench import rig_img2lidar
 from syncl_ros.inference.default_model import DEFAULT_MODEL
 from syncl_ros.model.backbone import STRIDE
-from syncl_ros.model.checkpoint import load_across_switches, load_model
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.depth_position import expected_depth
 from syncl_ros.model.inputs import camera_geometry

@@ -10,9 +10,9 @@ import torch
 from training_fixtures import TINY_MODEL, tiny_clip, tiny_experiment
 
 from syncl_ros.data.frames import NuScenesFrames
+from syncl_ros.experiment.train_config import AidsConfig, TrainConfig
 from syncl_ros.model.position import lid_depths
 from syncl_ros.training.clip_pass import COUNTS, METRICS, TrainingModel
-from syncl_ros.training.config import AidsConfig, TrainConfig
 from syncl_ros.training.data import ClipDataset
 from syncl_ros.training.depth_loss import bin_targets, depth_distribution_loss
 

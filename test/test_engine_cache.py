@@ -18,6 +18,7 @@ import pytest
 import torch
 from training_fixtures import tiny_experiment
 
+from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.inference import build_engine_cli
 from syncl_ros.inference.backend import BackendUnavailable
 from syncl_ros.inference.engine_cache import EngineCache, EngineKey
@@ -28,7 +29,6 @@ from syncl_ros.inference.tensorrt_backend import (
     engine_key,
     keep_sensitive_layers_fp32,
 )
-from syncl_ros.model.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
 
 KEY = EngineKey("decoder", "ab" * 32, "fp16", "NVIDIA Jetson AGX Orin", "8.7", "10.3.0")

@@ -15,6 +15,7 @@ import torch
 from training_fixtures import TINY_MODEL, tiny_experiment
 
 from syncl_ros.experiment import Experiment, load_experiment
+from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.inference import export_cli
 from syncl_ros.inference.bench import rig_img2lidar
 from syncl_ros.inference.export import (
@@ -37,7 +38,6 @@ from syncl_ros.inference.onnx_graph import (
     topk_constant_k,
 )
 from syncl_ros.model.box_coder import BoxCoder
-from syncl_ros.model.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
 
 
@@ -184,7 +184,7 @@ def _session(path: Path) -> ort.InferenceSession:
 @pytest.mark.parametrize("graphs", ["small", "reanchored", "depth_pe"])
 def test_onnx_graphs_match_torch(graphs: str, request: pytest.FixtureRequest) -> None:
     ckpt, out = request.getfixturevalue(graphs)
-    from syncl_ros.model.checkpoint import load_model
+    from syncl_ros.experiment.checkpoint import load_model
 
     net, exp, _ = load_model(ckpt)
     cfg = exp.model

@@ -138,7 +138,7 @@ def test_every_parameter_gets_a_gradient() -> None:
 
 def test_checkpoint_round_trip_and_refusals(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from syncl_ros.experiment import Experiment
-    from syncl_ros.model.checkpoint import load_model, save_checkpoint
+    from syncl_ros.experiment.checkpoint import load_model, save_checkpoint
     from syncl_ros.tracking.config import TrackerConfig
 
     net = TrackerNet(SMALL)

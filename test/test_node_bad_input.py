@@ -18,8 +18,8 @@ from tf2_msgs.msg import TFMessage
 from training_fixtures import TINY_MODEL
 
 from syncl_ros.experiment import Experiment
+from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.geometry import Transform
-from syncl_ros.model.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.rig import load_rig
 from syncl_ros.ros.messages import ns_to_stamp, transform_to_msg

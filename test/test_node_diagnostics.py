@@ -15,7 +15,7 @@ from test_node_bad_input import RIG, send_frame, static_tf
 from training_fixtures import TINY_MODEL
 
 from syncl_ros.experiment import Experiment
-from syncl_ros.model.checkpoint import save_checkpoint
+from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.pipeline.health import ERROR, OK, WARN
 from syncl_ros.ros.node import TrackerNode

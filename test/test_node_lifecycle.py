@@ -22,7 +22,7 @@ from rclpy.parameter import Parameter
 from training_fixtures import TINY_MODEL
 
 from syncl_ros.experiment import Experiment
-from syncl_ros.model.checkpoint import save_checkpoint
+from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.ros.node import TrackerNode

@@ -18,7 +18,7 @@ from training_fixtures import TINY_MODEL
 from syncl_ros.cli import main as syncl
 from syncl_ros.data.synth.writer import write_dataset
 from syncl_ros.experiment import Experiment
-from syncl_ros.model.checkpoint import save_checkpoint
+from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.pipeline.images import ImageDecodeError, compressed_image_size, decode_compressed_image
 from syncl_ros.ros.faults import MUTATIONS, FaultInjector, FaultSettings

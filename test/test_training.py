@@ -13,13 +13,13 @@ import torch.multiprocessing as mp
 from training_fixtures import TINY_MODEL, tiny_clip, tiny_experiment
 
 from syncl_ros.experiment import Experiment
+from syncl_ros.experiment.train_config import AidsConfig, SynCLConfig
 from syncl_ros.geometry import Transform
 from syncl_ros.inference.torch_backend import to_decoder_outputs
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import DecoderTensors
 from syncl_ros.tracking.runtime import RuntimeTracker
 from syncl_ros.training.clip_pass import COUNTS, ClipPass, SlotMemory, TrainingModel
-from syncl_ros.training.config import AidsConfig, SynCLConfig
 from syncl_ros.training.syncl.matching import DecoderTargets
 
 

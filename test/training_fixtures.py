@@ -4,11 +4,11 @@ import numpy as np
 import torch
 
 from syncl_ros.experiment import Experiment
+from syncl_ros.experiment.train_config import AidsConfig, SynCLConfig, TrainConfig
 from syncl_ros.geometry import Transform, optical_to_body
 from syncl_ros.model.config import InputConfig, ModelConfig
 from syncl_ros.model.inputs import camera_geometry
 from syncl_ros.tracking.config import TrackerConfig
-from syncl_ros.training.config import AidsConfig, SynCLConfig, TrainConfig
 from syncl_ros.training.data import FrameSample
 
 TINY_MODEL = ModelConfig(

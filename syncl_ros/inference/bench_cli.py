@@ -103,7 +103,7 @@ def random_checkpoint(config: str, cache_dir: Path) -> tuple[Path, str]:
     import torch
 
     from syncl_ros.experiment import load_experiment
-    from syncl_ros.model.checkpoint import save_checkpoint
+    from syncl_ros.experiment.checkpoint import save_checkpoint
     from syncl_ros.model.network import TrackerNet
 
     exp = load_experiment(config)
@@ -147,6 +147,7 @@ def _cpu_name() -> str:
 
 def main_backends(args: argparse.Namespace) -> int:
     from syncl_ros.experiment import Experiment
+    from syncl_ros.experiment.checkpoint import read_checkpoint
     from syncl_ros.inference.bench import (
         busy_tracker_config,
         default_cases,
@@ -156,7 +157,6 @@ def main_backends(args: argparse.Namespace) -> int:
     )
     from syncl_ros.inference.export import ensure_export
     from syncl_ros.inference.onnxruntime_backend import usable_cores
-    from syncl_ros.model.checkpoint import read_checkpoint
 
     cache_dir = args.cache_dir or default_cache_dir()
     try:

@@ -33,6 +33,7 @@ from torch import nn
 
 from syncl_ros.atomic import atomic_open, remove_stale_partials, replace_dir, temp_dir, write_json_atomic
 from syncl_ros.experiment import Experiment
+from syncl_ros.experiment.checkpoint import load_model
 from syncl_ros.inference.manifest import (  # re-exported: the export API in one place
     DECODER_FILE,
     DECODER_INPUTS,
@@ -54,7 +55,6 @@ from syncl_ros.inference.manifest import (  # re-exported: the export API in one
 )
 from syncl_ros.inference.onnx_graph import fold_static_graph
 from syncl_ros.model.backbone import STRIDE
-from syncl_ros.model.checkpoint import load_model
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import TrackerNet
 

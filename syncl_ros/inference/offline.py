@@ -20,8 +20,8 @@ from syncl_ros.atomic import write_json_atomic
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.experiment import with_tracker_overrides
+from syncl_ros.experiment.checkpoint import load_model
 from syncl_ros.inference.torch_backend import TorchBackend
-from syncl_ros.model.checkpoint import load_model
 from syncl_ros.pipeline.dataset_inputs import dataset_frame_inputs
 from syncl_ros.pipeline.frame_pipeline import FramePipeline
 from syncl_ros.rig import CAMERA_CHANNELS

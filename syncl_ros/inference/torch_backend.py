@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from syncl_ros.experiment.checkpoint import load_model
 from syncl_ros.inference.backend import Backend, BackendRequest, BackendUnavailable, ModelInfo
 from syncl_ros.inference.export import is_export_dir
 from syncl_ros.model.box_coder import BoxCoder
-from syncl_ros.model.checkpoint import load_model
 from syncl_ros.model.network import DecoderTensors, TrackerNet
 from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
 

@@ -82,8 +82,8 @@ def _load(settings: PipelineSettings, path: Path) -> LoadedModel:
 
 
 def experiment_of(model: Path) -> Experiment:
+    from syncl_ros.experiment.checkpoint import read_checkpoint
     from syncl_ros.inference.export import is_export_dir, manifest_experiment, read_manifest
-    from syncl_ros.model.checkpoint import read_checkpoint
 
     if is_export_dir(model):
         return manifest_experiment(read_manifest(model))

@@ -18,7 +18,7 @@ import torch
 
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.experiment import Experiment, with_overrides
-from syncl_ros.model.checkpoint import read_checkpoint
+from syncl_ros.experiment.checkpoint import read_checkpoint
 from syncl_ros.training.clip_pass import COUNTS, METRICS, TrainingModel
 from syncl_ros.training.data import ClipDataset
 

@@ -29,8 +29,8 @@ from tqdm import tqdm
 from syncl_ros.atomic import remove_stale_partials
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.experiment import Experiment
+from syncl_ros.experiment.checkpoint import load_across_switches, read_checkpoint, save_checkpoint
 from syncl_ros.inference.backend import default_cache_dir
-from syncl_ros.model.checkpoint import load_across_switches, read_checkpoint, save_checkpoint
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.training.clip_pass import TrainingModel
 from syncl_ros.training.data import ClipDataset, Indexed, collate_indexed

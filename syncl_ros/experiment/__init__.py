@@ -1,5 +1,9 @@
 """An experiment = model + runtime tracker + training settings, one YAML file
-(config/<name>.yaml). Checkpoints carry it, so a checkpoint is self-describing."""
+(config/<name>.yaml). Checkpoints carry it, so a checkpoint is self-describing.
+
+The package sits above the model and the tracker: checkpoint.py saves and loads
+weights with their experiment, train_config.py holds the `train:` section's types and
+release_cli.py is `syncl release`."""
 
 from __future__ import annotations
 
@@ -12,9 +16,9 @@ from typing import Any
 import yaml
 
 from syncl_ros.config import ConfigError, load, parse, resolve
+from syncl_ros.experiment.train_config import TrainConfig
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.tracking.config import TrackerConfig
-from syncl_ros.training.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from syncl_ros.model.checkpoint import release_checkpoint
+from syncl_ros.experiment.checkpoint import release_checkpoint
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:

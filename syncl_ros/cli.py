@@ -31,7 +31,7 @@ COMMANDS: dict[str, Command] = {
     "play": Command("replay a rosbag2 bag through rclpy with /clock", "syncl_ros.ros.play_cli"),
     "track": Command(
         "run the tracker offline over a split; write nuScenes tracking results",
-        "syncl_ros.inference.track_cli",
+        "syncl_ros.pipeline.track_cli",
     ),
     "eval": Command("score tracking results with the official nuScenes metrics", "syncl_ros.eval.cli"),
     "train": Command("train the tracker with the SynCL strategy", "syncl_ros.training.cli"),

@@ -24,17 +24,17 @@ from syncl_ros.inference.backend import (
     create_backend,
     empty_slots,
 )
-from syncl_ros.inference.bench import (
+from syncl_ros.inference.export import export_model
+from syncl_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+from syncl_ros.inference.torch_backend import TorchBackend
+from syncl_ros.model.network import TrackerNet
+from syncl_ros.pipeline.bench import (
     BenchCase,
     busy_tracker_config,
     markdown_table,
     run_bench,
     synthetic_sequence,
 )
-from syncl_ros.inference.export import export_model
-from syncl_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
-from syncl_ros.inference.torch_backend import TorchBackend
-from syncl_ros.model.network import TrackerNet
 from syncl_ros.tracking.config import TrackerConfig
 from syncl_ros.tracking.interface import Track
 from syncl_ros.tracking.runtime import RuntimeTracker

@@ -13,13 +13,13 @@ from training_fixtures import TINY_MODEL, K
 
 from syncl_ros.experiment.checkpoint import load_across_switches, load_model
 from syncl_ros.geometry import project
-from syncl_ros.inference.bench import rig_img2lidar
 from syncl_ros.inference.default_model import DEFAULT_MODEL
 from syncl_ros.model.backbone import STRIDE
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.depth_position import expected_depth
 from syncl_ros.model.inputs import camera_geometry
 from syncl_ros.model.network import TrackerNet
+from syncl_ros.pipeline.bench import rig_img2lidar
 
 GOLDEN = Path(__file__).parent / "data" / "shipped_decode_001fc39.npz"
 DEPTH_PE = replace(TINY_MODEL, depth_distribution=True, position_embedding="depth")

@@ -17,7 +17,6 @@ from training_fixtures import TINY_MODEL, tiny_experiment
 from syncl_ros.experiment import Experiment, load_experiment
 from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.inference import export_cli
-from syncl_ros.inference.bench import rig_img2lidar
 from syncl_ros.inference.export import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -39,6 +38,7 @@ from syncl_ros.inference.onnx_graph import (
 )
 from syncl_ros.model.box_coder import BoxCoder
 from syncl_ros.model.network import TrackerNet
+from syncl_ros.pipeline.bench import rig_img2lidar
 
 
 def write_checkpoint(path: Path, experiment: Experiment, seed: int = 0) -> Path:

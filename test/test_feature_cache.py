@@ -14,9 +14,9 @@ from training_fixtures import TINY_MODEL, tiny_experiment
 
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.model.network import TrackerNet
+from syncl_ros.pipeline.feature_cache import MANIFEST, FeatureCache
 from syncl_ros.training import cli
 from syncl_ros.training.data import ClipDataset, frame_images
-from syncl_ros.training.feature_cache import MANIFEST, FeatureCache
 from syncl_ros.training.trainer import RunSpec, Trainer
 
 VERSION, SPLIT = "v1.0-trainval", "val"
@@ -195,8 +195,8 @@ def test_frozen_training_keeps_the_encoder_and_trains_the_decoder(
 def test_offline_tracking_reads_the_cache_instead_of_encoding(
     built: FeatureCache, net: TrackerNet, frames: NuScenesFrames, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from syncl_ros.inference.offline import track_frames
     from syncl_ros.inference.torch_backend import TorchBackend
+    from syncl_ros.pipeline.offline import track_frames
     from syncl_ros.tracking.factory import make_tracker
 
     exp = tiny_experiment()

@@ -66,7 +66,7 @@ class TrainConfig:
     snapshot_every: int = field(default=0, metadata=_NONNEG)  # keep weights-only step_N.pt (0: never)
     log_every: int = field(default=20, metadata={"min": 1})
     # Tracking stage: the image encoder (backbone and the dense heatmap/depth heads) is frozen and
-    # its features are read from the on-disk cache (training/feature_cache.py) instead of recomputed.
+    # its features are read from the on-disk cache (pipeline/feature_cache.py) instead of recomputed.
     freeze_encoder: bool = False
     seed: int = 0
     workers: int = field(default=1, metadata=_NONNEG)

@@ -148,15 +148,15 @@ def _cpu_name() -> str:
 def main_backends(args: argparse.Namespace) -> int:
     from syncl_ros.experiment import Experiment
     from syncl_ros.experiment.checkpoint import read_checkpoint
-    from syncl_ros.inference.bench import (
+    from syncl_ros.inference.export import ensure_export
+    from syncl_ros.inference.onnxruntime_backend import usable_cores
+    from syncl_ros.pipeline.bench import (
         busy_tracker_config,
         default_cases,
         markdown_table,
         rows_to_json,
         run_bench,
     )
-    from syncl_ros.inference.export import ensure_export
-    from syncl_ros.inference.onnxruntime_backend import usable_cores
 
     cache_dir = args.cache_dir or default_cache_dir()
     try:

@@ -22,7 +22,7 @@ from syncl_ros.atomic import atomic_open
 from syncl_ros.eval.detection import evaluate_detection
 from syncl_ros.eval.tracking import evaluate_tracking
 from syncl_ros.experiment.checkpoint import read_checkpoint
-from syncl_ros.inference.offline import track_split
+from syncl_ros.pipeline.offline import track_split
 
 KEYS = ("amota", "amotp", "recall", "mota", "ids")
 

@@ -16,7 +16,7 @@ from syncl_ros.pipeline.dataset_inputs import frame_geometry, frame_images
 from syncl_ros.training.depth_targets import frame_depth_targets
 
 if TYPE_CHECKING:  # an annotation only: the dataset takes any built cache
-    from syncl_ros.training.feature_cache import FeatureCache
+    from syncl_ros.pipeline.feature_cache import FeatureCache
 
 
 @dataclass

@@ -32,9 +32,9 @@ from syncl_ros.experiment import Experiment
 from syncl_ros.experiment.checkpoint import load_across_switches, read_checkpoint, save_checkpoint
 from syncl_ros.inference.backend import default_cache_dir
 from syncl_ros.model.network import TrackerNet
+from syncl_ros.pipeline.feature_cache import FeatureCache
 from syncl_ros.training.clip_pass import TrainingModel
 from syncl_ros.training.data import ClipDataset, Indexed, collate_indexed
-from syncl_ros.training.feature_cache import FeatureCache
 from syncl_ros.training.metrics_log import open_metrics_log
 from syncl_ros.training.order import clip_sampler, position
 

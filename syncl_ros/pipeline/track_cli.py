@@ -44,7 +44,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from syncl_ros.inference.offline import track_split
+    from syncl_ros.pipeline.offline import track_split
 
     try:
         model = args.model or default_model_path()

@@ -23,6 +23,7 @@ from syncl_ros.experiment import with_tracker_overrides
 from syncl_ros.experiment.checkpoint import load_model
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.pipeline.dataset_inputs import dataset_frame_inputs
+from syncl_ros.pipeline.feature_cache import FeatureCache
 from syncl_ros.pipeline.frame_pipeline import FramePipeline
 from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.tracking.factory import make_tracker
@@ -147,10 +148,7 @@ def track_split(
         return make_tracker(exp.tracker, exp.model.embed_dim, seed=0)
 
     cache = None
-    if feature_cache is not None:
-        # The cache is training's (learning curves, tuning), which calls here with its folder.
-        from syncl_ros.training.feature_cache import FeatureCache
-
+    if feature_cache is not None:  # learning curves and tuning: only the decoder changes
         cache = FeatureCache(feature_cache, net, frames, exp.model)
         cache.build(progress)
     results = track_frames(frames, backend, factory, progress, cache, without)

@@ -1,7 +1,8 @@
 """On-disk cache of the image encoder's per-camera features, for the tracking stage.
 
 The tracking stage freezes the encoder, so its output for a frame never changes:
-it is computed once here and read back (memory-mapped) at every step.
+it is computed once here and read back (memory-mapped) at every step. Offline
+tracking reads it too (learning curves, tuning), hence its place below training.
 
 Layout: `root/<key>/<scene>.npy`, float16 `(frames_in_scene, N, C, h, w)`, plus
 `manifest.json`. The key hashes the encoder weights, the input configuration and

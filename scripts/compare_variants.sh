@@ -64,5 +64,5 @@ runs=()
 for v in $VARIANTS; do runs+=("$RUNS/$v-s$SEED"); done
 greedy=()
 case " $VARIANTS " in *" syncl "*) greedy=(--greedy "$RUNS/syncl-s$SEED") ;; esac
-"$PY" -m syncl_ros.training.curve "${runs[@]}" --dataroot "$DATA/synth_val" "${greedy[@]}" \
+"$PY" -m syncl_ros.tools.curve "${runs[@]}" --dataroot "$DATA/synth_val" "${greedy[@]}" \
     --plot "$RUNS/curves_s$SEED.png" --table-step "$STEPS"

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
-exec .venv/bin/python -m syncl_ros.ros.demo --out demo_out "$@"
+exec .venv/bin/python -m syncl_ros.tools.demo --out demo_out "$@"

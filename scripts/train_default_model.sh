@@ -74,7 +74,7 @@ for spec in $TRACK_RUNS; do
     tracking+=("$out")
 done
 
-curve() { "$PY" -m syncl_ros.training.curve "$@"; }
+curve() { "$PY" -m syncl_ros.tools.curve "$@"; }
 curve "${runs[@]}" --dataroot "$DATA/synth_val" "${greedy[@]}" --plot "$RUN/learning_curve.png"
 # The tracking runs share the detector's frozen encoder: score their decoders on cached features.
 best_run=$(curve "${tracking[@]}" --dataroot "$DATA/synth_dev" --feature-cache "$FEATURES" \
@@ -83,7 +83,7 @@ mkdir -p "$RUN"
 tune() {  # CKPT GRID LOG: prints the best setting's --set arguments, its dev AMOTA on the last line
     local grid=() item
     for item in $2; do grid+=(--grid "$item"); done
-    "$PY" -m syncl_ros.training.tune_tracker "$1" --dataroot "$DATA/synth_dev" --split val "${grid[@]}" \
+    "$PY" -m syncl_ros.tools.tune_tracker "$1" --dataroot "$DATA/synth_dev" --split val "${grid[@]}" \
         --feature-cache "$FEATURES" |
         tee "$3" | sed -n 's/^best: //p; s/^best_amota: //p'
 }

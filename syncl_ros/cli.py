@@ -52,7 +52,7 @@ COMMANDS: dict[str, Command] = {
         "record topics (cameras, TF, the node's outputs) to an MCAP that Foxglove opens",
         "syncl_ros.ros.record_cli",
     ),
-    "bench": Command("measure speed and memory (backends, node)", "syncl_ros.inference.bench_cli"),
+    "bench": Command("measure speed and memory (backends, node)", "syncl_ros.tools.bench_cli"),
     "node": Command("run the ROS 2 tracker node", "syncl_ros.ros.node_cli"),
 }
 

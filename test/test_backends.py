@@ -16,7 +16,6 @@ from training_fixtures import tiny_experiment
 
 from syncl_ros.classes import TRACKING_LABELS
 from syncl_ros.experiment.checkpoint import load_model, save_checkpoint
-from syncl_ros.inference import bench_cli
 from syncl_ros.inference.backend import (
     Backend,
     BackendUnavailable,
@@ -35,6 +34,7 @@ from syncl_ros.pipeline.bench import (
     run_bench,
     synthetic_sequence,
 )
+from syncl_ros.tools import bench_cli
 from syncl_ros.tracking.config import TrackerConfig
 from syncl_ros.tracking.interface import Track
 from syncl_ros.tracking.runtime import RuntimeTracker

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from syncl_ros.training.curve import best_run, curve_name
+from syncl_ros.tools.curve import best_run, curve_name
 
 
 def test_curve_files_are_named_by_scoring_set_and_tracker() -> None:

@@ -51,7 +51,7 @@ def test_demo_without_a_model_says_so(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "syncl_ros.ros.demo",
+            "syncl_ros.tools.demo",
             "--out",
             str(tmp_path),
             "--model",

@@ -9,8 +9,8 @@ import torch
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.cli import main
 from syncl_ros.data.frames import NuScenesFrames
-from syncl_ros.training.curve import curve_name, read_curve, update_curve
-from syncl_ros.training.tune_tracker import grid, settings, sweep
+from syncl_ros.tools.curve import curve_name, read_curve, update_curve
+from syncl_ros.tools.tune_tracker import grid, settings, sweep
 
 
 def payload_model(path: Path) -> dict[str, torch.Tensor]:

@@ -66,14 +66,14 @@ def proc_stats(pid: int) -> tuple[float, float]:
 
 
 def synthetic_bag(folder: Path) -> Path:
-    from syncl_ros.cli import main as syncl
+    """A 20 s synthetic val scene (seed 5) converted to a bag under ``folder``; ConvertError if not."""
+    from syncl_ros.data.convert import convert_scene
+    from syncl_ros.data.synth.writer import DEFAULT_WORKERS, write_dataset
 
     data, bag = folder / "data", folder / "bag"
-    if syncl(["synth", str(data), "--scenes", "1", "--seed", "5", "--split", "val"]) != 0:
-        raise RuntimeError("could not generate the synthetic scene")
-    scene = json.loads((data / "v1.0-trainval" / "scene.json").read_text())[0]["name"]
-    if syncl(["convert", str(data), "--scene", scene, "--out", str(bag)]) != 0:
-        raise RuntimeError("could not convert the synthetic scene")
+    tables = write_dataset(data, 1, seed=5, split="val", workers=DEFAULT_WORKERS)
+    scene = json.loads((tables / "scene.json").read_text())[0]["name"]
+    convert_scene(data, tables.name, scene, bag)
     return bag
 
 

@@ -17,7 +17,7 @@ Log time is the recorder's clock at arrival; with ``use_sim_time`` that is the p
 logged at that first tick.
 
 The bag is written as OUT.partial/OUT and moved to OUT when closed, so a reader never sees
-half a recording.
+half a recording. `record_node_replay` records a bag's replay through the tracker node (the demo).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from rosbags.typesys.store import Typestore
 
 from syncl_ros.data import rosmsgs
 from syncl_ros.ros.player import resolve_message_class
-from syncl_ros.ros.processes import NODE_TOPICS
+from syncl_ros.ros.processes import NODE_TOPICS, start_node, start_player, stop, wait_for_subscriptions
 
 NODE_OUTPUTS = [f"/syncl_tracker/{t}" for t in ("tracks", "detections", "markers", "overlay")]
 DEFAULT_TOPICS = [*NODE_TOPICS, *NODE_OUTPUTS, "/diagnostics"]
@@ -213,3 +213,49 @@ class McapRecorder:
         if missing:
             lines.append("  never published: " + ", ".join(missing))
         return "\n".join(lines)
+
+
+def record_node_replay(
+    bag: Path,
+    params: Mapping[str, Any],
+    out: Path,
+    env: Mapping[str, str],
+    extra: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+    timeout_s: float = 600.0,
+) -> Path:
+    """Replay ``bag`` through the tracker node, node and player each a process of its own (as a
+    user runs them), and record the node's inputs and outputs here into ``out``; the MCAP's path.
+
+    ``params`` and ``extra`` (raw ``name:=value`` strings) are the node's parameters."""
+    import time
+
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    node = start_node(params, env, extra)
+    rclpy.init()
+    listener = rclpy.create_node(
+        "syncl_demo_recorder", parameter_overrides=[Parameter("use_sim_time", value=True)]
+    )
+    recorder = McapRecorder(listener, out, log=log, overwrite=True)
+    try:
+        if not wait_for_subscriptions(listener, NODE_TOPICS, timeout_s=timeout_s):
+            raise RuntimeError("the tracker node did not subscribe to its inputs")
+        log("replaying the bag through the node (DDS, separate processes), recording everything")
+        # The node and the recorder both subscribe: neither may miss the first messages.
+        options = ["--wait-for-subscribers", "60", "--min-subscribers", "2", "--topics", *NODE_TOPICS]
+        player = start_player(bag, options, env)
+        deadline = time.monotonic() + timeout_s
+        while player.poll() is None and time.monotonic() < deadline:
+            rclpy.spin_once(listener, timeout_sec=0.05)
+        settle = time.monotonic() + 3.0
+        while time.monotonic() < settle:
+            rclpy.spin_once(listener, timeout_sec=0.05)
+    finally:
+        stop(node)
+        recorder.close()
+        listener.destroy_node()
+        rclpy.shutdown()
+    log(recorder.summary())
+    return recorder.mcap_path

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
-from syncl_ros.data.synth.writer import write_dataset
+from syncl_ros.data.synth.writer import DEFAULT_WORKERS, write_dataset
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -22,7 +21,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--duration", type=float, default=20.0, help="scene length in seconds (default 20)")
     p.add_argument(
-        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="render processes (default: up to 4)"
+        "--workers", type=int, default=DEFAULT_WORKERS, help="render processes (default: up to 4)"
     )
     p.add_argument(
         "--no-sweeps",

@@ -40,6 +40,7 @@ from syncl_ros.geometry import Transform
 from syncl_ros.rig import RigSpec, load_rig
 
 VERSION = "v1.0-trainval"
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)  # render processes
 ANNOTATION_RADIUS = 60.0  # objects farther from the ego than this are not annotated (m)
 JPEG_QUALITY = 90
 # First scene starts 2018-08-01 00:00 UTC; scenes are an hour apart, val a year after train.

@@ -2,7 +2,7 @@
 a held-out split with the official tracking metrics (and detection mAP of the
 same boxes), and plot both against training compute.
 
-    python -m syncl_ros.training.curve RUN --dataroot data/synth_val --split val [--plot curve.png]
+    python -m syncl_ros.tools.curve RUN --dataroot data/synth_val --split val [--plot curve.png]
 
 Scores are appended to RUN/curve_<dataroot name>_<tracker>.jsonl as they are computed, so an
 interrupted run resumes where it stopped and new snapshots are scored on

@@ -4,7 +4,7 @@ published (its ~/overlay on), recorded here as an MCAP that Foxglove opens -> of
 metrics, a bird's-eye-view picture, and the camera overlays beside the bird's-eye view as a
 video and a still, against ground truth.
 
-    python -m syncl_ros.ros.demo [--out demo_out] [--model CKPT]   (default: the shipped model)
+    python -m syncl_ros.tools.demo [--out demo_out] [--model CKPT]   (default: the shipped model)
 """
 
 from __future__ import annotations
@@ -12,18 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
-
-from syncl_ros.ros.processes import (
-    NODE_TOPICS,
-    ros_env,
-    start_node,
-    start_player,
-    stop,
-    wait_for_subscriptions,
-)
 
 VERSION, SPLIT, SEED = "v1.0-trainval", "val", 3
 
@@ -33,40 +23,27 @@ def step(message: str) -> None:
 
 
 def prepare_data(out: Path, seconds: float) -> tuple[Path, Path, str]:
-    from syncl_ros.cli import main as syncl
+    """OUT/data (one synthetic scene) and OUT/bag (its bag), each made when missing; the scene's name."""
+    from syncl_ros.data.convert import convert_scene
+    from syncl_ros.data.synth.writer import DEFAULT_WORKERS, write_dataset
 
     data, bag = out / "data", out / "bag"
     if not (data / VERSION / "scene.json").is_file():
         step("generating a synthetic six-camera scene")
-        syncl(
-            [
-                "synth",
-                str(data),
-                "--scenes",
-                "1",
-                "--seed",
-                str(SEED),
-                "--split",
-                SPLIT,
-                "--duration",
-                str(seconds),
-            ]
-        )
+        write_dataset(data, 1, SEED, SPLIT, seconds, DEFAULT_WORKERS)
     scene = json.loads((data / VERSION / "scene.json").read_text())[0]["name"]
     if not bag.is_dir():
         step("converting it to a rosbag2 bag")
-        syncl(["convert", str(data), "--scene", scene, "--out", str(bag)])
+        stats = convert_scene(data, VERSION, scene, bag)
+        step(f"wrote {stats.out}: {stats.total_messages} messages, {stats.duration_s:.1f} s of data")
     return data, bag, scene
 
 
-def record(bag: Path, model: Path, out: Path, extra: list[str], timeout_s: float = 600.0) -> Path:
-    """Run node and player as their own processes; record inputs and outputs here; the bag's MCAP."""
-    import rclpy
-    from rclpy.parameter import Parameter
+def record(bag: Path, model: Path, out: Path, extra: list[str]) -> Path:
+    """Node and player as their own processes, inputs and outputs recorded here; the bag's MCAP."""
+    from syncl_ros.ros.processes import ros_env
+    from syncl_ros.ros.recorder import record_node_replay
 
-    from syncl_ros.ros.recorder import McapRecorder
-
-    env = ros_env()
     # generous waits: the demo scores every key frame, even on a loaded machine
     params = {
         "model": model,
@@ -75,32 +52,7 @@ def record(bag: Path, model: Path, out: Path, extra: list[str], timeout_s: float
         "tf_wait_ms": 1000.0,
         "overlay": True,
     }
-    node = start_node(params, env, extra)
-    rclpy.init()
-    listener = rclpy.create_node(
-        "syncl_demo_recorder", parameter_overrides=[Parameter("use_sim_time", value=True)]
-    )
-    recorder = McapRecorder(listener, out / "recording", log=step, overwrite=True)
-    try:
-        if not wait_for_subscriptions(listener, NODE_TOPICS, timeout_s=timeout_s):
-            raise RuntimeError("the tracker node did not subscribe to its inputs")
-        step("replaying the bag through the node (DDS, separate processes), recording everything")
-        # The node and the recorder both subscribe: neither may miss the first messages.
-        options = ["--wait-for-subscribers", "60", "--min-subscribers", "2", "--topics", *NODE_TOPICS]
-        player = start_player(bag, options, env)
-        deadline = time.monotonic() + timeout_s
-        while player.poll() is None and time.monotonic() < deadline:
-            rclpy.spin_once(listener, timeout_sec=0.05)
-        settle = time.monotonic() + 3.0
-        while time.monotonic() < settle:
-            rclpy.spin_once(listener, timeout_sec=0.05)
-    finally:
-        stop(node)
-        recorder.close()
-        listener.destroy_node()
-        rclpy.shutdown()
-    step(recorder.summary())
-    return recorder.mcap_path
+    return record_node_replay(bag, params, out / "recording", ros_env(), extra, log=step)
 
 
 def write_pictures(nusc: Any, results: dict[str, list[dict[str, Any]]], scene: str, out: Path) -> Path:

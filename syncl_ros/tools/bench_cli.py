@@ -1,5 +1,6 @@
-"""`syncl bench backends`: per-stage latency and memory of every backend available here, with the
-host cost of both trackers (queries, greedy) on the same decoder outputs."""
+"""`syncl bench`: `backends`, per-stage latency and memory of every backend available here, with
+the host cost of both trackers (queries, greedy) on the same decoder outputs; `node` and `soak`,
+the ROS node under a sustained or a faulty replay (syncl_ros.ros.bench_node, syncl_ros.ros.soak)."""
 
 from __future__ import annotations
 

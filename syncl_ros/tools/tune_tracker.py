@@ -1,8 +1,8 @@
 """Tune the tracker settings of one checkpoint on a development split.
 
-    python -m syncl_ros.training.tune_tracker CKPT --dataroot data/synth_dev --split val \
+    python -m syncl_ros.tools.tune_tracker CKPT --dataroot data/synth_dev --split val \
         --birth 0.2 0.25 0.3 0.35 0.4
-    python -m syncl_ros.training.tune_tracker CKPT --dataroot data/synth_dev --split val \
+    python -m syncl_ros.tools.tune_tracker CKPT --dataroot data/synth_dev --split val \
         --grid tracker.method=greedy --grid tracker.greedy.score=0.05,0.1 --grid tracker.greedy.max_age=2,3,5
 
 ``--birth``: each birth threshold of the query tracker is tried with the update threshold equal
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from syncl_ros.training.curve import score_snapshot
+from syncl_ros.tools.curve import score_snapshot
 
 
 def settings(birth: float) -> list[str]:

@@ -16,14 +16,9 @@ from training_fixtures import tiny_experiment
 
 from syncl_ros.classes import TRACKING_LABELS
 from syncl_ros.experiment.checkpoint import load_model, save_checkpoint
-from syncl_ros.inference.backend import (
-    Backend,
-    BackendUnavailable,
-    candidate_order,
-    create_backend,
-    empty_slots,
-)
+from syncl_ros.inference.backend import Backend, BackendUnavailable, empty_slots
 from syncl_ros.inference.export import export_model
+from syncl_ros.inference.factory import candidate_order, create_backend
 from syncl_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
 from syncl_ros.inference.torch_backend import TorchBackend
 from syncl_ros.model.network import TrackerNet

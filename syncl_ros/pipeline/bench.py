@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from syncl_ros.geometry import Transform
-from syncl_ros.inference.backend import BackendUnavailable, create_backend, cuda_available
+from syncl_ros.inference.backend import BackendUnavailable, cuda_available
+from syncl_ros.inference.factory import create_backend
 from syncl_ros.inference.onnxruntime_backend import usable_cores
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.pipeline.frame_inputs import FrameInputs

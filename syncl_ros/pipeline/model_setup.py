@@ -61,7 +61,7 @@ def load_model(settings: PipelineSettings) -> LoadedModel:
 
 
 def _load(settings: PipelineSettings, path: Path) -> LoadedModel:
-    from syncl_ros.inference.backend import create_backend
+    from syncl_ros.inference.factory import create_backend
     from syncl_ros.tracking.factory import make_tracker
 
     experiment = with_overrides(experiment_of(path), settings.tracker)

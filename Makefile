@@ -15,6 +15,8 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+# the layering contracts in .importlinter; a full parse takes a second, a cache can go stale
+	$(VENV)/bin/lint-imports --no-cache
 
 demo: setup
 	@scripts/demo.sh

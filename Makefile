@@ -4,13 +4,16 @@ PY := $(VENV)/bin/python
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 
-.PHONY: setup test lint demo clean
+.PHONY: setup test test-fast lint demo clean
 
 setup:
 	@scripts/setup_env.sh
 
 test: setup
 	$(PY) -m pytest -q test
+
+test-fast: setup  # the unit tests only (no processes, datasets or training): under a minute
+	$(PY) -m pytest -q -m "not slow" test
 
 lint: setup
 	$(VENV)/bin/ruff check .

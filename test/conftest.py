@@ -9,6 +9,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the synthetic dataset below is slow: building it takes most of a minute."""
+    for item in items:
+        if "synth_val_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def synth_val_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic val split shared by the tests: 2 scenes of 2.5 s (5 key frames each)."""

@@ -251,6 +251,7 @@ def test_bench_cli(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert all(r["tracker"] and r["greedy_tracker"] for r in payload["rows"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("choice", "overlay", "expected"),
     [

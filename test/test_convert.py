@@ -30,6 +30,8 @@ from syncl_ros.data.convert import ConvertError, TopicNames, convert_loaded_scen
 from syncl_ros.geometry import Transform
 from syncl_ros.rig import CAMERA_CHANNELS, load_rig
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 VERSION = "v1.0-trainval"
 TOPICS = TopicNames()
 

@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 3  # per job
 SEED = 20250605

@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 from syncl_ros.ros.processes import ros_env
+
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = 10  # 20 key frames

@@ -20,6 +20,8 @@ from syncl_ros.training.depth_targets import (
     project_points,
 )
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 
 @pytest.fixture(scope="module")
 def frames(synth_val_root: Path) -> NuScenesFrames:

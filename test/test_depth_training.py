@@ -66,6 +66,7 @@ def test_the_depth_loss_joins_the_sum_and_its_error_does_not() -> None:
     assert "depth" not in frozen  # the tracking stage does not train the encoder
 
 
+@pytest.mark.slow
 def test_depth_supervision_teaches_a_smoke_model_depth(synth_val_root: Path) -> None:
     """30 steps on two synthetic key frames: the per-cell depth error falls, with the loss."""
     frames = NuScenesFrames(synth_val_root, "v1.0-trainval", split="val")

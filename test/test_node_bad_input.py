@@ -26,6 +26,8 @@ from syncl_ros.ros.messages import ns_to_stamp, transform_to_msg
 from syncl_ros.ros.node import TrackerNode
 from syncl_ros.tracking.config import TrackerConfig
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 RIG = load_rig()
 PERIOD_NS = 500_000_000  # one frame per processing period, so that each frame is processed
 JPEG = cv2.imencode(".jpg", np.full((900, 1600, 3), 90, np.uint8))[1].tobytes()

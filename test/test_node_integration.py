@@ -25,6 +25,8 @@ from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
 from syncl_ros.ros.recording import results_from_messages
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 # An untrained model scores below the default thresholds: open them so that every query takes part.
 # The same names and values serve `syncl track --set` and the node's parameters.
 LOOSE = {

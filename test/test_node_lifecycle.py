@@ -29,6 +29,8 @@ from syncl_ros.ros.node import TrackerNode
 from syncl_ros.ros.processes import ros_env, stop
 from syncl_ros.tracking.config import TrackerConfig
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 NAMESPACE = f"/lifecycle_test_{os.getpid()}"  # apart from any other tracker node on this machine
 
 

@@ -33,6 +33,8 @@ from syncl_ros.ros.processes import (
 )
 from syncl_ros.viz.overlay import BOX_EDGES, class_bgr
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 ENV = ros_env(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
 OUTPUTS = [
     "/syncl_tracker/tracks",

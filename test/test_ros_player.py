@@ -30,6 +30,8 @@ from syncl_ros.ros.messages import stamp_to_ns
 from syncl_ros.ros.play_cli import configure_parser
 from syncl_ros.ros.player import PlayOptions, PlayStats, resolve_message_class
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 MSG_DIR = Path(__file__).resolve().parents[1] / "msg"
 S = 1_000_000_000
 T0 = 1_700_000_000 * S

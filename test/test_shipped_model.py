@@ -13,6 +13,8 @@ import torch
 from syncl_ros.cli import main
 from syncl_ros.inference.default_model import DEFAULT_MODEL, default_model_path
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 # Measured on the fixture with the shipped weights and their stored (greedy) tracker: AMOTA 0.229,
 # recall 0.487 on its 2 short scenes (docs/training.md has the 12-scene val figures). The bounds
 # are half of that: an untrained network reports no box at the shipped thresholds, so

@@ -26,6 +26,8 @@ from syncl_ros.ros.soak import parse_duration
 from syncl_ros.ros.soak_accounting import PublishedFrame, fault_rows
 from syncl_ros.tracking.config import TrackerConfig
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 MS = 1_000_000
 ALL = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK")
 TOPICS = {f"/{c}/image_rect_compressed": c for c in ALL}

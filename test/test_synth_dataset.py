@@ -19,6 +19,8 @@ from syncl_ros.data.synth.views import render_camera
 from syncl_ros.data.synth.writer import VERSION, scene_seed, token, world_for_log, write_dataset
 from syncl_ros.rig import load_rig
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 SEED, SPLIT, SCENES, DURATION = 7, "val", 2, 1.0
 CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 

@@ -12,6 +12,8 @@ from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.tools.curve import curve_name, read_curve, update_curve
 from syncl_ros.tools.tune_tracker import grid, settings, sweep
 
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
 
 def payload_model(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["model"]

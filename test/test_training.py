@@ -40,6 +40,7 @@ def run_steps(module: TrainingModel, steps: int, lr: float = 2e-3) -> list[float
 CLAIMING = replace(TINY_MODEL, track_reanchor_m=50.0, track_seed_content=True, track_claims_seed=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [TINY_MODEL, CLAIMING], ids=["propagated", "claiming"])
 def test_short_training_lowers_the_loss(model: ModelConfig) -> None:
     torch.manual_seed(0)
@@ -89,6 +90,7 @@ def _ddp_worker(rank: int, world: int, port: int, result: "mp.Queue[list[float]]
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_ddp_step_keeps_replicas_identical() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -106,6 +108,7 @@ def test_two_process_ddp_step_keeps_replicas_identical() -> None:
     assert sum0 == pytest.approx(sum1, rel=1e-6) and abs0 == pytest.approx(abs1, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_bfloat16_autocast_gives_finite_float32_losses_and_gradients() -> None:
     torch.manual_seed(0)
     module = TrainingModel(tiny_experiment(aids=AidsConfig(denoising=True, coaux=True)))

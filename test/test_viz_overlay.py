@@ -105,6 +105,7 @@ def gt_results(synth_val_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     return path, scene["name"]
 
 
+@pytest.mark.slow
 def test_render_lands_boxes_where_the_devkit_projects_them(
     synth_val_root: Path, gt_results: tuple[Path, str], tmp_path: Path
 ) -> None:

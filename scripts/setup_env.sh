@@ -65,8 +65,11 @@ build_interfaces syncl_ros "$root" -DSYNCL_INSTALL_PYTHON=OFF
 
 # The generated message modules live in lib/ros_interfaces, listed after the
 # source tree on sys.path so that syncl_ros's own modules come from the source.
+# The .pth line is relative to site-packages, so the entry survives whatever
+# path (a symlink, a moved checkout) the venv was set up through.
 site=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-echo "$venv/lib/ros_interfaces" >"$site/zz_syncl_ros_interfaces.pth"
+"$py" -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' \
+  "$venv/lib/ros_interfaces" "$site" >"$site/zz_syncl_ros_interfaces.pth"
 
 pkg=$(hash_of setup.py)
 if ! stamp_ok package "$pkg"; then

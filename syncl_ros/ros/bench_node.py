@@ -90,12 +90,11 @@ def listen(seconds: float, node_pid: int) -> dict[str, Any]:
     node.create_subscription(
         TrackedObject3DArray, "/syncl_tracker/tracks", lambda _m: arrivals.append(time.monotonic()), 50
     )
-    node.create_subscription(
-        DiagnosticArray,
-        "/diagnostics",
-        lambda m: diag.update({kv.key: kv.value for st in m.status for kv in st.values}),
-        10,
-    )
+
+    def on_diagnostics(m: DiagnosticArray) -> None:
+        diag.update({kv.key: kv.value for st in m.status for kv in st.values})
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     while not arrivals:  # the measurement starts with the first published frame
         rclpy.spin_once(node, timeout_sec=0.1)
     cpu0, rss0 = proc_stats(node_pid)
@@ -139,7 +138,7 @@ def main(args: argparse.Namespace) -> int:
     from syncl_ros.atomic import write_atomic
     from syncl_ros.ros.bench_plot import plot_latency
 
-    table_path = write_atomic(args.out / "bench_node.md", lambda f: f.write(table + "\n"), mode="w")
+    table_path = write_atomic(args.out / "bench_node.md", lambda f: print(table, file=f), mode="w")
     plot_path = plot_latency(results, args.out / "latency.png")
     print(f"wrote {table_path} and {plot_path}")
     return 0

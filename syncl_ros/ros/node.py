@@ -24,6 +24,7 @@ QoS, on purpose:
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Sequence
@@ -121,12 +122,12 @@ class TrackerNode(LifecycleNode):
         ):
             self._subs.append(
                 self.create_subscription(
-                    image_type, image_topic, lambda m, c=ch: self._on_image(c, m), qos_profile_sensor_data
+                    image_type, image_topic, functools.partial(self._on_image, ch), qos_profile_sensor_data
                 )
             )
             self._subs.append(
                 self.create_subscription(
-                    CameraInfo, info_topic, lambda m, c=ch: self._on_info(c, m), qos_profile_sensor_data
+                    CameraInfo, info_topic, functools.partial(self._on_info, ch), qos_profile_sensor_data
                 )
             )
         self._subs.append(self.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS))

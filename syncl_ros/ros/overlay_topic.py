@@ -22,8 +22,8 @@ def overlay_message(
     inputs: FrameInputs, tracks: Sequence[Track], channels: Sequence[str], cfg: InputConfig, frame_id: str
 ) -> CompressedImage:
     """The mosaic of one processed frame, stamped with its anchor stamp."""
-    if inputs.lidar2img is None:
-        raise ValueError("the frame's inputs carry no camera projections")
+    if inputs.lidar2img is None or inputs.images is None:
+        raise ValueError("the frame's inputs carry no images or camera projections")
     boxes = [track_box(t.box, t.track_id, t.class_name) for t in tracks]  # model frame, as lidar2img
     image = network_view(inputs.images, inputs.lidar2img, channels, boxes, cfg.mean, cfg.std)
     ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

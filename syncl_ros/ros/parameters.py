@@ -107,7 +107,7 @@ def _leaves(cls: type[Any], prefix: str) -> Iterator[tuple[str, Any, dataclasses
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
         name, hint = f"{prefix}.{f.name}", hints[f.name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             yield from _leaves(hint, name)
         elif f.metadata.get("runtime", True) and _ros_type(hint) is not None:
             yield name, hint, f

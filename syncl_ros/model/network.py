@@ -40,6 +40,19 @@ class DecoderTensors:
 
 
 @dataclass
+class DecoderContext:
+    """What every decoder layer of one frame reads besides its queries; fixed for the frame."""
+
+    memory: torch.Tensor  # (B, T, C) image tokens of all cameras, T = N*h*w
+    memory_pos: torch.Tensor  # (B, T, C) their 3D position embedding
+    query_bias: torch.Tensor  # (B, 1 or M, M) additive self-attention bias (hidden keys, blind rows)
+    memory_bias: torch.Tensor | None  # (B, 1, T) additive cross-attention bias (missing cameras)
+    hidden: torch.Tensor | None  # (B, M) bool: rows that never score (seeds their track claimed)
+    num_det: int  # detection rows ahead of the slots
+    self_attention: bool = True
+
+
+@dataclass
 class DenseOutput:
     heatmap: torch.Tensor  # (B, N, classes, h, w) logits of object centers per camera
     depth: torch.Tensor  # (B, N, 1, h, w) depth of the center in metres (softplus)
@@ -265,7 +278,7 @@ class TrackerNet(nn.Module):
         dense: DenseOutput | None = None,
         camera_mask: torch.Tensor | None = None,
     ) -> DecoderTensors:
-        """Decode one frame.
+        """Decode one frame: `decoder_inputs`, then every layer in turn (`decoder_layer`).
 
         track_emb (B, S, C), track_ref (B, S, 3) normalized, track_mask (B, S) live slots.
         extra: optional (content (B, E, C), refs (B, E, 3), attention bias (B, M, M)) for training-time
@@ -274,6 +287,32 @@ class TrackerNet(nn.Module):
         camera_mask (B, N): 1 for each camera whose image the frame holds; a missing camera's image
         tokens are hidden from the cross-attention and its heatmap seeds none (None: all cameras).
         """
+        x, ref, context = self.decoder_inputs(
+            feats, img2lidar, track_emb, track_ref, track_mask, self_attention, extra, dense, camera_mask
+        )
+        logits, codes, refs = [], [], []
+        for k in range(len(self.layers)):
+            x, logit, code, new_ref = self.decoder_layer(k, x, ref, context)
+            logits.append(logit)
+            codes.append(code)
+            refs.append(new_ref)
+            ref = new_ref.detach()
+        return DecoderTensors(torch.stack(logits), torch.stack(codes), torch.stack(refs), x, context.num_det)
+
+    def decoder_inputs(
+        self,
+        feats: torch.Tensor,
+        img2lidar: torch.Tensor,
+        track_emb: torch.Tensor,
+        track_ref: torch.Tensor,
+        track_mask: torch.Tensor,
+        self_attention: bool = True,
+        extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        dense: DenseOutput | None = None,
+        camera_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, DecoderContext]:
+        """The first layer's queries (content (B, M, C), normalized refs (B, M, 3)) and what every
+        layer reads besides them; arguments as `decode`."""
         b = feats.shape[0]
         if dense is None and (self.cfg.dense_queries or self.cfg.position_embedding == "depth"):
             dense = self.dense(feats)  # once, for the seeds and the depth-aware embedding
@@ -309,19 +348,22 @@ class TrackerNet(nn.Module):
             b, n, _, h, w = feats.shape
             per_token = camera_mask[:, :, None].expand(b, n, h * w).reshape(b, n * h * w)
             memory_bias = key_bias_from_mask(per_token)[:, None, :]
-        logits, codes, refs = [], [], []
-        for layer, cls_head, reg_head in zip(self.layers, self.cls_heads, self.reg_heads, strict=True):
-            pos = self.query_pos(sine_embed(ref, self.cfg.embed_dim))
-            x = layer(x, pos, memory, memory_pos, bias, self_attention, memory_bias)
-            code, new_ref = self.coder.decode(reg_head(x), ref)
-            logit = cls_head(x)
-            if hidden is not None:  # a claimed seed's row never scores: no birth, no loss
-                logit = torch.where(hidden[..., None], torch.full_like(logit, MASKED), logit)
-            logits.append(logit)
-            codes.append(code)
-            refs.append(new_ref)
-            ref = new_ref.detach()
-        return DecoderTensors(torch.stack(logits), torch.stack(codes), torch.stack(refs), x, num_det)
+        context = DecoderContext(memory, memory_pos, bias, memory_bias, hidden, num_det, self_attention)
+        return x, ref, context
+
+    def decoder_layer(
+        self, k: int, x: torch.Tensor, ref: torch.Tensor, context: DecoderContext
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Layer k (from 0) on queries x (B, M, C) at normalized refs (B, M, 3) -> its output
+        features, class logits, metric box codes and refined refs (the next layer's refs)."""
+        c = context
+        pos = self.query_pos(sine_embed(ref, self.cfg.embed_dim))
+        x = self.layers[k](x, pos, c.memory, c.memory_pos, c.query_bias, c.self_attention, c.memory_bias)
+        code, new_ref = self.coder.decode(self.reg_heads[k](x), ref)
+        logit = self.cls_heads[k](x)
+        if c.hidden is not None:  # a claimed seed's row never scores: no birth, no loss
+            logit = torch.where(c.hidden[..., None], torch.full_like(logit, MASKED), logit)
+        return x, logit, code, new_ref
 
     @staticmethod
     def track_rows_blind(num_det: int, num_slots: int, num_rows: int, device: torch.device) -> torch.Tensor:

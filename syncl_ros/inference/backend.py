@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class ModelInfo:
     num_slots: int
     num_det: int
     num_classes: int
+    num_layers: int  # decoder layers
 
     @staticmethod
     def from_config(cfg: ModelConfig, cameras: int = NUM_CAMERAS) -> ModelInfo:
@@ -47,6 +49,7 @@ class ModelInfo:
             num_slots=cfg.num_slots,
             num_det=num_detections(cfg),
             num_classes=cfg.num_classes,
+            num_layers=cfg.num_layers,
         )
 
     @property
@@ -82,6 +85,17 @@ class Backend(ABC):
 
         cameras (N,) bool: the cameras whose images the frame holds (None: all); the others' image
         tokens and heatmap cells are masked out inside the network.
+        """
+
+    @abstractmethod
+    def decode_layers(
+        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+    ) -> Iterator[DecoderOutputs]:
+        """decode() one layer at a time: each decoder layer's outputs in turn, layer 1 first.
+
+        A caller that stops iterating skips the layers after (early exit); run to the end, the last
+        equals decode()'s outputs. The per-layer graphs are made ready on first use, or when the
+        backend is created with the option layers=True.
         """
 
     def synchronize(self) -> None:  # noqa: B027 - a no-op default that GPU backends override

@@ -23,6 +23,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workspace-mb", type=int, default=2048, help="builder workspace limit (default: 2048)")
     p.add_argument("--rebuild", action="store_true", help="build even when a valid cached engine exists")
     p.add_argument(
+        "--layers",
+        action="store_true",
+        help="also the per-layer decoder engines that early exit (tracker.early_exit) runs",
+    )
+    p.add_argument(
         "--list", action="store_true", help="list the cached engines and exit (no TensorRT needed)"
     )
 
@@ -42,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
             args.device,
             rebuild=args.rebuild,
             workspace_mb=args.workspace_mb,
+            layers=args.layers,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"syncl build-engine: {err}", file=sys.stderr)

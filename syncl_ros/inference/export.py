@@ -6,6 +6,8 @@
 scores (1, M, classes) after the sigmoid, metric box codes (1, M, 10), refined
 refs (1, M, 3) and output query features (1, M, C) of the last decoder layer,
 with M = detection queries + S slots.
+`decoder_layer1.onnx` ... `decoder_layer<L>.onnx`: the same decoder cut after each
+layer, for early exit (layer_graphs.py); decoder.onnx stays the one graph of a full-depth run.
 
 What stays on the host, and why:
 - the img2lidar inverse (no matrix inverse in the graph; model/inputs.py);
@@ -34,6 +36,7 @@ from torch import nn
 from syncl_ros.atomic import atomic_open, remove_stale_partials, replace_dir, temp_dir, write_json_atomic
 from syncl_ros.experiment import Experiment
 from syncl_ros.experiment.checkpoint import load_model
+from syncl_ros.inference.layer_graphs import FirstLayerGraph, NextLayerGraph
 from syncl_ros.inference.manifest import (  # re-exported: the export API in one place
     DECODER_FILE,
     DECODER_INPUTS,
@@ -43,10 +46,13 @@ from syncl_ros.inference.manifest import (  # re-exported: the export API in one
     ENCODER_INPUTS,
     ENCODER_OUTPUTS,
     FORMAT,
+    LAYER_CONTEXT,
+    LAYER_QUERIES,
     MANIFEST,
     NUM_CAMERAS,
     boxes_from_codes,
     is_export_dir,
+    layer_graph,
     manifest_experiment,
     num_detections,
     read_manifest,
@@ -67,6 +73,8 @@ __all__ = [
     "ENCODER_INPUTS",
     "ENCODER_OUTPUTS",
     "FORMAT",
+    "LAYER_CONTEXT",
+    "LAYER_QUERIES",
     "MANIFEST",
     "NUM_CAMERAS",
     "DecoderGraph",
@@ -76,6 +84,7 @@ __all__ = [
     "ensure_export",
     "export_model",
     "is_export_dir",
+    "layer_graph",
     "manifest_experiment",
     "num_detections",
     "read_manifest",
@@ -130,17 +139,20 @@ class TensorSpec:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
+Specs = tuple[list[TensorSpec], list[TensorSpec]]  # a graph's inputs and outputs
+
+
 def feature_shape(cfg: ModelConfig, cameras: int = NUM_CAMERAS) -> tuple[int, ...]:
     h, w = cfg.input.height // STRIDE, cfg.input.width // STRIDE
     return (1, cameras, cfg.embed_dim, h, w)
 
 
-def encoder_specs(cfg: ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def encoder_specs(cfg: ModelConfig) -> Specs:
     images = TensorSpec("images", (1, NUM_CAMERAS, 3, cfg.input.height, cfg.input.width), "float32")
     return [images], [TensorSpec("features", feature_shape(cfg), "float32")]
 
 
-def decoder_specs(cfg: ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def decoder_specs(cfg: ModelConfig) -> Specs:
     s, c, m = cfg.num_slots, cfg.embed_dim, num_detections(cfg) + cfg.num_slots
     inputs = [
         TensorSpec("features", feature_shape(cfg), "float32"),
@@ -159,6 +171,45 @@ def decoder_specs(cfg: ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]
     return inputs, outputs
 
 
+def layer_context_specs(cfg: ModelConfig) -> list[TensorSpec]:
+    """What layer 1's graph hands every further layer: fixed for the frame (LAYER_CONTEXT)."""
+    _, n, c, h, w = feature_shape(cfg)
+    tokens, m = n * h * w, num_detections(cfg) + cfg.num_slots
+    bias_rows = m if cfg.track_attention == "asymmetric" else 1
+    shapes: list[tuple[int, ...]] = [(1, tokens, c), (1, tokens, c), (1, bias_rows, m), (1, 1, tokens)]
+    if cfg.hides_claimed_seeds:
+        shapes.append((1, m))
+    return [TensorSpec(name, shape, "float32") for name, shape in zip(LAYER_CONTEXT, shapes, strict=False)]
+
+
+def first_layer_specs(cfg: ModelConfig) -> Specs:
+    inputs, outputs = decoder_specs(cfg)
+    return inputs, outputs + layer_context_specs(cfg)
+
+
+def next_layer_specs(cfg: ModelConfig) -> Specs:
+    _, outputs = decoder_specs(cfg)
+    m = num_detections(cfg) + cfg.num_slots
+    features, refs = LAYER_QUERIES
+    queries = [TensorSpec(features, (1, m, cfg.embed_dim), "float32"), TensorSpec(refs, (1, m, 3), "float32")]
+    return queries + layer_context_specs(cfg), outputs
+
+
+def all_graphs(net: TrackerNet) -> list[tuple[str, str, nn.Module, Specs]]:
+    """(manifest name, file, module, specs) of every exported graph: the encoder, the decoder, and
+    the decoder cut after each layer, layer 1 first."""
+    cfg = net.cfg
+    graphs: list[tuple[str, str, nn.Module, Specs]] = [
+        ("encoder", ENCODER_FILE, EncoderGraph(net), encoder_specs(cfg)),
+        ("decoder", DECODER_FILE, DecoderGraph(net), decoder_specs(cfg)),
+        (layer_graph(1), f"{layer_graph(1)}.onnx", FirstLayerGraph(net), first_layer_specs(cfg)),
+    ]
+    for k in range(1, cfg.num_layers):
+        name = layer_graph(k + 1)
+        graphs.append((name, f"{name}.onnx", NextLayerGraph(net, k), next_layer_specs(cfg)))
+    return graphs
+
+
 def example_inputs(specs: list[TensorSpec]) -> tuple[torch.Tensor, ...]:
     """Fixed, seeded tensors for tracing; values never reach the graph, only shapes and dtypes."""
     gen = torch.Generator().manual_seed(0)
@@ -174,7 +225,7 @@ def example_inputs(specs: list[TensorSpec]) -> tuple[torch.Tensor, ...]:
 # -- export ---------------------------------------------------------------------------
 
 
-def export_graph(module: nn.Module, specs: tuple[list[TensorSpec], list[TensorSpec]], opset: int) -> bytes:
+def export_graph(module: nn.Module, specs: Specs, opset: int) -> bytes:
     """Trace `module` to ONNX, fold the static shape arithmetic, check it; returns the serialized model."""
     inputs, outputs = specs
     torch.manual_seed(0)
@@ -212,8 +263,15 @@ class ExportResult:
     def decoder(self) -> Path:
         return self.folder / DECODER_FILE
 
+    @property
+    def layers(self) -> list[Path]:
+        """The decoder cut after each layer (early exit), layer 1 first."""
+        graphs = self.manifest["graphs"]
+        count = self.manifest["experiment"]["model"]["num_layers"]
+        return [self.folder / graphs[layer_graph(k)]["file"] for k in range(1, count + 1)]
 
-def _graph_entry(file: str, data: bytes, specs: tuple[list[TensorSpec], list[TensorSpec]]) -> dict[str, Any]:
+
+def _graph_entry(file: str, data: bytes, specs: Specs) -> dict[str, Any]:
     return {
         "file": file,
         "sha256": sha256_bytes(data),
@@ -247,25 +305,21 @@ def build_manifest(
 
 
 def export_model(checkpoint: Path, out: Path, opset: int = DEFAULT_OPSET) -> ExportResult:
-    """Checkpoint -> encoder.onnx, decoder.onnx and export.json in `out` (each written atomically)."""
+    """Checkpoint -> encoder.onnx, decoder.onnx, the decoder_layer<k>.onnx and export.json in `out`
+    (each written atomically)."""
     checkpoint = Path(checkpoint)
     net, experiment, _ = load_model(checkpoint, "cpu")
-    cfg = experiment.model
-    enc = export_graph(EncoderGraph(net), encoder_specs(cfg), opset)
-    dec = export_graph(DecoderGraph(net), decoder_specs(cfg), opset)
+    files = {name: (file, export_graph(m, specs, opset), specs) for name, file, m, specs in all_graphs(net)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out)
     # The manifest marks a finished export: it goes first and comes back last, so a folder
     # that a kill left with new graphs beside an old manifest is never taken for an export.
     (out / MANIFEST).unlink(missing_ok=True)
-    for name, data in ((ENCODER_FILE, enc), (DECODER_FILE, dec)):
-        with atomic_open(out / name, "wb") as f:
+    for file, data, _ in files.values():
+        with atomic_open(out / file, "wb") as f:
             f.write(data)
-    graphs = {
-        "encoder": _graph_entry(ENCODER_FILE, enc, encoder_specs(cfg)),
-        "decoder": _graph_entry(DECODER_FILE, dec, decoder_specs(cfg)),
-    }
+    graphs = {name: _graph_entry(file, data, specs) for name, (file, data, specs) in files.items()}
     manifest = build_manifest(experiment, sha256_file(checkpoint), opset, graphs)
     # The manifest goes last: a folder with a manifest is a finished export.
     write_json_atomic(out / MANIFEST, manifest, indent=2)

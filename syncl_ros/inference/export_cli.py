@@ -1,4 +1,5 @@
-"""`syncl export`: the tracker as two static-shape ONNX graphs plus an export.json manifest."""
+"""`syncl export`: the tracker as static-shape ONNX graphs (encoder, decoder, and the decoder cut
+after each layer for early exit) plus an export.json manifest."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from syncl_ros.inference.default_model import default_model_path
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=None, help="checkpoint (default: the shipped model)")
     p.add_argument(
-        "--out", type=Path, required=True, help="folder for encoder.onnx, decoder.onnx, export.json"
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for encoder.onnx, decoder.onnx, decoder_layer<k>.onnx, export.json",
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17, parsed by TensorRT 10)")
 

@@ -4,6 +4,8 @@
                              fallback=["onnxruntime", "torch"])
     feats = backend.encode(images)                 # (6, 3, H, W) float32 -> opaque handle
     outputs = backend.decode(feats, img2lidar, slots)   # -> DecoderOutputs for the RuntimeTracker
+    for outputs in backend.decode_layers(feats, img2lidar, slots):  # layer by layer: early exit
+        ...
 
 `model` is a checkpoint (.pt) or an export folder (`syncl export`). The torch
 backend needs a checkpoint; onnxruntime and TensorRT take either and export a
@@ -91,7 +93,8 @@ def create_backend(
 ) -> Backend:
     """The first backend of [name, *fallback] that starts; see the module docstring.
 
-    options go to the backend (torch: cuda_graphs; onnxruntime: threads; tensorrt: workspace_mb).
+    options go to the backend (torch: cuda_graphs; onnxruntime: threads; tensorrt: workspace_mb;
+    onnxruntime and tensorrt: layers, True to ready the per-layer decoder graphs of early exit now).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r} ({', '.join(PRECISIONS)})")

@@ -17,7 +17,7 @@ import numpy as np
 from syncl_ros.experiment import Experiment
 from syncl_ros.model.config import ModelConfig
 
-FORMAT = "syncl_ros.export/2"  # 2: the decoder takes camera_mask (a frame without some cameras)
+FORMAT = "syncl_ros.export/3"  # 2: the decoder takes camera_mask; 3: also cut after each layer (early exit)
 MANIFEST = "export.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
@@ -29,10 +29,22 @@ ENCODER_OUTPUTS = ("features",)
 DECODER_INPUTS = ("features", "img2lidar", "track_embeddings", "track_refs", "track_mask", "camera_mask")
 DECODER_OUTPUTS = ("scores", "codes", "refs", "embeddings")
 
+# The decoder cut after each layer (early exit; inference/layer_graphs.py): decoder_layer1.onnx takes
+# DECODER_INPUTS and gives layer 1's DECODER_OUTPUTS plus the frame's LAYER_CONTEXT; each further
+# decoder_layer<k>.onnx takes the previous layer's embeddings and refs as LAYER_QUERIES, the
+# context, and gives layer k's DECODER_OUTPUTS. "hidden_rows" exists where tracks claim seeds.
+LAYER_QUERIES = ("query_features", "query_refs")
+LAYER_CONTEXT = ("memory", "memory_pos", "query_bias", "memory_bias", "hidden_rows")
+
 
 def num_detections(cfg: ModelConfig) -> int:
     """Detection rows of the decoder output: learned anchors plus heatmap top-k queries."""
     return cfg.num_queries + (cfg.dense_queries if cfg.dense_heads else 0)
+
+
+def layer_graph(k: int) -> str:
+    """Manifest name of the decoder graph that ends with layer k (from 1); its file adds ".onnx"."""
+    return f"decoder_layer{k}"
 
 
 def sha256_bytes(data: bytes) -> str:

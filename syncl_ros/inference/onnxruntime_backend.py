@@ -4,13 +4,14 @@ Sessions use every graph optimization (constant folding, Conv+ReLU, Gemm and
 layer-norm fusions) and one intra-op thread per usable core, without idle
 spinning (see session_options). Features stay an OrtValue between encode() and
 decode() (IO binding), so on the CUDA execution provider they never leave the
-GPU.
+GPU; so do the per-layer graphs' tensors between layers (decode_layers).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from syncl_ros.inference.manifest import (
     DECODER_FILE,
     DECODER_OUTPUTS,
     ENCODER_FILE,
+    LAYER_QUERIES,
     is_export_dir,
+    layer_graph,
     manifest_experiment,
     read_manifest,
 )
@@ -82,18 +85,25 @@ def providers_for(device: str) -> list[Any]:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, export_dir: Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, export_dir: Path, device: str = "cpu", threads: int | None = None, layers: bool = False
+    ) -> None:
         ort = _ort()
         folder = Path(export_dir)
         manifest = read_manifest(folder)
+        self._manifest = manifest
         self.experiment = manifest_experiment(manifest)
         self.info = ModelInfo.from_config(self.experiment.model, manifest["cameras"])
         self.export_dir = folder
         self.precision = "fp32"
         self.selection = []
         opts, providers = session_options(threads), providers_for(device)
-        self._encoder = ort.InferenceSession(str(folder / ENCODER_FILE), opts, providers=providers)
-        self._decoder = ort.InferenceSession(str(folder / DECODER_FILE), opts, providers=providers)
+        self._session = lambda file: ort.InferenceSession(str(folder / file), opts, providers=providers)
+        self._encoder = self._session(ENCODER_FILE)
+        self._decoder = self._session(DECODER_FILE)
+        self._layers: list[Any] = []  # sessions of the decoder cut after each layer, made on first use
+        if layers:
+            self._layer_sessions()
         # The CUDA provider can fail to load (missing CUDA/cuDNN libraries) and onnxruntime then
         # quietly runs on the CPU: report what the session really uses.
         on_gpu = "CUDAExecutionProvider" in self._encoder.get_providers()
@@ -112,8 +122,50 @@ class OnnxRuntimeBackend(Backend):
     def decode(
         self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
     ) -> DecoderOutputs:
-        i2l, emb, ref, mask, used = self.check_frame(img2lidar, slots, cameras)
         binding = self._decoder.io_binding()
+        self._bind_frame(binding, features, img2lidar, slots, cameras)
+        for name in DECODER_OUTPUTS:
+            binding.bind_output(name, "cpu")  # fresh host arrays each frame: results never alias
+        self._decoder.run_with_iobinding(binding)
+        scores, codes, refs, embeddings = binding.copy_outputs_to_cpu()
+        return outputs_from_arrays(scores, codes, refs, embeddings)
+
+    def decode_layers(
+        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+    ) -> Iterator[DecoderOutputs]:
+        sessions = self._layer_sessions()
+        binding = sessions[0].io_binding()
+        self._bind_frame(binding, features, img2lidar, slots, cameras)
+        values = self._run_layer(sessions[0], binding)  # layer 1's outputs and the frame's context
+        yield _host_outputs(values)
+        for session in sessions[1:]:
+            binding = session.io_binding()
+            queries = dict(zip(LAYER_QUERIES, (values["embeddings"], values["refs"]), strict=True))
+            for name in (i.name for i in session.get_inputs()):
+                binding.bind_ortvalue_input(name, queries[name] if name in queries else values[name])
+            values = {**values, **self._run_layer(session, binding)}
+            yield _host_outputs(values)
+
+    def _layer_sessions(self) -> list[Any]:
+        if not self._layers:
+            graphs = self._manifest["graphs"]
+            names = [layer_graph(k) for k in range(1, self.info.num_layers + 1)]
+            self._layers = [self._session(graphs[name]["file"]) for name in names]
+        return self._layers
+
+    def _run_layer(self, session: Any, binding: Any) -> dict[str, Any]:
+        """Run a bound layer graph; its outputs by name, as OrtValues on the session's device."""
+        names = [o.name for o in session.get_outputs()]
+        for name in names:
+            binding.bind_output(name, self._device_type, self._device_id)
+        session.run_with_iobinding(binding)
+        return dict(zip(names, binding.get_outputs(), strict=True))
+
+    def _bind_frame(
+        self, binding: Any, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: Any
+    ) -> None:
+        """Bind the decoder graph's inputs (decoder.onnx and layer 1 take the same)."""
+        i2l, emb, ref, mask, used = self.check_frame(img2lidar, slots, cameras)
         if isinstance(features, np.ndarray):
             binding.bind_cpu_input("features", np.ascontiguousarray(features, dtype=np.float32))
         else:
@@ -126,11 +178,12 @@ class OnnxRuntimeBackend(Backend):
             ("camera_mask", used),
         ):
             binding.bind_cpu_input(name, value[None])
-        for name in DECODER_OUTPUTS:
-            binding.bind_output(name, "cpu")  # fresh host arrays each frame: results never alias
-        self._decoder.run_with_iobinding(binding)
-        scores, codes, refs, embeddings = binding.copy_outputs_to_cpu()
-        return outputs_from_arrays(scores, codes, refs, embeddings)
+
+
+def _host_outputs(values: dict[str, Any]) -> DecoderOutputs:
+    """A layer's outputs (OrtValues by name) as host arrays: copies, so results never alias."""
+    scores, codes, refs, embeddings = (np.array(values[name].numpy()) for name in DECODER_OUTPUTS)
+    return outputs_from_arrays(scores, codes, refs, embeddings)
 
 
 def open_onnxruntime_backend(req: BackendRequest) -> OnnxRuntimeBackend:
@@ -144,4 +197,5 @@ def open_onnxruntime_backend(req: BackendRequest) -> OnnxRuntimeBackend:
 
         folder = ensure_export(folder, req.cache_dir)
     threads = req.options.get("threads")
-    return OnnxRuntimeBackend(folder, req.device, int(threads) if threads else None)
+    layers = bool(req.options.get("layers", False))
+    return OnnxRuntimeBackend(folder, req.device, int(threads) if threads else None, layers)

@@ -10,7 +10,10 @@ embeddings, class scores near the decision thresholds).
 Running: one execution context per graph; all inputs and outputs live in torch
 CUDA tensors whose addresses are bound with set_tensor_address, and
 execute_async_v3 runs on torch's current stream, so the encoder's output
-buffer feeds the decoder without a copy.
+buffer feeds the decoder without a copy. Early exit (decode_layers) runs one
+engine per decoder layer the same way: each reads the previous layer's output
+buffers and layer 1's context buffers in place. That path is written to the
+same API but has not run on a TensorRT installation yet.
 
 Engines are cached by engine_cache.EngineCache (GPU, compute capability,
 TensorRT version, precision, ONNX sha256); `syncl build-engine` and the
@@ -20,7 +23,7 @@ node's build_only mode fill the cache ahead of time via build_engines().
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +42,11 @@ from syncl_ros.inference.engine_cache import BuildFn, CacheResult, EngineCache, 
 from syncl_ros.inference.export import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,
+    LAYER_CONTEXT,
+    LAYER_QUERIES,
     ensure_export,
     is_export_dir,
+    layer_graph,
     manifest_experiment,
     read_manifest,
 )
@@ -173,8 +179,10 @@ def build_engines(
     workspace_mb: int = DEFAULT_WORKSPACE_MB,
     build: BuildFn | None = None,
     identity: Callable[[str], GpuIdentity] = current_identity,
+    layers: bool = False,
 ) -> dict[str, CacheResult]:
-    """Engines for both graphs of `model` (checkpoint or export folder), from the cache or built now.
+    """Engines for both graphs of `model` (checkpoint or export folder), from the cache or built now;
+    with ``layers`` also for the decoder cut after each layer (early exit).
 
     The node's build_only mode and `syncl build-engine` call this; `build` and
     `identity` can be replaced (tests, or a remote builder).
@@ -185,11 +193,17 @@ def build_engines(
     manifest = read_manifest(folder)
     cache = EngineCache(cache_root / "engines", build or tensorrt_builder(workspace_mb))
     results = {}
-    for graph in GRAPHS:
+    graphs = [*GRAPHS, *layer_graphs(manifest)] if layers else list(GRAPHS)
+    for graph in graphs:
         entry = manifest["graphs"][graph]
         key = engine_key(graph, entry["sha256"], precision, gpu)
         results[graph] = cache.get(folder / entry["file"], key, rebuild=rebuild)
     return results
+
+
+def layer_graphs(manifest: dict[str, Any]) -> list[str]:
+    """Manifest names of the decoder cut after each layer, layer 1 first."""
+    return [layer_graph(k) for k in range(1, manifest_experiment(manifest).model.num_layers + 1)]
 
 
 # -- running ------------------------------------------------------------------------------
@@ -253,30 +267,47 @@ class TensorRTBackend(Backend):
         precision: str = "fp16",
         cache_dir: Path | None = None,
         workspace_mb: int = DEFAULT_WORKSPACE_MB,
+        layers: bool = False,
     ) -> None:
-        trt = require_tensorrt()
+        self._trt = require_tensorrt()
         self._device = require_cuda(device)
-        cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
-        folder = Path(model) if is_export_dir(Path(model)) else ensure_export(Path(model), cache_root)
-        manifest = read_manifest(folder)
+        self._cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+        root = self._cache_root
+        self._folder = Path(model) if is_export_dir(Path(model)) else ensure_export(Path(model), root)
+        manifest = read_manifest(self._folder)
         self.experiment = manifest_experiment(manifest)
         self.info = ModelInfo.from_config(self.experiment.model, manifest["cameras"])
         self.device, self.precision, self.selection = str(device), precision, []
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        engines = build_engines(folder, precision, cache_root, device, workspace_mb=workspace_mb)
+        self._workspace_mb = workspace_mb
+        self._runtime = self._trt.Runtime(self._trt.Logger(self._trt.Logger.WARNING))
+        self._encoder, self._decoder = self._load(list(GRAPHS))
+        self._layer_names = layer_graphs(manifest)
+        self._layers: list[_EngineRunner] = []  # the decoder cut after each layer, loaded on first use
+        if layers:
+            self._layers = self._load(self._layer_names)
+
+    def _load(self, graphs: list[str]) -> list[_EngineRunner]:
+        """Runners for these graphs (manifest names), in their order; engines built where missing."""
+        layers = any(name not in GRAPHS for name in graphs)
+
+        def load(rebuild: bool) -> list[_EngineRunner]:
+            engines = build_engines(
+                self._folder,
+                self.precision,
+                self._cache_root,
+                self.device,
+                rebuild=rebuild,
+                workspace_mb=self._workspace_mb,
+                layers=layers,
+            )
+            blobs = [engines[name].path.read_bytes() for name in graphs]
+            return [_EngineRunner(self._trt, self._runtime, blob, self._device) for blob in blobs]
+
         try:
-            runners = [
-                _EngineRunner(trt, runtime, engines[g].path.read_bytes(), self._device) for g in GRAPHS
-            ]
+            return load(False)
         except EngineBuildError:
             # A cached engine that passes its checksum but will not load (e.g. a driver update): build anew.
-            engines = build_engines(
-                folder, precision, cache_root, device, rebuild=True, workspace_mb=workspace_mb
-            )
-            runners = [
-                _EngineRunner(trt, runtime, engines[g].path.read_bytes(), self._device) for g in GRAPHS
-            ]
-        self._encoder, self._decoder = runners
+            return load(True)
 
     def _stream(self) -> Any:
         import torch
@@ -302,8 +333,30 @@ class TensorRTBackend(Backend):
         if isinstance(features, np.ndarray):
             features = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(self._device)
         self._decoder.run(self._stream(), {"features": features})
-        outs = [self._decoder.buffers[n].float().cpu().numpy() for n in DECODER_OUTPUTS]
-        return outputs_from_arrays(*outs)
+        return _host_outputs(self._decoder)
+
+    def decode_layers(
+        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+    ) -> Iterator[DecoderOutputs]:
+        import torch
+
+        if not self._layers:
+            self._layers = self._load(self._layer_names)
+        first = self._layers[0]
+        host = dict(zip(DECODER_INPUTS[1:], self.check_frame(img2lidar, slots, cameras), strict=True))
+        for name, value in host.items():
+            first.buffers[name].copy_(torch.from_numpy(value)[None])
+        if isinstance(features, np.ndarray):
+            features = torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(self._device)
+        first.run(self._stream(), {"features": features})
+        yield _host_outputs(first)
+        context = {name: first.buffers[name] for name in LAYER_CONTEXT if name in first.buffers}
+        previous = first
+        for runner in self._layers[1:]:
+            queries = (previous.buffers["embeddings"], previous.buffers["refs"])
+            runner.run(self._stream(), {**context, **dict(zip(LAYER_QUERIES, queries, strict=True))})
+            yield _host_outputs(runner)
+            previous = runner
 
     def synchronize(self) -> None:
         import torch
@@ -311,9 +364,15 @@ class TensorRTBackend(Backend):
         torch.cuda.synchronize(self._device)
 
 
+def _host_outputs(runner: _EngineRunner) -> DecoderOutputs:
+    """A decoder graph's outputs (its engine's buffers) copied to the host."""
+    return outputs_from_arrays(*(runner.buffers[n].float().cpu().numpy() for n in DECODER_OUTPUTS))
+
+
 def open_tensorrt_backend(req: BackendRequest) -> TensorRTBackend:
     """create_backend's factory."""
     require_tensorrt()
     require_cuda(req.device)
     workspace = int(req.options.get("workspace_mb", DEFAULT_WORKSPACE_MB))
-    return TensorRTBackend(req.model, req.device, req.precision, req.cache_dir, workspace)
+    layers = bool(req.options.get("layers", False))
+    return TensorRTBackend(req.model, req.device, req.precision, req.cache_dir, workspace, layers)

@@ -19,6 +19,7 @@ import torch
 from syncl_ros.experiment.checkpoint import load_model
 from syncl_ros.inference.backend import Backend, BackendRequest, BackendUnavailable, ModelInfo
 from syncl_ros.inference.export import is_export_dir
+from syncl_ros.inference.layer_graphs import FirstLayerGraph, NextLayerGraph
 from syncl_ros.model.box_coder import BoxCoder
 from syncl_ros.model.network import DecoderTensors, TrackerNet
 from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
@@ -26,6 +27,7 @@ from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
 LOG = logging.getLogger("syncl_ros.inference")
 
 LastLayer = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+Stage = Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]
 
 
 def to_decoder_outputs(out: DecoderTensors, net: TrackerNet) -> DecoderOutputs:
@@ -75,7 +77,7 @@ class _GraphedCall:
     """fn(*inputs) captured once into a CUDA graph; a call copies new inputs into the captured
     buffers and replays. Outputs are the captured buffers: valid until the next call."""
 
-    def __init__(self, fn: Callable[..., torch.Tensor | LastLayer], example: list[torch.Tensor]) -> None:
+    def __init__(self, fn: Stage, example: list[torch.Tensor]) -> None:
         self.inputs = [t.clone() for t in example]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -87,7 +89,7 @@ class _GraphedCall:
         with torch.cuda.graph(self.graph):
             self.outputs = fn(*self.inputs)
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor | LastLayer:
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         for dst, src in zip(self.inputs, inputs, strict=True):
             dst.copy_(src, non_blocking=True)
         self.graph.replay()
@@ -113,6 +115,9 @@ class TorchBackend(Backend):
         self.info = ModelInfo.from_config(net.cfg)
         self.selection = []
         self._graphs: dict[str, _GraphedCall] = {}
+        # The decoder cut after each layer (early exit): the modules the per-layer ONNX graphs export.
+        self._layers: list[Stage] = [FirstLayerGraph(self.net)]
+        self._layers += [NextLayerGraph(self.net, k) for k in range(1, net.cfg.num_layers)]
 
     @contextlib.contextmanager
     def _mode(self) -> Iterator[None]:
@@ -148,7 +153,7 @@ class TorchBackend(Backend):
             out.embeddings[:, :rows].float(),
         )
 
-    def _run(self, stage: str, fn: Callable[..., torch.Tensor | LastLayer], *inputs: torch.Tensor) -> object:
+    def _run(self, stage: str, fn: Stage, *inputs: torch.Tensor) -> object:
         if not self.cuda_graphs:
             return fn(*inputs)
         if stage not in self._graphs:
@@ -171,6 +176,20 @@ class TorchBackend(Backend):
             last = self._run("decode", self._decode, feats, i2l, emb, ref, mask, used)
         assert isinstance(last, tuple)
         return _host_outputs(last, self.net)
+
+    def decode_layers(
+        self, feats: torch.Tensor, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+    ) -> Iterator[DecoderOutputs]:
+        frame = [self._tensor(a) for a in self.check_frame(img2lidar, slots, cameras)]
+        inputs = [feats, *frame]
+        context: tuple[torch.Tensor, ...] = ()
+        for k, layer in enumerate(self._layers):
+            with self._mode():  # entered per layer: the caller's code between layers runs outside it
+                out = self._run(f"decode_layer{k + 1}", layer, *inputs, *context)
+            assert isinstance(out, tuple)
+            outputs, context = out[:4], context or out[4:]  # layer 1 also gives the frame's context
+            inputs = [outputs[3], outputs[2]]  # the next layer's queries: embeddings, refs
+            yield _host_outputs((outputs[0], outputs[1], outputs[2], outputs[3]), self.net)
 
     def synchronize(self) -> None:
         if self._device.type == "cuda":

@@ -68,6 +68,12 @@ class ModelConfig:
     frame_interval_s: float = field(default=0.5, metadata={"gt": 0})
     input: InputConfig = field(default_factory=InputConfig)
 
+    @property
+    def hides_claimed_seeds(self) -> bool:
+        """Whether decoding hides the detection rows of seeds that tracks claimed: the claim needs
+        heatmap seeds and re-anchoring too."""
+        return self.dense_queries > 0 and self.track_reanchor_m > 0.0 and self.track_claims_seed
+
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")

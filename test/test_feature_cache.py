@@ -205,8 +205,8 @@ def test_offline_tracking_reads_the_cache_instead_of_encoding(
         return make_tracker(exp.tracker, exp.model.embed_dim, seed=0)
 
     backend = TorchBackend(net.eval(), "cpu")
-    fresh = track_frames(frames, backend, tracker, progress=False)
+    fresh = track_frames(frames, backend, net.cfg, tracker, progress=False)
     calls = count_encodes(monkeypatch)
-    cached = track_frames(frames, backend, tracker, progress=False, cache=built)
+    cached = track_frames(frames, backend, net.cfg, tracker, progress=False, cache=built)
     assert calls["n"] == 0
     assert set(cached) == set(fresh) == set(frames.sample_tokens())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,8 @@ PIPELINE = Path(__file__).resolve().parents[1] / "syncl_ros" / "pipeline"
 
 
 class Backend:
+    info = SimpleNamespace(num_layers=2)  # what the pipeline reads of ModelInfo
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
 

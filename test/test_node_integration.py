@@ -1,6 +1,7 @@
 """The tracker node over real DDS, fed by `syncl play` of a converted synthetic bag (separate
 processes), publishes the same tracks as offline `syncl track` for the same frames, and its
-recorded output scores the same AMOTA; with either tracker (track queries or greedy)."""
+recorded output scores the same AMOTA; with either tracker (track queries or greedy), and with
+the query tracker's decoder exiting early."""
 
 import json
 import subprocess
@@ -35,7 +36,13 @@ LOOSE = {
     "tracker.output_score": 0.0,
     "tracker.greedy.score": 0.0,
 }
-METHODS = ("queries", "greedy")
+# Early exit after layer 2 of 3 on every frame but each third (full depth), whatever the outputs.
+EARLY_EXIT = {
+    "tracker.early_exit.enabled": True,
+    "tracker.early_exit.max_move_m": 1000000.0,
+    "tracker.early_exit.full_every": 3,
+}
+CASES = {"queries": ("queries", {}), "greedy": ("greedy", {}), "early-exit": ("queries", EARLY_EXIT)}
 # One CPU thread in both processes: float reductions then run in the same order, so the node and
 # offline tracking compute bit-identical network outputs (an untrained network amplifies any difference).
 ENV = ros_env(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", OMP_NUM_THREADS="1")
@@ -55,20 +62,23 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "data": data, "model": ckpt, "bag": bag}
 
 
-def track_offline(scene: dict[str, Path], method: str) -> Path:
-    out = scene["root"] / f"offline_{method}.json"
-    sets = [a for k, v in LOOSE.items() for a in ("--set", f"{k}={v}")]
+def track_offline(scene: dict[str, Path], method: str, extra: dict[str, object]) -> Path:
+    out = scene["root"] / f"offline_{method}{'_early_exit' if extra else ''}.json"
+    sets = [a for k, v in {**LOOSE, **extra}.items() for a in ("--set", f"{k}={v}")]
     track = ["track", str(scene["data"]), "--split", "val", "--model", str(scene["model"])]
     track += ["--tracker", method, "--out", str(out), "--no-progress", *sets]
     subprocess.run([sys.executable, "-m", "syncl_ros.cli", *track], env=ENV, check=True)
     return out
 
 
-def record_node_output(scene: dict[str, Path], method: str) -> list[TrackedObject3DArray]:
+def record_node_output(
+    scene: dict[str, Path], method: str, extra: dict[str, object]
+) -> list[TrackedObject3DArray]:
     # a generous wait: on a loaded 2-core machine a frame's last image can be late, and the
     # comparison needs every key frame (the node counts and drops late frames by design)
     params = {
         **LOOSE,
+        **extra,
         "tracker.method": method,
         "model": scene["model"],
         "backend": "torch",
@@ -101,14 +111,18 @@ def record_node_output(scene: dict[str, Path], method: str) -> list[TrackedObjec
     return got
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_node_matches_offline_tracking(scene: dict[str, Path], method: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_node_matches_offline_tracking(scene: dict[str, Path], case: str, tmp_path: Path) -> None:
     from nuscenes.nuscenes import NuScenes
 
-    offline_path = track_offline(scene, method)
-    messages = record_node_output(scene, method)
+    method, extra = CASES[case]
+    offline_path = track_offline(scene, method, extra)
+    messages = record_node_output(scene, method, extra)
     offline = json.loads(offline_path.read_text())["results"]
     assert sum(len(boxes) for boxes in offline.values()) > 0, "a comparison needs tracks"
+    if extra:  # the early exits changed the tracks: the comparison below is not of full-depth runs
+        full_depth = json.loads(track_offline(scene, method, {}).read_text())["results"]
+        assert full_depth != offline
     nusc = NuScenes("v1.0-trainval", str(scene["data"]), verbose=False)
     # the node stamps a frame with its anchor (CAM_FRONT) capture time; results are at the sample time
     anchor_ns = {

@@ -43,6 +43,7 @@ from syncl_ros.pipeline.settings import PipelineSettings
 from syncl_ros.pipeline.sync import DropReason, RigFrame, RigSynchronizer, SyncResult
 from syncl_ros.pipeline.tf_buffer import OdometryEgoSource, StampedTransform, TfBuffer, TfEgoSource
 from syncl_ros.pipeline.worker import LatestWorker
+from syncl_ros.tracking.early_exit import early_exit_for
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -84,7 +85,12 @@ class LivePipeline:
         self.settings = s
         self.experiment = model.experiment
         self.frames = FramePipeline(
-            model.backend, model.tracker, model.experiment.model.input, s.camera_channels, s.min_frame_cameras
+            model.backend,
+            model.tracker,
+            model.experiment.model.input,
+            s.camera_channels,
+            s.min_frame_cameras,
+            early_exit_for(model.experiment.tracker, model.backend.info.num_layers),
         )
         self.period_ns = int(model.period_s * 1e9)
         self.sink = sink

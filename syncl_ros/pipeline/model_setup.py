@@ -68,7 +68,13 @@ def _load(settings: PipelineSettings, path: Path) -> LoadedModel:
     device = resolve_device(settings.device)
     precision = settings.precision if device.startswith("cuda") else "fp32"
     backend = create_backend(
-        settings.backend, path, device, precision, settings.fallback, settings.engine_cache_dir or None
+        settings.backend,
+        path,
+        device,
+        precision,
+        settings.fallback,
+        settings.engine_cache_dir or None,
+        layers=experiment.tracker.early_exit.enabled,  # the per-layer graphs ready before the first frame
     )
     cameras = len(settings.camera_channels)
     if backend.info.cameras != cameras:

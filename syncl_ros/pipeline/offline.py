@@ -1,8 +1,8 @@
 """Offline tracking over every scene of a split -> nuScenes tracking results JSON.
 
 Runs the node's frame pipeline (:class:`~syncl_ros.pipeline.frame_pipeline.FramePipeline`:
-same preprocessing, backend and tracker), one scene at a time with a fresh tracker state per
-scene.
+same preprocessing, backend, tracker and early exit), one scene at a time with a fresh tracker
+state per scene.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.data.frames import Frame, NuScenesFrames
 from syncl_ros.experiment import with_tracker_overrides
 from syncl_ros.experiment.checkpoint import load_model
+from syncl_ros.inference.backend import Backend
+from syncl_ros.inference.factory import create_backend
 from syncl_ros.inference.torch_backend import TorchBackend
+from syncl_ros.model.config import ModelConfig
 from syncl_ros.pipeline.dataset_inputs import dataset_frame_inputs
 from syncl_ros.pipeline.feature_cache import FeatureCache
 from syncl_ros.pipeline.frame_pipeline import FramePipeline
 from syncl_ros.rig import CAMERA_CHANNELS
+from syncl_ros.tracking.early_exit import EarlyExit, early_exit_for
 from syncl_ros.tracking.factory import make_tracker
 from syncl_ros.tracking.interface import Track, Tracker
 
@@ -73,30 +77,33 @@ def result_entry(track: Track, frame: Frame) -> dict[str, Any]:
 
 def track_frames(
     frames: NuScenesFrames,
-    backend: TorchBackend,
+    backend: Backend,
+    cfg: ModelConfig,
     tracker_factory: Callable[[], Tracker],
     progress: bool = True,
     cache: FeatureSource | None = None,
     without: Sequence[str] = (),
+    exit_factory: Callable[[], EarlyExit | None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Results per sample token for every key frame of `frames` (tracker reset at each scene).
 
     With a feature ``cache`` of the same encoder, the encoder's output is read from it (float16)
     instead of computed: for learning curves and tuning, where only the decoder changes.
     ``without``: camera channels treated as missing in every frame (blank image, masked out), as
-    the node does with a camera that fails.
+    the node does with a camera that fails. ``exit_factory``: each scene's early-exit rule
+    (None: every layer).
     """
     results: dict[str, list[dict[str, Any]]] = {}
-    cfg = backend.net.cfg
     cameras = camera_mask(without)
     bar = tqdm(total=len(frames), desc="track", disable=not progress)
     for scene in frames.scene_names:
-        pipeline = FramePipeline(backend, tracker_factory(), cfg.input, CAMERA_CHANNELS)
+        rule = exit_factory() if exit_factory is not None else None
+        pipeline = FramePipeline(backend, tracker_factory(), cfg.input, CAMERA_CHANNELS, early_exit=rule)
         for i in frames.scene_slices[scene]:
             frame: Frame = frames[i]
             inputs = dataset_frame_inputs(frame, cfg, cameras, with_images=cache is None)
             # a masked camera's cached features never reach the decoder: the cache serves as is
-            features = None if cache is None else cache.features(i)[None].to(backend.device, torch.float32)
+            features = None if cache is None else _backend_features(backend, cache.features(i))
             tracks = pipeline.track(inputs, features).tracks
             results[frame.token] = [
                 result_entry(t, frame) for t in tracks if t.class_name in TRACKING_CLASSES
@@ -104,6 +111,14 @@ def track_frames(
             bar.update(1)
     bar.close()
     return results
+
+
+def _backend_features(backend: Backend, cached: torch.Tensor) -> Any:
+    """One frame's cached features in the form the backend's decode takes."""
+    features = cached[None].to(torch.float32)
+    if isinstance(backend, TorchBackend):
+        return features.to(backend.device)
+    return features.numpy()
 
 
 def camera_mask(without: Sequence[str]) -> np.ndarray:
@@ -130,28 +145,37 @@ def track_split(
     tracker: str | None = None,
     feature_cache: Path | None = None,
     without: Sequence[str] = (),
+    backend_name: str = "torch",
 ) -> dict[str, Any]:
     """Track every scene of the split; `overrides` adjust the tracker, e.g. "tracker.birth_score=0.3".
 
     ``tracker`` ("queries" or "greedy") replaces the model's ``tracker.method``; None keeps it.
     ``feature_cache``: a folder of encoder feature caches (built here when missing); see
-    `track_frames`, as is ``without``.
+    `track_frames`, as is ``without``. ``backend_name``: torch (the checkpoint) or onnxruntime
+    (its exported graphs, exported into the cache folder on first use).
     """
     if tracker is not None:
         overrides = [*overrides, f"tracker.method={tracker}"]
     net, exp, _ = load_model(model_path, device)
     exp = with_tracker_overrides(exp, overrides, "tracking time")
     frames = NuScenesFrames(dataroot, version, split=split)
-    backend = TorchBackend(net, device)
+    backend: Backend
+    if backend_name == "torch":
+        backend = TorchBackend(net, device)
+    else:
+        backend = create_backend(backend_name, model_path, device, layers=exp.tracker.early_exit.enabled)
 
     def factory() -> Tracker:
         return make_tracker(exp.tracker, exp.model.embed_dim, seed=0)
+
+    def exit_factory() -> EarlyExit | None:
+        return early_exit_for(exp.tracker, exp.model.num_layers)
 
     cache = None
     if feature_cache is not None:  # learning curves and tuning: only the decoder changes
         cache = FeatureCache(feature_cache, net, frames, exp.model)
         cache.build(progress)
-    results = track_frames(frames, backend, factory, progress, cache, without)
+    results = track_frames(frames, backend, exp.model, factory, progress, cache, without, exit_factory)
     payload = {"meta": RESULTS_META, "results": results}
     write_json_atomic(out, payload)
     boxes = sum(len(v) for v in results.values())

@@ -18,6 +18,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="results JSON to write")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="torch: the checkpoint; onnxruntime: its exported graphs, as the node runs them "
+        "(exported into the cache folder on first use) (default: torch)",
+    )
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -59,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
             args.overrides,
             args.tracker,
             without=args.without,
+            backend_name=args.backend,
         )
     except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
         print(f"syncl track: {err}", file=sys.stderr)

@@ -1,5 +1,6 @@
 """`syncl bench`: `backends`, per-stage latency and memory of every backend available here, with
-the host cost of both trackers (queries, greedy) on the same decoder outputs; `node` and `soak`,
+the host cost of both trackers (queries, greedy) on the same decoder outputs; `early-exit`, full
+decoder depth against early exit (syncl_ros.tools.early_exit_bench); `node` and `soak`,
 the ROS node under a sustained or a faulty replay (syncl_ros.ros.bench_node, syncl_ros.ros.soak)."""
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         sub.add_parser(
             "backends", help="latency of encode / decode / host trackers (queries, greedy) per backend"
         )
+    )
+    from syncl_ros.tools import early_exit_bench
+
+    early_exit_bench.configure_parser(
+        sub.add_parser("early-exit", help="decoder cost, exit layers, AMOTA: full depth against early exit")
     )
     from syncl_ros.ros import bench_node  # no rclpy import until it runs
 
@@ -74,6 +80,8 @@ def configure_backends_parser(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.target == "backends":
         return main_backends(args)
+    if args.target == "early-exit":
+        return main_early_exit(args)
     if args.target == "node":
         from syncl_ros.ros import bench_node
 
@@ -84,6 +92,18 @@ def main(args: argparse.Namespace) -> int:
         return soak.main(args)
     print(f"syncl bench: unknown target {args.target!r}", file=sys.stderr)
     return 2
+
+
+def main_early_exit(args: argparse.Namespace) -> int:
+    from syncl_ros.tools import early_exit_bench
+
+    cache_dir = args.cache_dir or default_cache_dir()
+    try:
+        checkpoint, description = resolve_checkpoint(args.model, args.config, cache_dir)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"syncl bench: {err}", file=sys.stderr)
+        return 2
+    return early_exit_bench.main(args, checkpoint, description, cache_dir)
 
 
 def resolve_checkpoint(model: Path | None, config: str | None, cache_dir: Path) -> tuple[Path, str]:

@@ -74,6 +74,46 @@ class GreedyConfig:
 
 
 @dataclass(frozen=True)
+class EarlyExitConfig:
+    """Dynamic early exit across the decoder layers (:mod:`syncl_ros.tracking.early_exit`): after a
+    layer whose outputs leave no tracking decision in doubt, the frame skips the layers after it.
+    Thresholds tuned on development scenes; see docs/early_exit.md."""
+
+    enabled: bool = setting(False, "early exit: skip the decoder layers a frame does not need")
+    min_layers: int = setting(2, "early exit: decoder layers every frame runs at least", min=1)
+    # 0 (off) as tuned: on the development scenes every margin tried (0.002 to 0.1) stopped the
+    # wrong frames and cost AMOTA (docs/early_exit.md).
+    score_margin: float = setting(
+        0.0,
+        "early exit: no live track may score this close to update_score, no detection this close to "
+        "the birth score; 0: off",
+        **_PROB,
+    )
+    max_move_m: float = setting(
+        0.3,
+        "early exit: largest move (m, bird's-eye view) since the previous layer of a confirmed "
+        "track's or a new track's box",
+        **_NONNEG,
+    )
+    full_every: int = setting(
+        10, "early exit: every n-th frame, and the first after a reset, runs every layer", min=1
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise _fail("early_exit.enabled", "true or false", self.enabled)
+        _check_int("early_exit.min_layers", self.min_layers, 1)
+        _check_int("early_exit.full_every", self.full_every, 1)
+        _check_probability("early_exit.score_margin", self.score_margin)
+        if not _is_number(self.max_move_m) or self.max_move_m < 0.0:
+            raise _fail("early_exit.max_move_m", "a distance >= 0 in meters", self.max_move_m)
+        for name in ("min_layers", "full_every"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        for name in ("score_margin", "max_move_m"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+
+@dataclass(frozen=True)
 class TrackerConfig:
     """Thresholds and limits of tracking at inference.
 
@@ -115,12 +155,15 @@ class TrackerConfig:
         (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), "detection range (the model's)", runtime=False
     )
     greedy: GreedyConfig = field(default_factory=GreedyConfig)
+    early_exit: EarlyExitConfig = field(default_factory=EarlyExitConfig)
 
     def __post_init__(self) -> None:
         if self.method not in TRACKING_METHODS:
             raise _fail("method", f"one of {TRACKING_METHODS}", self.method)
         if not isinstance(self.greedy, GreedyConfig):
             raise _fail("greedy", "a GreedyConfig", self.greedy)
+        if not isinstance(self.early_exit, EarlyExitConfig):
+            raise _fail("early_exit", "an EarlyExitConfig", self.early_exit)
         _check_int("num_slots", self.num_slots, 1)
         _check_int("max_missed", self.max_missed, 0)
         _check_int("max_outputs", self.max_outputs, 0)

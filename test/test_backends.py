@@ -32,7 +32,7 @@ from syncl_ros.pipeline.bench import (
 from syncl_ros.tools import bench_cli
 from syncl_ros.tracking.config import TrackerConfig
 from syncl_ros.tracking.interface import Track
-from syncl_ros.tracking.runtime import RuntimeTracker
+from syncl_ros.tracking.query_tracker import QueryTracker
 
 EXP = tiny_experiment()
 CFG = EXP.model
@@ -62,7 +62,7 @@ def run_sequence(backend: Backend, frames: int = 6) -> list[list[Track]]:
     cfg = TrackerConfig(
         num_slots=CFG.num_slots, birth_score=THRESHOLD, update_score=THRESHOLD, max_missed=1, output_score=0.0
     )
-    tracker = RuntimeTracker(cfg, CFG.embed_dim, seed=0)
+    tracker = QueryTracker(cfg, CFG.embed_dim, seed=0)
     reported = []
     for frame in synthetic_sequence(CFG, frames, seed=3):
         slots = tracker.prepare(frame.timestamp_ns, frame.model_to_world)

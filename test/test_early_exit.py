@@ -37,7 +37,7 @@ from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.tracking.config import EarlyExitConfig, TrackerConfig
 from syncl_ros.tracking.early_exit import EarlyExit, early_exit_for
 from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
-from syncl_ros.tracking.runtime import RuntimeTracker
+from syncl_ros.tracking.query_tracker import QueryTracker
 
 # -- the rule on hand-made outputs -------------------------------------------------------------------
 
@@ -323,7 +323,7 @@ def backend_cfg(export: Path):  # type: ignore[no-untyped-def]
 def run_pipeline(backend: Backend, tracker_cfg: TrackerConfig, frames: int) -> list[tuple[int, list[int]]]:
     """(layers run, reported track ids) per frame of a synthetic sequence."""
     rule = early_exit_for(tracker_cfg, backend.info.num_layers)
-    tracker = RuntimeTracker(tracker_cfg, backend.info.embed_dim, seed=0)
+    tracker = QueryTracker(tracker_cfg, backend.info.embed_dim, seed=0)
     pipeline = FramePipeline(backend, tracker, INPUT, CAMERA_CHANNELS, early_exit=rule)
     got = []
     for frame in synthetic_sequence(CFG_SEQ, frames, seed=4):
@@ -358,7 +358,7 @@ def test_a_reset_runs_the_next_frame_at_full_depth(plain: tuple[Path, Path]) -> 
     backend = create_backend("torch", ckpt)
     always = EarlyExitConfig(enabled=True, min_layers=1, score_margin=0.0, max_move_m=1e6, full_every=100)
     cfg = dataclasses.replace(LOOSE, early_exit=always)
-    tracker = RuntimeTracker(cfg, backend.info.embed_dim, seed=0)
+    tracker = QueryTracker(cfg, backend.info.embed_dim, seed=0)
     pipeline = FramePipeline(backend, tracker, INPUT, CAMERA_CHANNELS, early_exit=early_exit_for(cfg, 3))
     layers = []
     for i, frame in enumerate(synthetic_sequence(CFG_SEQ, 4, seed=4)):

@@ -143,9 +143,9 @@ def test_counters_for_dropped_and_non_finite_detections() -> None:
 
 def test_the_factory_builds_the_method_a_config_names() -> None:
     from syncl_ros.tracking.factory import make_tracker
-    from syncl_ros.tracking.runtime import RuntimeTracker
+    from syncl_ros.tracking.query_tracker import QueryTracker
 
-    assert isinstance(make_tracker(TrackerConfig(num_slots=SLOTS), DIM), RuntimeTracker)
+    assert isinstance(make_tracker(TrackerConfig(num_slots=SLOTS), DIM), QueryTracker)
     assert isinstance(make_tracker(TrackerConfig(num_slots=SLOTS, method="greedy"), DIM), GreedyTracker)
 
 

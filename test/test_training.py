@@ -18,7 +18,7 @@ from syncl_ros.geometry import Transform
 from syncl_ros.inference.torch_backend import to_decoder_outputs
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import DecoderTensors
-from syncl_ros.tracking.runtime import RuntimeTracker
+from syncl_ros.tracking.query_tracker import QueryTracker
 from syncl_ros.training.clip_pass import COUNTS, ClipPass, SlotMemory, TrainingModel
 from syncl_ros.training.syncl.matching import DecoderTargets
 
@@ -158,14 +158,14 @@ def test_c_decoder_has_no_loss_on_a_frame_without_tracks() -> None:
 
 def test_training_tracks_by_the_runtime_rules() -> None:
     """Training's slots (mask, reference points, carried embeddings) are exactly those of the
-    inference path (RuntimeTracker on the network's outputs): births, motion, coasting, memory."""
+    inference path (QueryTracker on the network's outputs): births, motion, coasting, memory."""
     torch.manual_seed(0)
     exp = _with(tiny_experiment(aids=AidsConfig()), birth_score=0.015, update_score=0.015, track_drop=0.0)
     module = TrainingModel(exp).eval()
     clip = tiny_clip()
     run = ClipPass(module, torch.Generator().manual_seed(0))
     run.run(clip)
-    net, tracker = module.net, RuntimeTracker(exp.tracker, exp.model.embed_dim, seed=0)
+    net, tracker = module.net, QueryTracker(exp.tracker, exp.model.embed_dim, seed=0)
     births = 0
     with torch.no_grad():
         for sample, record in zip(clip, run.records, strict=True):

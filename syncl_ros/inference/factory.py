@@ -3,7 +3,7 @@
     backend = create_backend("auto", model_path, device="cuda", precision="fp16",
                              fallback=["onnxruntime", "torch"])
     feats = backend.encode(images)                 # (6, 3, H, W) float32 -> opaque handle
-    outputs = backend.decode(feats, img2lidar, slots)   # -> DecoderOutputs for the RuntimeTracker
+    outputs = backend.decode(feats, img2lidar, slots)   # -> DecoderOutputs for the QueryTracker
     for outputs in backend.decode_layers(feats, img2lidar, slots):  # layer by layer: early exit
         ...
 

@@ -20,8 +20,7 @@ import numpy as np
 
 from syncl_ros.classes import NUM_CLASSES, TRACKING_LABELS
 from syncl_ros.tracking.config import TrackerConfig
-from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
-from syncl_ros.tracking.runtime import class_scores
+from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots, class_scores
 
 
 class EarlyExit:

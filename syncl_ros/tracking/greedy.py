@@ -12,7 +12,7 @@ and are reported only on frames where a detection confirms them. Once a track
 has been seen twice, its own measured velocity (``measured_velocity`` share,
 as in the query tracker) replaces the detection's for prediction and output.
 
-It has the same frame protocol, resets and counters as :class:`RuntimeTracker` and is chosen
+It has the same frame protocol, resets and counters as :class:`QueryTracker` and is chosen
 with ``tracker.method: greedy``; its settings are ``tracker.greedy`` (:class:`GreedyConfig`).
 """
 
@@ -28,9 +28,16 @@ from syncl_ros import boxes as box_ops
 from syncl_ros.classes import DETECTION_CLASSES, TRACKING_LABELS
 from syncl_ros.geometry import Transform
 from syncl_ros.tracking.config import GreedyConfig, TrackerConfig
-from syncl_ros.tracking.interface import DecoderOutputs, Track, TrackSlots
+from syncl_ros.tracking.interface import (
+    DecoderOutputs,
+    Track,
+    TrackSlots,
+    check_frame_start,
+    class_scores,
+    finite_rows,
+    reset_reason,
+)
 from syncl_ros.tracking.motion import with_track_velocity
-from syncl_ros.tracking.runtime import check_frame_start, class_scores, finite_rows, reset_reason
 
 __all__ = ["GreedyConfig", "GreedyTracker"]
 

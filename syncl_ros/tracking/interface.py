@@ -1,10 +1,11 @@
-"""Data exchanged between the runtime tracker and the network, one frame at a time.
+"""Data exchanged between a tracker and the network, one frame at a time.
 
 Per frame: ``slots = tracker.prepare(...)`` gives the decoder the S track
 slots (:class:`TrackSlots`); the decoder runs Q detection queries plus the S
 slots and hands back :class:`DecoderOutputs` (first Q rows detections, last S
 rows the slots in slot order); ``tracker.update(outputs)`` returns the
-reported :class:`Track` list. All arrays are numpy.
+reported :class:`Track` list. All arrays are numpy. Both trackers (track queries, greedy)
+share the frame checks at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from syncl_ros.geometry import Transform
 REF_DIM = 3
 UUID_BYTES = 16
 FREE_REF = 0.5  # center of the range: a neutral reference for an unused query
+NS_PER_S = 1e9
 
 
 @dataclass
@@ -131,3 +133,46 @@ class Tracker(Protocol):
     def prepare(self, timestamp_ns: int, model_to_world: Transform) -> TrackSlots: ...
     def update(self, outputs: DecoderOutputs) -> list[Track]: ...
     def reset(self) -> None: ...
+
+
+# Frame checks and readings shared by the trackers.
+
+
+def class_scores(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row the best probability over the ``allowed`` labels and that label.
+
+    Non-finite probabilities count as 0 so that one bad column cannot win the argmax.
+    """
+    p = np.asarray(scores, dtype=np.float64)[:, allowed]
+    p = np.where(np.isfinite(p), p, 0.0)
+    best = p.argmax(axis=1)
+    return p[np.arange(len(p)), best], allowed[best]
+
+
+def finite_rows(outputs: DecoderOutputs) -> np.ndarray:
+    """(N,) True where a row's scores, box, reference point and features are all finite."""
+    parts = (outputs.scores, outputs.boxes, outputs.refs, outputs.embeddings)
+    return np.logical_and.reduce([np.isfinite(a).all(axis=1) for a in parts])
+
+
+def check_frame_start(timestamp_ns: int, model_to_world: Transform) -> int:
+    """The frame time as a Python int, after checking it and the ego pose."""
+    if isinstance(timestamp_ns, bool) or not isinstance(timestamp_ns, int | np.integer):
+        raise TypeError(f"timestamp_ns: expected integer nanoseconds, got {timestamp_ns!r}")
+    if not isinstance(model_to_world, Transform):
+        raise TypeError(f"model_to_world: expected a Transform, got {type(model_to_world).__name__}")
+    pose = np.concatenate([model_to_world.translation, model_to_world.rotation.elements])
+    if not np.isfinite(pose).all():
+        raise ValueError(f"model_to_world: non-finite pose {model_to_world!r}")
+    return int(timestamp_ns)
+
+
+def reset_reason(last_ns: int | None, t_ns: int, reset_gap_s: float) -> str | None:
+    """Why a tracker must start over at frame time t_ns, or None to carry on."""
+    if last_ns is None:
+        return None  # first frame: nothing to discard
+    if t_ns < last_ns:
+        return "backward jump"  # e.g. a bag played in a loop
+    if (t_ns - last_ns) / NS_PER_S > reset_gap_s:
+        return "gap"  # constant-velocity prediction is meaningless over a long gap
+    return None

@@ -2,7 +2,7 @@
 
 Frame by frame, as at inference, the network sees the six images (or their
 cached encoder features) plus the track slots carried from the previous frame.
-The runtime tracker itself (:class:`RuntimeTracker`) keeps the books: births
+The query tracker itself (:class:`QueryTracker`) keeps the books: births
 (score at or above ``birth_score``, no duplicate of a live track, a free slot),
 motion (measured velocity and ego motion), confirmation, coasting and death.
 Training mirrors its decisions on torch tensors, so that the carried
@@ -46,7 +46,7 @@ from syncl_ros.geometry import Transform
 from syncl_ros.inference.torch_backend import to_decoder_outputs
 from syncl_ros.model.network import DecoderTensors, DenseOutput, TrackerNet
 from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
-from syncl_ros.tracking.runtime import RuntimeTracker
+from syncl_ros.tracking.query_tracker import QueryTracker
 from syncl_ros.training.coaux import AuxBoxHead, aux_loss, aux_targets
 from syncl_ros.training.data import FrameSample
 from syncl_ros.training.denoising import DenoisingQueries, make_denoising
@@ -147,7 +147,7 @@ class ClipPass:
         self.exp = module.experiment
         self.gen = generator
         self.device = next(module.parameters()).device
-        self.tracker = RuntimeTracker(self.exp.tracker, self.exp.model.embed_dim, seed=0)
+        self.tracker = QueryTracker(self.exp.tracker, self.exp.model.embed_dim, seed=0)
         self.records: list[FrameRecord] = []
 
     def run(self, clip: list[FrameSample]) -> dict[str, torch.Tensor]:

@@ -30,13 +30,21 @@ import numpy as np
 from syncl_ros.classes import DETECTION_CLASSES, NUM_CLASSES, TRACKING_LABELS
 from syncl_ros.geometry import Transform, relative_motion
 from syncl_ros.tracking.config import TrackerConfig
-from syncl_ros.tracking.interface import UUID_BYTES, DecoderOutputs, Track, TrackSlots
+from syncl_ros.tracking.interface import (
+    NS_PER_S,
+    UUID_BYTES,
+    DecoderOutputs,
+    Track,
+    TrackSlots,
+    check_frame_start,
+    class_scores,
+    finite_rows,
+    reset_reason,
+)
 from syncl_ros.tracking.motion import propagate_boxes, refs_from_boxes, with_track_velocity
 from syncl_ros.tracking.slots import SlotTable
 
-__all__ = ["DecoderOutputs", "FrameChanges", "RuntimeTracker", "Track", "TrackSlots", "TrackerConfig"]
-
-_NS_PER_S = 1e9
+__all__ = ["DecoderOutputs", "FrameChanges", "QueryTracker", "Track", "TrackSlots", "TrackerConfig"]
 
 
 def _slot_list(values: np.ndarray) -> np.ndarray:
@@ -78,23 +86,6 @@ class FrameChanges:
         return cls(empty, empty, empty, empty)
 
 
-def class_scores(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row the best probability over the ``allowed`` labels and that label.
-
-    Non-finite probabilities count as 0 so that one bad column cannot win the argmax.
-    """
-    p = np.asarray(scores, dtype=np.float64)[:, allowed]
-    p = np.where(np.isfinite(p), p, 0.0)
-    best = p.argmax(axis=1)
-    return p[np.arange(len(p)), best], allowed[best]
-
-
-def finite_rows(outputs: DecoderOutputs) -> np.ndarray:
-    """(N,) True where a row's scores, box, reference point and features are all finite."""
-    parts = (outputs.scores, outputs.boxes, outputs.refs, outputs.embeddings)
-    return np.logical_and.reduce([np.isfinite(a).all(axis=1) for a in parts])
-
-
 def duplicate_candidates(centers: np.ndarray, tracks: np.ndarray, distance: float) -> np.ndarray:
     """(N,) True where a birth candidate is a duplicate.
 
@@ -131,30 +122,7 @@ def _closer(a: np.ndarray, b: np.ndarray, distance: float) -> np.ndarray:
     return np.asarray(dx < np.float32(distance) ** 2)
 
 
-def check_frame_start(timestamp_ns: int, model_to_world: Transform) -> int:
-    """The frame time as a Python int, after checking it and the ego pose."""
-    if isinstance(timestamp_ns, bool) or not isinstance(timestamp_ns, int | np.integer):
-        raise TypeError(f"timestamp_ns: expected integer nanoseconds, got {timestamp_ns!r}")
-    if not isinstance(model_to_world, Transform):
-        raise TypeError(f"model_to_world: expected a Transform, got {type(model_to_world).__name__}")
-    pose = np.concatenate([model_to_world.translation, model_to_world.rotation.elements])
-    if not np.isfinite(pose).all():
-        raise ValueError(f"model_to_world: non-finite pose {model_to_world!r}")
-    return int(timestamp_ns)
-
-
-def reset_reason(last_ns: int | None, t_ns: int, reset_gap_s: float) -> str | None:
-    """Why a tracker must start over at frame time t_ns, or None to carry on."""
-    if last_ns is None:
-        return None  # first frame: nothing to discard
-    if t_ns < last_ns:
-        return "backward jump"  # e.g. a bag played in a loop
-    if (t_ns - last_ns) / _NS_PER_S > reset_gap_s:
-        return "gap"  # constant-velocity prediction is meaningless over a long gap
-    return None
-
-
-class RuntimeTracker:
+class QueryTracker:
     """Slot-based tracker state across frames; see the module docstring for the frame protocol."""
 
     def __init__(self, config: TrackerConfig, embed_dim: int, seed: int | None = None) -> None:
@@ -248,7 +216,7 @@ class RuntimeTracker:
         if reason is not None:
             self._start_over(reason)
         elif self._last_ns is not None and self._last_pose is not None:
-            dt_s = (t_ns - self._last_ns) / _NS_PER_S
+            dt_s = (t_ns - self._last_ns) / NS_PER_S
             self._propagate(dt_s, relative_motion(self._last_pose, model_to_world))
         self._last_ns, self._last_pose = t_ns, model_to_world
         # A prepare() without update() (a dropped frame) is fine: the state already lives in this frame.

@@ -1,4 +1,4 @@
-"""Runtime tracker: track life cycle, motion propagation, resets and robustness."""
+"""Query tracker: track life cycle, motion propagation, resets and robustness."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from syncl_ros.classes import LABEL_OF, NUM_CLASSES
 from syncl_ros.config import ConfigError, parse
 from syncl_ros.geometry import Transform
 from syncl_ros.tracking.motion import denormalize_refs, normalize_points
-from syncl_ros.tracking.runtime import (
+from syncl_ros.tracking.query_tracker import (
     DecoderOutputs,
     FrameChanges,
-    RuntimeTracker,
+    QueryTracker,
     Track,
     TrackerConfig,
     duplicate_candidates,
@@ -56,14 +56,14 @@ def make_outputs(
     return DecoderOutputs(scores=scores, boxes=boxes, refs=refs, embeddings=embeddings)
 
 
-def tracker(**overrides: object) -> RuntimeTracker:
+def tracker(**overrides: object) -> QueryTracker:
     settings: dict[str, object] = {"num_slots": 4, "output_score": 0.0}
     settings.update(overrides)
-    return RuntimeTracker(TrackerConfig(**settings), embed_dim=C, seed=7)  # type: ignore[arg-type]
+    return QueryTracker(TrackerConfig(**settings), embed_dim=C, seed=7)  # type: ignore[arg-type]
 
 
 def step(
-    trk: RuntimeTracker,
+    trk: QueryTracker,
     t_s: float,
     dets: Sequence[Row] = (),
     slots: dict[int, Row] | None = None,
@@ -341,7 +341,7 @@ def test_output_threshold_and_max_outputs_best_first() -> None:
 
 
 def test_many_slots_stay_consistent() -> None:
-    trk = RuntimeTracker(TrackerConfig(num_slots=256, output_score=0.0, max_outputs=300), embed_dim=C, seed=1)
+    trk = QueryTracker(TrackerConfig(num_slots=256, output_score=0.0, max_outputs=300), embed_dim=C, seed=1)
     rng = np.random.default_rng(0)
     for frame in range(5):
         trk.prepare(frame * SEC // 10, Transform.from_xy_yaw(frame * 1.0, 0.0, 0.05 * frame))
@@ -456,7 +456,7 @@ def mirror(emb: np.ndarray, out: DecoderOutputs, changes: FrameChanges) -> np.nd
 
 
 def test_mirroring_last_changes_reproduces_the_stored_embeddings() -> None:
-    trk = RuntimeTracker(TrackerConfig(num_slots=16, max_missed=1), embed_dim=C, seed=3)
+    trk = QueryTracker(TrackerConfig(num_slots=16, max_missed=1), embed_dim=C, seed=3)
     rng = np.random.default_rng(5)
     mirrored = np.zeros((16, C), dtype=np.float32)
     for frame in range(8):
@@ -592,7 +592,7 @@ def test_slots_handed_out_are_copies() -> None:
 
 def test_uuids_reproducible_for_a_seed() -> None:
     def uuids(seed: int) -> list[bytes]:
-        trk = RuntimeTracker(TrackerConfig(num_slots=4), embed_dim=C, seed=seed)
+        trk = QueryTracker(TrackerConfig(num_slots=4), embed_dim=C, seed=seed)
         return [t.uuid for t in step(trk, 0.0, [(CAR, 0.9, box(1.0)), (CAR, 0.8, box(2.0))])]
 
     assert uuids(3) == uuids(3)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from nuscenes.utils.data_classes import Box
 from pyquaternion import Quaternion
 
@@ -42,31 +43,31 @@ _CORNER_SIGNS = np.array(
 )
 
 
-def _as_boxes(boxes: np.ndarray) -> np.ndarray:
+def _as_boxes(boxes: ArrayLike) -> NDArray[np.float64]:
     b = np.asarray(boxes, dtype=np.float64)
     if b.ndim != 2 or b.shape[1] != BOX_DIM:
         raise ValueError(f"expected boxes of shape (N, {BOX_DIM}), got {b.shape}")
     return b
 
 
-def lwh_from_wlh(wlh: np.ndarray | Sequence[float]) -> np.ndarray:
+def lwh_from_wlh(wlh: ArrayLike) -> NDArray[np.float64]:
     """nuScenes (w, l, h) -> (l, w, h); works on (..., 3)."""
     return np.asarray(wlh, dtype=np.float64)[..., [1, 0, 2]]
 
 
-def wlh_from_lwh(lwh: np.ndarray | Sequence[float]) -> np.ndarray:
+def wlh_from_lwh(lwh: ArrayLike) -> NDArray[np.float64]:
     """(l, w, h) -> nuScenes (w, l, h); works on (..., 3)."""
     return np.asarray(lwh, dtype=np.float64)[..., [1, 0, 2]]
 
 
-def center_from_bottom(boxes: np.ndarray) -> np.ndarray:
+def center_from_bottom(boxes: ArrayLike) -> NDArray[np.float64]:
     """Boxes (..., 9) whose z is the bottom face -> geometric center (z + h/2)."""
     out = np.array(boxes, dtype=np.float64)
     out[..., Z] += out[..., H] / 2.0
     return out
 
 
-def bottom_from_center(boxes: np.ndarray) -> np.ndarray:
+def bottom_from_center(boxes: ArrayLike) -> NDArray[np.float64]:
     """Boxes (..., 9) with a geometric-center z -> bottom-face z (z - h/2)."""
     out = np.array(boxes, dtype=np.float64)
     out[..., Z] -= out[..., H] / 2.0
@@ -78,14 +79,14 @@ def from_nuscenes(
     size_wlh: Sequence[float],
     rotation_wxyz: Sequence[float],
     velocity_xy: Sequence[float] = (0.0, 0.0),
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """One box (9,) from nuScenes annotation/result fields (center, wlh, wxyz quaternion)."""
     yaw = quaternion_yaw(Quaternion(np.asarray(rotation_wxyz, dtype=np.float64)))
     vel = np.nan_to_num(np.asarray(velocity_xy, dtype=np.float64)[:2])
     return np.concatenate([np.asarray(translation, dtype=np.float64), lwh_from_wlh(size_wlh), [yaw], vel])
 
 
-def to_nuscenes(box9: np.ndarray) -> dict[str, Any]:
+def to_nuscenes(box9: ArrayLike) -> dict[str, Any]:
     """nuScenes fields of one box: translation, size (w, l, h), rotation (w, x, y, z), velocity."""
     b = np.asarray(box9, dtype=np.float64).reshape(BOX_DIM)
     return {
@@ -96,13 +97,13 @@ def to_nuscenes(box9: np.ndarray) -> dict[str, Any]:
     }
 
 
-def from_devkit_box(box: Box) -> np.ndarray:
+def from_devkit_box(box: Box) -> NDArray[np.float64]:
     """One box (9,) from a nuScenes devkit Box; an unknown (nan) velocity becomes 0."""
     return from_nuscenes(box.center, box.wlh, box.orientation.elements, box.velocity[:2])
 
 
 def to_devkit_box(
-    box9: np.ndarray,
+    box9: ArrayLike,
     label: int | float = math.nan,
     score: float = math.nan,
     name: str | None = None,
@@ -122,7 +123,7 @@ def to_devkit_box(
     )
 
 
-def transform_boxes(boxes: np.ndarray, T: Transform) -> np.ndarray:
+def transform_boxes(boxes: ArrayLike, T: Transform) -> NDArray[np.float64]:
     """Express boxes (N,9) in T's parent frame.
 
     Centers and velocities use the full rotation; the heading is that of the
@@ -139,22 +140,23 @@ def transform_boxes(boxes: np.ndarray, T: Transform) -> np.ndarray:
     return out
 
 
-def corners(boxes: np.ndarray) -> np.ndarray:
+def corners(boxes: ArrayLike) -> NDArray[np.float64]:
     """Corners (N,8,3): bottom face then top face, each counter-clockwise from above from front-left."""
     b = _as_boxes(boxes)
     local = _CORNER_SIGNS[None, :, :] * b[:, None, [L, W, H]] / 2.0
     c, s = np.cos(b[:, YAW]), np.sin(b[:, YAW])
     x = c[:, None] * local[..., 0] - s[:, None] * local[..., 1]
     y = s[:, None] * local[..., 0] + c[:, None] * local[..., 1]
-    return np.stack([x, y, local[..., 2]], axis=-1) + b[:, None, [X, Y, Z]]
+    out: NDArray[np.float64] = np.stack([x, y, local[..., 2]], axis=-1) + b[:, None, [X, Y, Z]]
+    return out
 
 
-def bev_corners(boxes: np.ndarray) -> np.ndarray:
+def bev_corners(boxes: ArrayLike) -> NDArray[np.float64]:
     """Bird's-eye-view footprint (N,4,2), counter-clockwise from front-left."""
     return corners(boxes)[:, :4, :2]
 
 
-def center_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def center_distance(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
     """Pairwise xy distances (N,M) between box centers, the nuScenes matching metric."""
     da = _as_boxes(a)[:, None, [X, Y]]
     db = _as_boxes(b)[None, :, [X, Y]]

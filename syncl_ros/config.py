@@ -24,7 +24,7 @@ import sys
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -54,7 +54,7 @@ class _Invalid(Exception):
 def parse(cls: type[T], data: Any, where: str = "") -> T:
     """Build ``cls`` from plain YAML-like data; ``where`` (e.g. a file name) prefixes errors."""
     try:
-        return _parse(cls, data, "")
+        return cast(T, _parse(cls, data, ""))  # an instance of cls, or _Invalid
     except _Invalid as err:
         parts = [p for p in (where, err.path) if p]
         raise ConfigError(": ".join([*parts, err.message])) from None

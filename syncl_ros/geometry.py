@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from pyquaternion import Quaternion
 
 # Optical frame axes (x right, y down, z forward) expressed in a body frame
@@ -26,7 +27,7 @@ _OPTICAL_IN_BODY = np.array(
 )
 
 
-def _nearest_rotation(m: np.ndarray) -> np.ndarray:
+def _nearest_rotation(m: NDArray[np.float64]) -> NDArray[np.float64]:
     """Closest proper rotation to ``m``; absorbs float noise from serialized matrices."""
     u, _, vt = np.linalg.svd(m)
     r = u @ vt
@@ -44,7 +45,7 @@ class Transform:
     """
 
     rotation: Quaternion
-    translation: np.ndarray
+    translation: NDArray[np.float64]  # (3,), read-only; any (3,) array-like on construction
 
     def __post_init__(self) -> None:
         # Normalise and freeze so that a shared Transform can never be mutated.
@@ -58,7 +59,7 @@ class Transform:
         return Transform(Quaternion(), np.zeros(3))
 
     @staticmethod
-    def from_matrix(m: np.ndarray) -> Transform:
+    def from_matrix(m: ArrayLike) -> Transform:
         """From a 4x4 homogeneous matrix."""
         m = np.asarray(m, dtype=np.float64)
         if m.shape != (4, 4):
@@ -75,7 +76,7 @@ class Transform:
         """Planar pose: position and heading about z."""
         return Transform(yaw_quaternion(yaw), np.array([x, y, z]))
 
-    def matrix(self) -> np.ndarray:
+    def matrix(self) -> NDArray[np.float64]:
         m = np.eye(4)
         m[:3, :3] = self.rotation.rotation_matrix
         m[:3, 3] = self.translation
@@ -91,11 +92,11 @@ class Transform:
         rotation = self.rotation * other.rotation
         return Transform(rotation, self.rotation.rotate(other.translation) + self.translation)
 
-    def apply(self, points: np.ndarray) -> np.ndarray:
+    def apply(self, points: ArrayLike) -> NDArray[np.float64]:
         """Map points (N,3) or (3,) from the child into the parent frame."""
         return self.rotate(points) + self.translation
 
-    def rotate(self, vectors: np.ndarray) -> np.ndarray:
+    def rotate(self, vectors: ArrayLike) -> NDArray[np.float64]:
         """Rotate direction vectors (N,3) or (3,); translation does not apply."""
         v = np.asarray(vectors, dtype=np.float64)
         if v.shape[-1] != 3:
@@ -155,12 +156,12 @@ def relative_motion(ego_to_world_prev: Transform, ego_to_world_cur: Transform) -
     return ego_to_world_cur.inverse() @ ego_to_world_prev
 
 
-def transform_points(T: Transform, points: np.ndarray) -> np.ndarray:
+def transform_points(T: Transform, points: ArrayLike) -> NDArray[np.float64]:
     """``T.apply`` as a function, for symmetry with :func:`transform_velocities`."""
     return T.apply(points)
 
 
-def transform_velocities(T: Transform, vel: np.ndarray) -> np.ndarray:
+def transform_velocities(T: Transform, vel: ArrayLike) -> NDArray[np.float64]:
     """Rotate velocities (N,2) or (N,3) (or a single one); planar input gets vz = 0."""
     v = np.asarray(vel, dtype=np.float64)
     width = v.shape[-1]
@@ -182,17 +183,17 @@ def quaternion_yaw(q: Quaternion) -> float:
     return math.atan2(r[1, 0], r[0, 0])
 
 
-def _rot_x(a: float) -> np.ndarray:
+def _rot_x(a: float) -> NDArray[np.float64]:
     c, s = math.cos(a), math.sin(a)
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 
 
-def _rot_y(a: float) -> np.ndarray:
+def _rot_y(a: float) -> NDArray[np.float64]:
     c, s = math.cos(a), math.sin(a)
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
-def _rot_z(a: float) -> np.ndarray:
+def _rot_z(a: float) -> NDArray[np.float64]:
     c, s = math.cos(a), math.sin(a)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
@@ -208,7 +209,9 @@ def optical_to_body(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> Quater
     return Quaternion(matrix=_nearest_rotation(body @ _OPTICAL_IN_BODY))
 
 
-def image_transform(scale_x: float, scale_y: float, crop_x: float = 0.0, crop_y: float = 0.0) -> np.ndarray:
+def image_transform(
+    scale_x: float, scale_y: float, crop_x: float = 0.0, crop_y: float = 0.0
+) -> NDArray[np.float64]:
     """3x3 map from a pixel of the original image to the resized-then-cropped image.
 
     Pixels scale as ``u' = scale_x * u - crop_x`` (no half-pixel shift), the
@@ -224,13 +227,15 @@ def image_transform(scale_x: float, scale_y: float, crop_x: float = 0.0, crop_y:
 
 
 def scaled_intrinsics(
-    K: np.ndarray, scale_x: float, scale_y: float, crop_x: float = 0.0, crop_y: float = 0.0
-) -> np.ndarray:
+    K: ArrayLike, scale_x: float, scale_y: float, crop_x: float = 0.0, crop_y: float = 0.0
+) -> NDArray[np.float64]:
     """Intrinsics of the image resized by (scale_x, scale_y) then cropped."""
     return image_transform(scale_x, scale_y, crop_x, crop_y) @ np.asarray(K, dtype=np.float64)
 
 
-def ego_to_image(K: np.ndarray, cam_to_ego: Transform, img_aug: np.ndarray | None = None) -> np.ndarray:
+def ego_to_image(
+    K: ArrayLike, cam_to_ego: Transform, img_aug: ArrayLike | None = None
+) -> NDArray[np.float64]:
     """4x4 ``lidar2img``: ``[u*d, v*d, d, 1] = M @ [x, y, z, 1]`` for ego-frame points.
 
     ``d`` is the depth along the optical axis; ``img_aug`` is a 3x3 from
@@ -244,7 +249,9 @@ def ego_to_image(K: np.ndarray, cam_to_ego: Transform, img_aug: np.ndarray | Non
     return np.asarray(m @ cam_to_ego.inverse().matrix())
 
 
-def project(lidar2img: np.ndarray, points: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+def project(
+    lidar2img: ArrayLike, points: ArrayLike, eps: float = 1e-5
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Project (N,3) ego points to pixels (N,2) and depths (N,); uv is nan for depth <= eps."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     homo = np.concatenate([p, np.ones((len(p), 1))], axis=1) @ np.asarray(lidar2img, dtype=np.float64).T

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.config import load, resolve
 from syncl_ros.geometry import Transform, optical_to_body, yaw_quaternion
@@ -52,7 +53,7 @@ class CameraSpec:
         if not self.frame_id:
             raise ValueError(f"{self.channel}: frame_id must not be empty")
 
-    def intrinsics(self) -> np.ndarray:
+    def intrinsics(self) -> NDArray[np.float64]:
         """3x3 pinhole matrix K."""
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 

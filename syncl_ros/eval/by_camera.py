@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from nuscenes import NuScenes
 from nuscenes.eval.tracking.utils import category_to_tracking_name
 from nuscenes.utils.geometry_utils import BoxVisibility
@@ -30,14 +31,14 @@ from syncl_ros.rig import CAMERA_CHANNELS
 MATCH_M = 2.0  # the tracking metrics' center-distance threshold
 
 
-def visible_objects(nusc: NuScenes, sample_token: str) -> dict[str, list[tuple[str, np.ndarray]]]:
+def visible_objects(nusc: NuScenes, sample_token: str) -> dict[str, list[tuple[str, NDArray[np.float64]]]]:
     """Per camera: (tracking name, world center (2,)) of each object it sees that the tracking
     metrics score (a tracking class, within its class range of the ego, with lidar or radar points)."""
     sample = nusc.get("sample", sample_token)
     lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
     ego_xy = np.asarray(nusc.get("ego_pose", lidar["ego_pose_token"])["translation"][:2], float)
     ranges = tracking_config().class_range
-    seen: dict[str, list[tuple[str, np.ndarray]]] = {}
+    seen: dict[str, list[tuple[str, NDArray[np.float64]]]] = {}
     for channel in CAMERA_CHANNELS:
         _, boxes, _ = nusc.get_sample_data(sample["data"][channel], box_vis_level=BoxVisibility.ANY)
         objects = []
@@ -52,7 +53,7 @@ def visible_objects(nusc: NuScenes, sample_token: str) -> dict[str, list[tuple[s
     return seen
 
 
-def found(name: str, center: np.ndarray, reported: Sequence[Mapping[str, Any]]) -> bool:
+def found(name: str, center: NDArray[np.float64], reported: Sequence[Mapping[str, Any]]) -> bool:
     """A reported box of this class within MATCH_M of the center."""
     return any(
         box["tracking_name"] == name
@@ -61,7 +62,7 @@ def found(name: str, center: np.ndarray, reported: Sequence[Mapping[str, Any]]) 
     )
 
 
-Visibility = dict[str, dict[str, list[tuple[str, np.ndarray]]]]  # sample -> camera -> objects
+Visibility = dict[str, dict[str, list[tuple[str, NDArray[np.float64]]]]]  # sample -> camera -> objects
 
 
 def visibility(nusc: NuScenes, samples: Sequence[str]) -> Visibility:

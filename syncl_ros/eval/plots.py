@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from numpy.typing import NDArray
 from nuscenes.eval.tracking.utils import category_to_tracking_name
 from nuscenes.utils.data_classes import Box
 from pyquaternion import Quaternion
@@ -94,7 +95,7 @@ class Track:
         self.frames.append(frame)
         self.boxes.append(Box(list(translation), list(size), Quaternion(list(rot))))
 
-    def xy(self) -> np.ndarray:
+    def xy(self) -> NDArray[np.float64]:
         return np.array([b.center[:2] for b in self.boxes])
 
 
@@ -114,7 +115,7 @@ def _scene_samples(nusc: Any, scene: Mapping[str, Any]) -> list[dict[str, Any]]:
     return samples
 
 
-def _ego_xy(nusc: Any, samples: Sequence[Mapping[str, Any]]) -> np.ndarray:
+def _ego_xy(nusc: Any, samples: Sequence[Mapping[str, Any]]) -> NDArray[np.float64]:
     points = []
     for sample in samples:
         # Any key-frame sensor carries the ego pose; prefer the lidar, the devkit's reference.
@@ -205,7 +206,7 @@ def _draw_reference(ax: Axes, tracks: Mapping[str, Track]) -> None:
         ax.plot(xy[:, 0], xy[:, 1], "-", color="0.6", linewidth=4, alpha=0.35, solid_capstyle="round")
 
 
-def _draw_ego(ax: Axes, ego: np.ndarray) -> None:
+def _draw_ego(ax: Axes, ego: NDArray[np.float64]) -> None:
     if len(ego) == 0:
         return
     ax.plot(ego[:, 0], ego[:, 1], "-", color="black", linewidth=2.2)
@@ -216,7 +217,7 @@ def _draw_ego(ax: Axes, ego: np.ndarray) -> None:
         )
 
 
-def _bounds(parts: Sequence[np.ndarray], margin: float = 6.0) -> tuple[float, float, float, float]:
+def _bounds(parts: Sequence[NDArray[np.float64]], margin: float = 6.0) -> tuple[float, float, float, float]:
     points = np.concatenate([p.reshape(-1, 2) for p in parts if p.size], axis=0)
     lo, hi = points.min(axis=0) - margin, points.max(axis=0) + margin
     centre, half = (lo + hi) / 2, (hi - lo) / 2

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.geometry import Transform, ego_to_image, image_transform
 from syncl_ros.model.config import InputConfig
@@ -36,12 +38,15 @@ class Resize:
         return image_transform(self.scale, self.scale, 0.0, float(self.crop_top))
 
 
-def prepare_image(rgb: np.ndarray, src_width: int, src_height: int, cfg: InputConfig) -> np.ndarray:
+def prepare_image(
+    rgb: NDArray[np.uint8], src_width: int, src_height: int, cfg: InputConfig
+) -> NDArray[np.float32]:
     """An RGB uint8 image (possibly already decoded at reduced scale) -> (3, H, W) float32 normalized."""
     resize = Resize.for_input(src_width, src_height, cfg)
     resized_h = cfg.height + resize.crop_top
     if rgb.shape[1] != cfg.width or rgb.shape[0] != resized_h:
-        rgb = cv2.resize(rgb, (cfg.width, resized_h), interpolation=cv2.INTER_AREA)
+        resized = cv2.resize(rgb, (cfg.width, resized_h), interpolation=cv2.INTER_AREA)
+        rgb = cast("NDArray[np.uint8]", resized)  # resizing keeps the dtype
     crop = rgb[resize.crop_top :]
     x = crop.astype(np.float32) / 255.0
     x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
@@ -53,7 +58,7 @@ def camera_geometry(
     cam_to_model: Sequence[Transform],
     src_sizes: Sequence[tuple[int, int]],
     cfg: InputConfig,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """(lidar2img, img2lidar) per camera, (N, 4, 4) float32, for network-input pixels.
 
     The inverse is computed here, on the host, so that no matrix inverse has to

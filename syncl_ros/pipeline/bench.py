@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.geometry import Transform
 from syncl_ros.inference.backend import BackendUnavailable, cuda_available
@@ -51,13 +52,13 @@ EGO_STEP_M = 2.5  # ego moves 5 m/s
 
 @dataclass(frozen=True)
 class SyntheticFrame:
-    images: np.ndarray  # (6, 3, H, W) float32, normalized like real inputs (about zero mean, unit std)
-    img2lidar: np.ndarray  # (6, 4, 4) float32
+    images: NDArray[np.float32]  # (6, 3, H, W) normalized like real inputs (about zero mean, unit std)
+    img2lidar: NDArray[np.float32]  # (6, 4, 4)
     timestamp_ns: int
     model_to_world: Transform
 
 
-def rig_img2lidar(cfg: ModelConfig) -> np.ndarray:
+def rig_img2lidar(cfg: ModelConfig) -> NDArray[np.float32]:
     """img2lidar of the nuScenes rig (config/rig_nuscenes.yaml) at the model's input size."""
     from syncl_ros.model.inputs import camera_geometry
     from syncl_ros.rig import load_rig

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from syncl_ros.data.frames import Frame, read_rgb
 from syncl_ros.model.config import ModelConfig
@@ -22,7 +23,7 @@ def frame_images(frame: Frame, cfg: ModelConfig) -> torch.Tensor:
     return torch.from_numpy(np.stack(images))
 
 
-def frame_geometry(frame: Frame, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
+def frame_geometry(frame: Frame, cfg: ModelConfig) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """(lidar2img, img2lidar) of one frame; needs no image decoding."""
     return camera_geometry(
         [c.intrinsics for c in frame.cameras],
@@ -32,13 +33,15 @@ def frame_geometry(frame: Frame, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarr
     )
 
 
-def frame_tensors(frame: Frame, cfg: ModelConfig) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+def frame_tensors(
+    frame: Frame, cfg: ModelConfig
+) -> tuple[torch.Tensor, NDArray[np.float32], NDArray[np.float32]]:
     """(images, lidar2img, img2lidar) of one frame, exactly as inference prepares them."""
     return (frame_images(frame, cfg), *frame_geometry(frame, cfg))
 
 
 def dataset_frame_inputs(
-    frame: Frame, cfg: ModelConfig, cameras: np.ndarray, with_images: bool = True
+    frame: Frame, cfg: ModelConfig, cameras: NDArray[np.bool_], with_images: bool = True
 ) -> FrameInputs:
     """The frame as :class:`FrameInputs`; ``cameras`` (N,) bool masks cameras out as the node does
     with a camera that fails (blank image, hidden from the decoder). Without images (their

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from syncl_ros.atomic import remove_stale_partials, write_atomic, write_json_atomic
@@ -92,7 +93,7 @@ class FeatureCache:
         }
         # frame index -> (scene, position in the scene's array)
         self._where = [(s, k) for s, r in frames.scene_slices.items() for k in range(len(r))]
-        self._arrays: dict[str, np.ndarray] = {}  # opened memmaps, one per scene
+        self._arrays: dict[str, NDArray[np.float16]] = {}  # opened memmaps, one per scene
 
     @cached_property
     def key(self) -> str:
@@ -122,7 +123,7 @@ class FeatureCache:
                 self._write_scene(scene)
         write_json_atomic(self.directory / MANIFEST, self._manifest(), indent=1)
 
-    def _encode(self, index: int) -> np.ndarray:
+    def _encode(self, index: int) -> NDArray[np.float32]:
         device = next(self.net.parameters()).device
         images = frame_images(self.frames[index], self.cfg).to(device)
         return self.net.encode(images[None])[0].cpu().numpy()
@@ -144,7 +145,7 @@ class FeatureCache:
 
     # -- reading ----------------------------------------------------------------------
 
-    def _array(self, scene: str) -> np.ndarray:
+    def _array(self, scene: str) -> NDArray[np.float16]:
         if scene not in self._arrays:
             path = self.scene_path(scene)
             if not path.is_file():

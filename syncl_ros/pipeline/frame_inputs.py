@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import InputConfig
@@ -38,7 +39,7 @@ class FrameError(ValueError):
 
 @dataclass(frozen=True)
 class CameraIntrinsics:
-    K: np.ndarray  # (3, 3)
+    K: NDArray[np.float64]  # (3, 3)
     width: int
     height: int
     frame_id: str
@@ -49,15 +50,15 @@ class FrameInputs:
     """What the network and the tracker take for one frame."""
 
     stamp_ns: int
-    images: np.ndarray | None  # (N, 3, H, W) float32 (zeros for a missing camera); None: features given
-    img2lidar: np.ndarray  # (N, 4, 4) float32 (a placeholder for a missing camera)
+    images: NDArray[np.float32] | None  # (N, 3, H, W) (zeros for a missing camera); None: features given
+    img2lidar: NDArray[np.float32]  # (N, 4, 4) (a placeholder for a missing camera)
     model_to_world: Transform  # base_link at the frame's stamp -> world
-    lidar2img: np.ndarray | None = None  # (N, 4, 4) float32, model frame -> input pixels (for overlays)
-    cameras: np.ndarray | None = None  # (N,) bool: the cameras the frame holds (None: all)
+    lidar2img: NDArray[np.float32] | None = None  # (N, 4, 4), model frame -> input pixels (for overlays)
+    cameras: NDArray[np.bool_] | None = None  # (N,) the cameras the frame holds (None: all)
     missing: dict[str, FrameError] = field(default_factory=dict)  # cameras left out, and why
 
     @property
-    def used(self) -> np.ndarray:
+    def used(self) -> NDArray[np.bool_]:
         """(N,) bool: the cameras the frame holds."""
         return np.ones(len(self.img2lidar), bool) if self.cameras is None else self.cameras
 
@@ -69,7 +70,7 @@ def image_size(msg: Any, transport: str) -> tuple[int, int]:
     return int(msg.width), int(msg.height)
 
 
-def decode_image(msg: Any, transport: str, min_width: int) -> tuple[np.ndarray, int, int]:
+def decode_image(msg: Any, transport: str, min_width: int) -> tuple[NDArray[np.uint8], int, int]:
     """(rgb at reduced scale where possible, full width, full height)."""
     if transport == "compressed":
         decoded = decode_compressed_image(msg, min_width=min_width)
@@ -84,7 +85,7 @@ class CameraImage:
     known, so that decoding overlaps the wait for the rig's other cameras); a problem is kept and
     reported with its frame."""
 
-    pixels: np.ndarray | None  # (3, H, W) float32, None when the image is unusable
+    pixels: NDArray[np.float32] | None  # (3, H, W), None when the image is unusable
     width: int  # full image size, checked against CameraInfo
     height: int
     problem: tuple[str, str] | None = None  # (reason, message)
@@ -174,7 +175,7 @@ def _camera(
     image: CameraImage | None,
     intrinsics: Mapping[str, CameraIntrinsics],
     extrinsics: Mapping[str, Transform],
-) -> tuple[np.ndarray, np.ndarray, Transform, tuple[int, int]]:
+) -> tuple[NDArray[np.float32], NDArray[np.float64], Transform, tuple[int, int]]:
     """(pixels, K, optical -> base_link, image size) of a usable camera, else FrameError."""
     if image is None:
         raise FrameError("missing", ch, "no image within the sync window")
@@ -192,7 +193,9 @@ def _camera(
     return image.pixels, info.K, extrinsics[ch], (image.width, image.height)
 
 
-def _placeholder(cfg: InputConfig) -> tuple[np.ndarray, np.ndarray, Transform, tuple[int, int]]:
+def _placeholder(
+    cfg: InputConfig,
+) -> tuple[NDArray[np.float32], NDArray[np.float64], Transform, tuple[int, int]]:
     """Inputs for a camera left out: blank pixels and a finite, invertible geometry (the network
     masks the camera out, so neither reaches a prediction)."""
     w, h = cfg.width, cfg.height

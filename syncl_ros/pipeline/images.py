@@ -10,10 +10,11 @@ message that names the problem.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.model.inputs import decode_reduction
 
@@ -37,7 +38,7 @@ _REDUCED_FLAGS = {
 
 @dataclass(frozen=True)
 class DecodedImage:
-    rgb: np.ndarray  # (h, w, 3) uint8
+    rgb: NDArray[np.uint8]  # (h, w, 3)
     reduction: int  # 1, 2, 4 or 8: full size divided by this (rounded up)
     full_width: int
     full_height: int
@@ -110,13 +111,14 @@ def decode_compressed_image(msg: Any, min_width: int | None = None) -> DecodedIm
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _REDUCED_FLAGS[factor])
     if bgr is None or bgr.ndim != 3:
         raise ImageDecodeError(f"corrupt {kind}: OpenCV could not decode {len(data)} bytes")
-    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), factor, width, height)
+    rgb = cast("NDArray[np.uint8]", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))  # color flags decode to 8 bits
+    return DecodedImage(rgb, factor, width, height)
 
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any) -> NDArray[np.uint8]:
     """sensor_msgs Image (rgb8, bgr8, mono8) -> (h, w, 3) uint8 RGB copy."""
     encoding = msg.encoding.lower()
     if encoding not in _CHANNELS:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike, NDArray
 from tqdm import tqdm
 
 from syncl_ros import boxes as box_ops
@@ -50,7 +51,7 @@ RESULTS_META = {
 
 
 def result_box(
-    world_box: np.ndarray, sample_token: str, dt_s: float, track_id: int, name: str, score: float
+    world_box: ArrayLike, sample_token: str, dt_s: float, track_id: int, name: str, score: float
 ) -> dict[str, Any]:
     """A world-frame box (9,) estimated dt_s before the sample time as a nuScenes result box."""
     world = np.array(world_box, dtype=np.float64)
@@ -121,7 +122,7 @@ def _backend_features(backend: Backend, cached: torch.Tensor) -> Any:
     return features.numpy()
 
 
-def camera_mask(without: Sequence[str]) -> np.ndarray:
+def camera_mask(without: Sequence[str]) -> NDArray[np.bool_]:
     """(N,) bool over the rig's channels: False for each channel in ``without``."""
     unknown = sorted(set(without) - set(CAMERA_CHANNELS))
     if unknown:

@@ -17,6 +17,7 @@ The rule reads only the host-side DecoderOutputs of each layer, so every backend
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.classes import NUM_CLASSES, TRACKING_LABELS
 from syncl_ros.tracking.config import TrackerConfig
@@ -73,7 +74,7 @@ class EarlyExit:
         moved = np.linalg.norm(self._previous_xy - previous, axis=1)
         return self._settled(outputs, q, moved)
 
-    def _settled(self, outputs: DecoderOutputs, q: int, moved: np.ndarray) -> bool:
+    def _settled(self, outputs: DecoderOutputs, q: int, moved: NDArray[np.float64]) -> bool:
         score, _ = class_scores(outputs.scores, self._allowed)
         margin = self.config.score_margin
         detections, tracks = score[:q], score[q:]

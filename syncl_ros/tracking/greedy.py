@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.classes import DETECTION_CLASSES, TRACKING_LABELS
@@ -47,11 +48,11 @@ class _State:
     track_id: int
     uuid: bytes
     label: int
-    center: np.ndarray  # (2,) world x, y at the last frame (predicted while coasting)
-    velocity: np.ndarray  # (2,) world vx, vy
+    center: NDArray[np.float64]  # (2,) world x, y at the last frame (predicted while coasting)
+    velocity: NDArray[np.float64]  # (2,) world vx, vy
     seen_ns: int  # time of the last confirmation
-    seen_xy: np.ndarray  # (2,) world x, y at that confirmation
-    box: np.ndarray  # (9,) model-frame box of the last confirmation, with the track's velocity
+    seen_xy: NDArray[np.float64]  # (2,) world x, y at that confirmation
+    box: NDArray[np.float64]  # (9,) model-frame box of the last confirmation, with the track's velocity
     age: int = 0
     hits: int = 1
     missed: int = 0
@@ -123,13 +124,15 @@ class GreedyTracker:
         self.resets += 1
         self.last_reset_reason = reason
 
-    def _motion(self, state: _State, world_box: np.ndarray) -> np.ndarray:
+    def _motion(self, state: _State, world_box: NDArray[np.float64]) -> NDArray[np.float64]:
         """Expected world displacement of ``state`` over this frame interval."""
         measured = state.hits >= 2 and self.config.measured_velocity > 0.0
         velocity = state.velocity if measured else world_box[box_ops.VX : box_ops.VY + 1]
         return np.asarray(velocity * self._dt_s)
 
-    def _assign(self, world: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> dict[int, int]:
+    def _assign(
+        self, world: NDArray[np.float64], boxes: NDArray[np.float64], labels: NDArray[np.int64]
+    ) -> dict[int, int]:
         """Detection index -> track id; matched tracks take the detection's state."""
         by_id = {s.track_id: s for s in self._tracks}
         free = set(by_id)
@@ -150,7 +153,7 @@ class GreedyTracker:
             claimed[i] = best
         return claimed
 
-    def _confirm(self, state: _State, model_box: np.ndarray, world_box: np.ndarray) -> None:
+    def _confirm(self, state: _State, model_box: NDArray[np.float64], world_box: NDArray[np.float64]) -> None:
         now = self._last_ns or 0
         measured = with_track_velocity(
             model_box[None],
@@ -165,7 +168,7 @@ class GreedyTracker:
         state.velocity = box_ops.transform_boxes(measured[None], self._pose)[0, box_ops.VX : box_ops.VY + 1]
         state.age, state.hits, state.missed = state.age + 1, state.hits + 1, 0
 
-    def _birth(self, model_box: np.ndarray, world_box: np.ndarray, label: int) -> int:
+    def _birth(self, model_box: NDArray[np.float64], world_box: NDArray[np.float64], label: int) -> int:
         tid, self._next_id = self._next_id, self._next_id + 1
         raw = uuid.UUID(int=self._rng.getrandbits(128), version=4).bytes
         vel = world_box[box_ops.VX : box_ops.VY + 1].copy()

@@ -11,9 +11,10 @@ share the frame checks at the end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.boxes import BOX_DIM
 from syncl_ros.classes import NUM_CLASSES
@@ -29,9 +30,9 @@ NS_PER_S = 1e9
 class TrackSlots:
     """What the decoder consumes for the S track slots (float32)."""
 
-    embeddings: np.ndarray  # (S, C) query features carried from the last frame; zeros for free slots
-    refs: np.ndarray  # (S, 3) normalized reference points after propagation; 0.5 for free slots
-    mask: np.ndarray  # (S,) bool, True where a live track occupies the slot
+    embeddings: NDArray[np.float32]  # (S, C) query features carried from the last frame; zeros for free slots
+    refs: NDArray[np.float32]  # (S, 3) normalized reference points after propagation; 0.5 for free slots
+    mask: NDArray[np.bool_]  # (S,) True where a live track occupies the slot
     dt_s: float  # seconds since the previous processed frame; 0 on a first frame or after a reset
 
     @classmethod
@@ -45,7 +46,7 @@ class TrackSlots:
         )
 
 
-def _rows(name: str, array: np.ndarray, width: int | None) -> np.ndarray:
+def _rows(name: str, array: NDArray[Any], width: int | None) -> NDArray[Any]:
     a = np.asarray(array)
     if a.ndim != 2 or (width is not None and a.shape[1] != width):
         shape = f"(N, {width})" if width is not None else "(N, C)"
@@ -57,10 +58,10 @@ def _rows(name: str, array: np.ndarray, width: int | None) -> np.ndarray:
 class DecoderOutputs:
     """One frame's network outputs, decoded to boxes; rows are Q detection queries then the S slots."""
 
-    scores: np.ndarray  # (Q+S, 10) class probabilities (sigmoid)
-    boxes: np.ndarray  # (Q+S, 9) boxes in the current model frame
-    refs: np.ndarray  # (Q+S, 3) refined normalized reference points
-    embeddings: np.ndarray  # (Q+S, C) output query features
+    scores: NDArray[np.float32]  # (Q+S, 10) class probabilities (sigmoid)
+    boxes: NDArray[np.float64]  # (Q+S, 9) boxes in the current model frame
+    refs: NDArray[np.float32]  # (Q+S, 3) refined normalized reference points
+    embeddings: NDArray[np.float32]  # (Q+S, C) output query features
 
     def __post_init__(self) -> None:
         # Fail at construction, next to the network code that built the outputs.
@@ -102,7 +103,7 @@ class Track:
     age: int  # frames since birth (0 on the birth frame)
     hits: int  # frames in which the track was confirmed (1 on the birth frame)
     frames_since_update: int  # 0 when confirmed this frame, > 0 while coasting
-    box: np.ndarray  # (9,) [x, y, z, l, w, h, yaw, vx, vy]
+    box: NDArray[np.float64]  # (9,) [x, y, z, l, w, h, yaw, vx, vy], read-only
 
     def __post_init__(self) -> None:
         if len(self.uuid) != UUID_BYTES:
@@ -138,7 +139,9 @@ class Tracker(Protocol):
 # Frame checks and readings shared by the trackers.
 
 
-def class_scores(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def class_scores(
+    scores: ArrayLike, allowed: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Per row the best probability over the ``allowed`` labels and that label.
 
     Non-finite probabilities count as 0 so that one bad column cannot win the argmax.
@@ -149,10 +152,11 @@ def class_scores(scores: np.ndarray, allowed: np.ndarray) -> tuple[np.ndarray, n
     return p[np.arange(len(p)), best], allowed[best]
 
 
-def finite_rows(outputs: DecoderOutputs) -> np.ndarray:
+def finite_rows(outputs: DecoderOutputs) -> NDArray[np.bool_]:
     """(N,) True where a row's scores, box, reference point and features are all finite."""
     parts = (outputs.scores, outputs.boxes, outputs.refs, outputs.embeddings)
-    return np.logical_and.reduce([np.isfinite(a).all(axis=1) for a in parts])
+    finite: NDArray[np.bool_] = np.logical_and.reduce([np.isfinite(a).all(axis=1) for a in parts])
+    return finite
 
 
 def check_frame_start(timestamp_ns: int, model_to_world: Transform) -> int:

@@ -10,34 +10,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.boxes import VX, VY, X, Y, Z, transform_boxes
 from syncl_ros.geometry import Transform, transform_velocities
 
 
-def _lo_span(pc_range: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _lo_span(pc_range: Sequence[float]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     r = np.asarray(pc_range, dtype=np.float64)
     return r[:3], r[3:] - r[:3]
 
 
-def normalize_points(xyz: np.ndarray, pc_range: Sequence[float]) -> np.ndarray:
+def normalize_points(xyz: ArrayLike, pc_range: Sequence[float]) -> NDArray[np.float64]:
     """Metric points (..., 3) -> reference points in [0, 1] over the range (not clipped)."""
     lo, span = _lo_span(pc_range)
     return np.asarray((np.asarray(xyz, dtype=np.float64) - lo) / span)
 
 
-def denormalize_refs(refs: np.ndarray, pc_range: Sequence[float]) -> np.ndarray:
+def denormalize_refs(refs: ArrayLike, pc_range: Sequence[float]) -> NDArray[np.float64]:
     """Reference points (..., 3) in [0, 1] -> metric points."""
     lo, span = _lo_span(pc_range)
     return np.asarray(np.asarray(refs, dtype=np.float64) * span + lo)
 
 
-def refs_from_boxes(boxes: np.ndarray, pc_range: Sequence[float]) -> np.ndarray:
+def refs_from_boxes(boxes: ArrayLike, pc_range: Sequence[float]) -> NDArray[np.float64]:
     """Reference points of box centers, clipped to [0, 1] as the decoder expects."""
     return np.clip(normalize_points(np.asarray(boxes)[:, :3], pc_range), 0.0, 1.0)
 
 
-def propagate_boxes(boxes: np.ndarray, dt_s: float, prev_to_cur: Transform) -> np.ndarray:
+def propagate_boxes(boxes: ArrayLike, dt_s: float, prev_to_cur: Transform) -> NDArray[np.float64]:
     """Boxes (N, 9) of the previous model frame, predicted ``dt_s`` later, in the current frame.
 
     The center moves by its planar velocity over ``dt_s`` in the previous frame
@@ -51,13 +52,13 @@ def propagate_boxes(boxes: np.ndarray, dt_s: float, prev_to_cur: Transform) -> n
 
 
 def with_track_velocity(
-    boxes: np.ndarray,
+    boxes: ArrayLike,
     model_to_world: Transform,
     now_ns: int,
-    seen_xy: np.ndarray,
-    seen_ns: np.ndarray,
+    seen_xy: NDArray[np.float64],
+    seen_ns: ArrayLike,
     weight: float,
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """Boxes (N, 9) of tracks confirmed again, their velocity blended with their measured motion.
 
     A network that sees one frame at a time cannot observe speed, so its

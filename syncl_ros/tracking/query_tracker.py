@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.classes import DETECTION_CLASSES, NUM_CLASSES, TRACKING_LABELS
 from syncl_ros.geometry import Transform, relative_motion
@@ -47,7 +48,7 @@ from syncl_ros.tracking.slots import SlotTable
 __all__ = ["DecoderOutputs", "FrameChanges", "QueryTracker", "Track", "TrackSlots", "TrackerConfig"]
 
 
-def _slot_list(values: np.ndarray) -> np.ndarray:
+def _slot_list(values: ArrayLike) -> NDArray[np.int64]:
     a = np.array(values, dtype=np.int64).reshape(-1)
     a.setflags(write=False)  # a record of a past frame, never a view of live state
     return a
@@ -69,10 +70,10 @@ class FrameChanges:
     Slots a reset frees in ``prepare()`` are not listed: its returned mask shows them.
     """
 
-    birth_rows: np.ndarray  # (B,) detection row (< Q) of each new track, best score first
-    birth_slots: np.ndarray  # (B,) the slot each new track took, same order
-    refreshed: np.ndarray  # (R,) ascending: slots confirmed this frame, embedding := own output row
-    ended: np.ndarray  # (E,) ascending: slots freed because their track missed too often
+    birth_rows: NDArray[np.int64]  # (B,) detection row (< Q) of each new track, best score first
+    birth_slots: NDArray[np.int64]  # (B,) the slot each new track took, same order
+    refreshed: NDArray[np.int64]  # (R,) ascending: slots confirmed this frame, embedding := own output row
+    ended: NDArray[np.int64]  # (E,) ascending: slots freed because their track missed too often
 
     def __post_init__(self) -> None:
         for name in ("birth_rows", "birth_slots", "refreshed", "ended"):
@@ -86,7 +87,9 @@ class FrameChanges:
         return cls(empty, empty, empty, empty)
 
 
-def duplicate_candidates(centers: np.ndarray, tracks: np.ndarray, distance: float) -> np.ndarray:
+def duplicate_candidates(
+    centers: NDArray[np.float64], tracks: NDArray[np.float64], distance: float
+) -> NDArray[np.bool_]:
     """(N,) True where a birth candidate is a duplicate.
 
     ``centers`` (N, 2) are the candidates' bird's-eye-view centers, best first; ``tracks`` (M, 2)
@@ -109,7 +112,7 @@ def duplicate_candidates(centers: np.ndarray, tracks: np.ndarray, distance: floa
     return dup
 
 
-def _closer(a: np.ndarray, b: np.ndarray, distance: float) -> np.ndarray:
+def _closer(a: ArrayLike, b: ArrayLike, distance: float) -> NDArray[np.bool_]:
     """(N, M) True where points a (N, 2) and b (M, 2) lie closer than ``distance`` in the plane."""
     # float32 (micrometers at 100 m, ample for a meter-scale test) and per-axis differences keep the
     # temporaries in cache: ten times faster than float64 for a few hundred candidates.
@@ -273,8 +276,13 @@ class QueryTracker:
         return q
 
     def _update_live(
-        self, outputs: DecoderOutputs, q: int, score: np.ndarray, label: np.ndarray, finite: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        outputs: DecoderOutputs,
+        q: int,
+        score: NDArray[np.float64],
+        label: NDArray[np.int64],
+        finite: NDArray[np.bool_],
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Confirm or coast every live slot, then end those that missed too often.
 
         Returns the confirmed slots (their embeddings refreshed) and the ended ones.
@@ -301,8 +309,12 @@ class QueryTracker:
         return np.flatnonzero(hit), np.flatnonzero(dead)
 
     def _give_birth(
-        self, outputs: DecoderOutputs, score: np.ndarray, label: np.ndarray, finite: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        outputs: DecoderOutputs,
+        score: NDArray[np.float64],
+        label: NDArray[np.int64],
+        finite: NDArray[np.bool_],
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Confident detection rows, best first and not duplicates, become tracks in the free slots.
 
         Returns the detection rows born and their slots, in the same order.
@@ -316,8 +328,12 @@ class QueryTracker:
         return rows, self._start_tracks(outputs, rows, score[rows], label[rows])
 
     def _start_tracks(
-        self, outputs: DecoderOutputs, rows: np.ndarray, score: np.ndarray, label: np.ndarray
-    ) -> np.ndarray:
+        self,
+        outputs: DecoderOutputs,
+        rows: NDArray[np.int64],
+        score: NDArray[np.float64],
+        label: NDArray[np.int64],
+    ) -> NDArray[np.int64]:
         """New tracks from detection ``rows`` (no more than there are free slots); returns their slots."""
         slots = self._slots.free_indices()[: len(rows)]
         n = len(slots)
@@ -340,11 +356,11 @@ class QueryTracker:
     # ------------------------------------------------------------ training only
 
     @property
-    def live_slots(self) -> np.ndarray:
+    def live_slots(self) -> NDArray[np.int64]:
         """Indices of the live slots, ascending."""
         return self._slots.live_indices()
 
-    def adopt(self, outputs: DecoderOutputs, rows: np.ndarray) -> np.ndarray:
+    def adopt(self, outputs: DecoderOutputs, rows: ArrayLike) -> NDArray[np.int64]:
         """Start tracks from detection ``rows`` of the last update's outputs whatever their score,
         into free slots (as many as there are); returns their slots.
 
@@ -357,11 +373,13 @@ class QueryTracker:
         score, label = class_scores(outputs.scores[rows], self._allowed)
         return self._start_tracks(outputs, rows, score, label)
 
-    def end(self, slots: np.ndarray) -> None:
+    def end(self, slots: ArrayLike) -> None:
         """End the tracks in ``slots`` now (training only: random track drops)."""
         self._slots.free(np.asarray(slots, dtype=np.int64))
 
-    def _birth_candidates(self, outputs: DecoderOutputs, score: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    def _birth_candidates(
+        self, outputs: DecoderOutputs, score: NDArray[np.float64], finite: NDArray[np.bool_]
+    ) -> NDArray[np.int64]:
         """Detection rows that may give birth, best first: confident, finite and not duplicates."""
         candidates = np.flatnonzero(finite & (score >= self.config.birth_score))
         # Stable sort: equal scores go by query order, so runs are deterministic.
@@ -373,19 +391,21 @@ class QueryTracker:
         self._duplicate_births += int(dup.sum())
         return rows[~dup]
 
-    def _measured(self, boxes: np.ndarray, seen_xy: np.ndarray, seen_ns: np.ndarray) -> np.ndarray:
+    def _measured(
+        self, boxes: NDArray[np.float64], seen_xy: NDArray[np.float64], seen_ns: NDArray[np.int64]
+    ) -> NDArray[np.float64]:
         assert self._last_pose is not None and self._last_ns is not None  # set by prepare()
         weight = self.config.measured_velocity
         return with_track_velocity(boxes, self._last_pose, self._last_ns, seen_xy, seen_ns, weight)
 
-    def _mark_seen(self, which: np.ndarray) -> None:
+    def _mark_seen(self, which: NDArray[np.bool_] | NDArray[np.int64]) -> None:
         """Remember where (world) and when the selected slots were confirmed."""
         assert self._last_pose is not None and self._last_ns is not None
         s = self._slots
         s.seen_xy[which] = self._last_pose.apply(s.boxes[which][:, :3])[:, :2]
         s.seen_ns[which] = self._last_ns
 
-    def _new_uuids(self, n: int) -> np.ndarray:
+    def _new_uuids(self, n: int) -> NDArray[np.uint8]:
         raw = b"".join(uuid.UUID(int=self._rng.getrandbits(128), version=4).bytes for _ in range(n))
         return np.frombuffer(raw, dtype=np.uint8).reshape(n, UUID_BYTES)
 

@@ -8,6 +8,7 @@ embedding, reference 0.5) so they can be handed to the decoder as they are.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.boxes import BOX_DIM
 from syncl_ros.tracking.interface import FREE_REF, REF_DIM, UUID_BYTES
@@ -31,7 +32,7 @@ class SlotTable:
         self.seen_xy = np.zeros((num_slots, 2), dtype=np.float64)  # world center when last confirmed
         self.seen_ns = np.zeros(num_slots, dtype=np.int64)  # time of that confirmation
 
-    def free(self, which: np.ndarray) -> None:
+    def free(self, which: NDArray[np.bool_] | NDArray[np.int64]) -> None:
         """Release the slots selected by a boolean mask or an index array."""
         self.mask[which] = False
         self.embeddings[which] = 0.0
@@ -50,8 +51,8 @@ class SlotTable:
     def clear(self) -> None:
         self.free(np.ones(self.num_slots, dtype=bool))
 
-    def free_indices(self) -> np.ndarray:
+    def free_indices(self) -> NDArray[np.int64]:
         return np.flatnonzero(~self.mask)
 
-    def live_indices(self) -> np.ndarray:
+    def live_indices(self) -> NDArray[np.int64]:
         return np.flatnonzero(self.mask)

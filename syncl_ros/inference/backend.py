@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.inference.manifest import NUM_CAMERAS, boxes_from_codes, num_detections
 from syncl_ros.model.config import ModelConfig
@@ -74,12 +75,16 @@ class Backend(ABC):
     selection: list[str]
 
     @abstractmethod
-    def encode(self, images: np.ndarray) -> Any:
+    def encode(self, images: NDArray[np.float32]) -> Any:
         """(N, 3, H, W) float32 normalized images of one frame -> a features handle for decode()."""
 
     @abstractmethod
     def decode(
-        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+        self,
+        features: Any,
+        img2lidar: NDArray[np.float32],
+        slots: TrackSlots,
+        cameras: NDArray[np.bool_] | None = None,
     ) -> DecoderOutputs:
         """Features from encode(), img2lidar (N, 4, 4) and the track slots -> one frame's outputs.
 
@@ -89,7 +94,11 @@ class Backend(ABC):
 
     @abstractmethod
     def decode_layers(
-        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+        self,
+        features: Any,
+        img2lidar: NDArray[np.float32],
+        slots: TrackSlots,
+        cameras: NDArray[np.bool_] | None = None,
     ) -> Iterator[DecoderOutputs]:
         """decode() one layer at a time: each decoder layer's outputs in turn, layer 1 first.
 
@@ -111,7 +120,7 @@ class Backend(ABC):
 
     # -- shared input checks ---------------------------------------------------------
 
-    def check_images(self, images: np.ndarray) -> np.ndarray:
+    def check_images(self, images: NDArray[np.float32]) -> NDArray[np.float32]:
         expected = (self.info.cameras, 3, *self.info.input_size)
         a = np.ascontiguousarray(images, dtype=np.float32)
         if a.shape != expected:
@@ -119,8 +128,8 @@ class Backend(ABC):
         return a
 
     def check_frame(
-        self, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
-    ) -> tuple[np.ndarray, ...]:
+        self, img2lidar: NDArray[np.float32], slots: TrackSlots, cameras: NDArray[np.bool_] | None = None
+    ) -> tuple[NDArray[np.float32], ...]:
         """img2lidar, the slots and the camera mask as contiguous float32 arrays of the exported
         shapes (masks as 0/1), in the order of the decoder's inputs after the features."""
         s, c, n = self.info.num_slots, self.info.embed_dim, self.info.cameras
@@ -148,11 +157,11 @@ def empty_slots(info: ModelInfo) -> TrackSlots:
 
 
 def outputs_from_arrays(
-    scores: np.ndarray, codes: np.ndarray, refs: np.ndarray, embeddings: np.ndarray
+    scores: ArrayLike, codes: ArrayLike, refs: ArrayLike, embeddings: ArrayLike
 ) -> DecoderOutputs:
     """Exported decoder outputs of one frame (leading batch axis of 1 allowed) -> DecoderOutputs."""
 
-    def rows(a: np.ndarray) -> np.ndarray:
+    def rows(a: ArrayLike) -> NDArray[Any]:
         a = np.asarray(a)
         return a[0] if a.ndim == 3 else a
 

@@ -247,7 +247,8 @@ def export_graph(module: nn.Module, specs: Specs, opset: int) -> bytes:
     model = fold_static_graph(onnx.load_model_from_string(traced.getvalue()))
     model.doc_string = ""
     onnx.checker.check_model(model, full_check=True)
-    return model.SerializeToString(deterministic=True)
+    data: bytes = model.SerializeToString(deterministic=True)
+    return data
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.experiment import Experiment
 from syncl_ros.model.config import ModelConfig
@@ -96,7 +97,7 @@ def manifest_experiment(manifest: dict[str, Any]) -> Experiment:
 # -- host side of the graphs -----------------------------------------------------------------
 
 
-def boxes_from_codes(codes: np.ndarray) -> np.ndarray:
+def boxes_from_codes(codes: ArrayLike) -> NDArray[np.float64]:
     """Metric codes (…, 10) [x, y, z, log l, log w, log h, sin, cos, vx, vy] -> boxes (…, 9) float64.
 
     The numpy twin of BoxCoder.to_boxes, run on the host because ONNX lacks Atan2.

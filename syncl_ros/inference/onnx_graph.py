@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -40,13 +41,15 @@ def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _shape_constant(node: onnx.NodeProto, shape: tuple[int, ...]) -> np.ndarray:
+def _shape_constant(node: onnx.NodeProto, shape: tuple[int, ...]) -> NDArray[np.int64]:
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     start, end = attrs.get("start", 0), attrs.get("end", len(shape))
     return np.asarray(shape[start:end], dtype=np.int64)
 
 
-def _evaluate(node: onnx.NodeProto, values: dict[str, np.ndarray], opset: int) -> list[np.ndarray] | None:
+def _evaluate(
+    node: onnx.NodeProto, values: dict[str, NDArray[np.generic]], opset: int
+) -> list[NDArray[np.generic]] | None:
     feeds = {name: values[name] for name in node.input if name}
     try:
         outputs = ReferenceEvaluator(node, opsets={"": opset}).run(None, feeds)
@@ -74,11 +77,11 @@ def _fold_once(model: onnx.ModelProto, opset: int) -> tuple[onnx.ModelProto, boo
 
 def _fold_node(
     node: onnx.NodeProto,
-    values: dict[str, np.ndarray],
+    values: dict[str, NDArray[np.generic]],
     shapes: dict[str, tuple[int, ...]],
     protected: set[str],
     opset: int,
-) -> list[np.ndarray] | None:
+) -> list[NDArray[np.generic]] | None:
     if protected.intersection(node.output) or any(
         a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
     ):
@@ -94,7 +97,7 @@ def _fold_node(
 
 
 def _rebuild(
-    model: onnx.ModelProto, nodes: list[onnx.NodeProto], values: dict[str, np.ndarray]
+    model: onnx.ModelProto, nodes: list[onnx.NodeProto], values: dict[str, NDArray[np.generic]]
 ) -> onnx.ModelProto:
     graph = model.graph
     used = {name for node in nodes for name in node.input} | {o.name for o in graph.output}

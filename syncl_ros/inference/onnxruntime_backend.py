@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.inference.backend import (
     Backend,
@@ -98,7 +99,9 @@ class OnnxRuntimeBackend(Backend):
         self.precision = "fp32"
         self.selection = []
         opts, providers = session_options(threads), providers_for(device)
-        self._session = lambda file: ort.InferenceSession(str(folder / file), opts, providers=providers)
+        self._session: Callable[[str], Any] = lambda file: ort.InferenceSession(
+            str(folder / file), opts, providers=providers
+        )
         self._encoder = self._session(ENCODER_FILE)
         self._decoder = self._session(DECODER_FILE)
         self._layers: list[Any] = []  # sessions of the decoder cut after each layer, made on first use
@@ -111,7 +114,7 @@ class OnnxRuntimeBackend(Backend):
         self._device_id = int(device.split(":")[1]) if on_gpu and ":" in device else 0
         self.device = f"cuda:{self._device_id}" if on_gpu else "cpu"
 
-    def encode(self, images: np.ndarray) -> Any:
+    def encode(self, images: NDArray[np.float32]) -> Any:
         """(N, 3, H, W) -> features as an onnxruntime OrtValue on the session's device."""
         binding = self._encoder.io_binding()
         binding.bind_cpu_input("images", self.check_images(images)[None])
@@ -120,7 +123,11 @@ class OnnxRuntimeBackend(Backend):
         return binding.get_outputs()[0]
 
     def decode(
-        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+        self,
+        features: Any,
+        img2lidar: NDArray[np.float32],
+        slots: TrackSlots,
+        cameras: NDArray[np.bool_] | None = None,
     ) -> DecoderOutputs:
         binding = self._decoder.io_binding()
         self._bind_frame(binding, features, img2lidar, slots, cameras)
@@ -131,7 +138,11 @@ class OnnxRuntimeBackend(Backend):
         return outputs_from_arrays(scores, codes, refs, embeddings)
 
     def decode_layers(
-        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+        self,
+        features: Any,
+        img2lidar: NDArray[np.float32],
+        slots: TrackSlots,
+        cameras: NDArray[np.bool_] | None = None,
     ) -> Iterator[DecoderOutputs]:
         sessions = self._layer_sessions()
         binding = sessions[0].io_binding()
@@ -162,7 +173,7 @@ class OnnxRuntimeBackend(Backend):
         return dict(zip(names, binding.get_outputs(), strict=True))
 
     def _bind_frame(
-        self, binding: Any, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: Any
+        self, binding: Any, features: Any, img2lidar: NDArray[np.float32], slots: TrackSlots, cameras: Any
     ) -> None:
         """Bind the decoder graph's inputs (decoder.onnx and layer 1 take the same)."""
         i2l, emb, ref, mask, used = self.check_frame(img2lidar, slots, cameras)

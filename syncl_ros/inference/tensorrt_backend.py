@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.inference.backend import (
     Backend,
@@ -314,7 +315,7 @@ class TensorRTBackend(Backend):
 
         return torch.cuda.current_stream(self._device)
 
-    def encode(self, images: np.ndarray) -> Any:
+    def encode(self, images: NDArray[np.float32]) -> Any:
         """-> the encoder's features buffer (a torch CUDA tensor), valid until the next encode()."""
         import torch
 
@@ -323,7 +324,11 @@ class TensorRTBackend(Backend):
         return self._encoder.buffers["features"]
 
     def decode(
-        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+        self,
+        features: Any,
+        img2lidar: NDArray[np.float32],
+        slots: TrackSlots,
+        cameras: NDArray[np.bool_] | None = None,
     ) -> DecoderOutputs:
         import torch
 
@@ -336,7 +341,11 @@ class TensorRTBackend(Backend):
         return _host_outputs(self._decoder)
 
     def decode_layers(
-        self, features: Any, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+        self,
+        features: Any,
+        img2lidar: NDArray[np.float32],
+        slots: TrackSlots,
+        cameras: NDArray[np.bool_] | None = None,
     ) -> Iterator[DecoderOutputs]:
         import torch
 

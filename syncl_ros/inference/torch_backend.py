@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.experiment.checkpoint import load_model
 from syncl_ros.inference.backend import Backend, BackendRequest, BackendUnavailable, ModelInfo
@@ -79,7 +80,7 @@ class _GraphedCall:
 
     def __init__(self, fn: Stage, example: list[torch.Tensor]) -> None:
         self.inputs = [t.clone() for t in example]
-        side = torch.cuda.Stream()
+        side = torch.cuda.Stream()  # type: ignore[no-untyped-call]  # torch leaves it untyped
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(3):  # lets cuDNN/cuBLAS pick and allocate their workspaces before capture
@@ -129,7 +130,7 @@ class TorchBackend(Backend):
             else:
                 yield
 
-    def _tensor(self, a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def _tensor(self, a: ArrayLike, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a))[None].to(self._device, dtype, non_blocking=True)
 
     def _encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -160,7 +161,7 @@ class TorchBackend(Backend):
             self._graphs[stage] = _GraphedCall(fn, list(inputs))
         return self._graphs[stage](*inputs)
 
-    def encode(self, images: np.ndarray) -> torch.Tensor:
+    def encode(self, images: NDArray[np.float32]) -> torch.Tensor:
         """(N, 3, H, W) float32 normalized images of one frame -> features (1, N, C, h, w) on the device."""
         x = self._tensor(self.check_images(images))
         with self._mode():
@@ -169,7 +170,11 @@ class TorchBackend(Backend):
         return out
 
     def decode(
-        self, feats: torch.Tensor, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+        self,
+        feats: torch.Tensor,
+        img2lidar: NDArray[np.float32],
+        slots: TrackSlots,
+        cameras: NDArray[np.bool_] | None = None,
     ) -> DecoderOutputs:
         i2l, emb, ref, mask, used = (self._tensor(a) for a in self.check_frame(img2lidar, slots, cameras))
         with self._mode():
@@ -178,7 +183,11 @@ class TorchBackend(Backend):
         return _host_outputs(last, self.net)
 
     def decode_layers(
-        self, feats: torch.Tensor, img2lidar: np.ndarray, slots: TrackSlots, cameras: np.ndarray | None = None
+        self,
+        feats: torch.Tensor,
+        img2lidar: NDArray[np.float32],
+        slots: TrackSlots,
+        cameras: NDArray[np.bool_] | None = None,
     ) -> Iterator[DecoderOutputs]:
         frame = [self._tensor(a) for a in self.check_frame(img2lidar, slots, cameras)]
         inputs = [feats, *frame]

@@ -84,7 +84,8 @@ class ResNet50Backbone(nn.Module):
         c4 = self.layer3(self.layer2(self.layer1(x)))
         c5 = self.layer4(c4)
         up = F.interpolate(self.lateral5(c5), size=c4.shape[-2:], mode="nearest")
-        return self.smooth(self.lateral4(c4) + up)
+        out: torch.Tensor = self.smooth(self.lateral4(c4) + up)
+        return out
 
 
 def build_backbone(kind: str, out_dim: int) -> nn.Module:

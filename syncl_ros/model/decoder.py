@@ -38,7 +38,8 @@ class Attention(nn.Module):
             scores = scores + bias.unsqueeze(1)
         out = torch.matmul(scores.softmax(dim=-1), vh)
         b, _, lq, _ = out.shape
-        return self.out(out.transpose(1, 2).reshape(b, lq, -1))
+        result: torch.Tensor = self.out(out.transpose(1, 2).reshape(b, lq, -1))
+        return result
 
 
 class DecoderLayer(nn.Module):
@@ -66,7 +67,8 @@ class DecoderLayer(nn.Module):
             qk = x + pos
             x = self.norm1(x + self.drop(self.self_attn(qk, qk, x, query_bias)))
         x = self.norm2(x + self.drop(self.cross_attn(x + pos, memory + memory_pos, memory, memory_bias)))
-        return self.norm3(x + self.drop(self.ffn(x)))
+        result: torch.Tensor = self.norm3(x + self.drop(self.ffn(x)))
+        return result
 
 
 def key_bias_from_mask(valid: torch.Tensor) -> torch.Tensor:

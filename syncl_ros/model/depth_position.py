@@ -59,4 +59,5 @@ class DepthPositionEmbedding(nn.Module):
         """img2lidar (B, N, 4, 4), depth (B, N, 1, h, w) metres -> embedding (B, N, h, w, C)."""
         xyz = self.points(img2lidar, depth.detach())
         norm = ((xyz - self.lo) / self.span).clamp(0.0, 1.0)
-        return self.mlp(sine_embed(norm, self.embed_dim))
+        out: torch.Tensor = self.mlp(sine_embed(norm, self.embed_dim))
+        return out

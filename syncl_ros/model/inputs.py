@@ -9,7 +9,7 @@ from typing import cast
 
 import cv2
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.geometry import Transform, ego_to_image, image_transform
 from syncl_ros.model.config import InputConfig
@@ -33,7 +33,7 @@ class Resize:
             )
         return Resize(scale, resized_h - cfg.height)
 
-    def matrix(self) -> np.ndarray:
+    def matrix(self) -> NDArray[np.float64]:
         """3x3 from source pixels to network-input pixels."""
         return image_transform(self.scale, self.scale, 0.0, float(self.crop_top))
 
@@ -54,7 +54,7 @@ def prepare_image(
 
 
 def camera_geometry(
-    intrinsics: Sequence[np.ndarray],
+    intrinsics: Sequence[ArrayLike],
     cam_to_model: Sequence[Transform],
     src_sizes: Sequence[tuple[int, int]],
     cfg: InputConfig,

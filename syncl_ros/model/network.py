@@ -111,7 +111,7 @@ class TrackerNet(nn.Module):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, N, 3, H, W) normalized images -> (B, N, C, H/16, W/16) features."""
         b, n = images.shape[:2]
-        feats = self.backbone(images.flatten(0, 1))
+        feats: torch.Tensor = self.backbone(images.flatten(0, 1))
         return feats.reshape(b, n, *feats.shape[1:])
 
     def dense(self, feats: torch.Tensor) -> DenseOutput:

@@ -67,7 +67,8 @@ class PositionEmbedding3D(nn.Module):
         xyz = xyz.reshape(b, n, h, w, -1, 3)
         norm = ((xyz - self.lo) / self.span).clamp(0.0, 1.0)
         feats = inverse_sigmoid(norm).reshape(b, n, h, w, -1)
-        return self.mlp(feats)
+        out: torch.Tensor = self.mlp(feats)
+        return out
 
 
 def sine_embed(points: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.inference.backend import Backend
 from syncl_ros.tracking.interface import TrackSlots
@@ -242,7 +243,9 @@ def bench_depths(
     return {"layers": cfg.num_layers, "rows": rows, "table": depth_table(rows)}
 
 
-def _decode(backend: Backend, features: Any, img2lidar: np.ndarray, slots: TrackSlots, depth: int) -> None:
+def _decode(
+    backend: Backend, features: Any, img2lidar: NDArray[np.float32], slots: TrackSlots, depth: int
+) -> None:
     """depth 0: the single graph; k: the per-layer graphs up to layer k."""
     if depth == 0:
         backend.decode(features, img2lidar, slots)

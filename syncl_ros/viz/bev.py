@@ -8,22 +8,24 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.geometry import Transform
-from syncl_ros.viz.overlay import FONT, OverlayBox
+from syncl_ros.viz.overlay import FONT, Image, OverlayBox
 
 RING_M = 10.0  # a range ring every this many metres
 
 
-def _pixels(xy: np.ndarray, size: int, scale: float) -> np.ndarray:
+def _pixels(xy: NDArray[np.float64], size: int, scale: float) -> NDArray[np.int32]:
     """Ego-frame (x forward, y left) metres -> image pixels, ego at the center, forward up."""
-    return np.stack([size / 2 - xy[:, 1] * scale, size / 2 - xy[:, 0] * scale], 1).round().astype(np.int32)
+    pixels: NDArray[np.float64] = np.stack([size / 2 - xy[:, 1] * scale, size / 2 - xy[:, 0] * scale], 1)
+    return pixels.round().astype(np.int32)
 
 
 def draw_bev(
     boxes: Sequence[OverlayBox], to_ego: Transform, size: int = 800, scale: float = 6.0, title: str = ""
-) -> np.ndarray:
+) -> Image:
     """A size x size BGR picture: range rings, the boxes' footprints (labels at their front-left
     corner, heading marked by the front edge), the ego as a black triangle."""
     img = np.full((size, size, 3), 255, np.uint8)

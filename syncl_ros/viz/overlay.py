@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.classes import CLASS_COLORS, UNKNOWN_COLOR
 
 BGR = tuple[int, int, int]
+Image = NDArray[np.uint8]  # (H, W, 3) BGR
 GT_COLOR: BGR = (170, 170, 170)
 NEAR_M = 0.1  # edges are cut where they come closer than this to the camera plane
 # boxes.corners() order: bottom face 0-3, top face 4-7 directly above, then the four pillars.
@@ -41,31 +44,31 @@ def class_bgr(class_name: str) -> BGR:
 class OverlayBox:
     """A box to draw: (9,) [x, y, z, l, w, h, yaw, vx, vy], its colour and an optional label."""
 
-    box: np.ndarray
+    box: NDArray[np.float64]
     color: BGR
     label: str = ""
     thickness: int = 2
 
 
-def track_box(box: np.ndarray, track_id: int | str, class_name: str) -> OverlayBox:
+def track_box(box: NDArray[np.float64], track_id: int | str, class_name: str) -> OverlayBox:
     """A track in its class colour, labelled with its id and speed."""
     speed_kmh = float(np.hypot(box[box_ops.VX], box[box_ops.VY])) * 3.6
     return OverlayBox(np.asarray(box, np.float64), class_bgr(class_name), f"{track_id} {speed_kmh:.0f} km/h")
 
 
-def gt_box(box: np.ndarray) -> OverlayBox:
+def gt_box(box: ArrayLike) -> OverlayBox:
     """A ground-truth box: thin, grey, unlabelled (drawn under the tracks)."""
     return OverlayBox(np.asarray(box, np.float64), GT_COLOR, "", 1)
 
 
-def _homogeneous(points: np.ndarray, lidar2img: np.ndarray) -> np.ndarray:
+def _homogeneous(points: NDArray[np.float64], lidar2img: ArrayLike) -> NDArray[np.float64]:
     """(N, 3) points -> (N, 3) rows (u*d, v*d, d): linear in the point, so segments clip linearly."""
     p = np.concatenate([points, np.ones((len(points), 1))], axis=1)
     return np.asarray(p @ np.asarray(lidar2img, np.float64).T)[:, :3]
 
 
 def project_box_edges(
-    box: np.ndarray, lidar2img: np.ndarray, size: tuple[int, int], near: float = NEAR_M
+    box: ArrayLike, lidar2img: ArrayLike, size: tuple[int, int], near: float = NEAR_M
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """The visible parts of a box's 12 edges in an image of ``size`` (width, height), in pixels.
 
@@ -93,7 +96,7 @@ def project_box_edges(
     return segments
 
 
-def draw_boxes(image: np.ndarray, boxes: Sequence[OverlayBox], lidar2img: np.ndarray) -> np.ndarray:
+def draw_boxes(image: Image, boxes: Sequence[OverlayBox], lidar2img: ArrayLike) -> Image:
     """Draw ``boxes`` into ``image`` (BGR uint8, in place) and return it; labels above each box."""
     size = (image.shape[1], image.shape[0])
     for item in boxes:
@@ -105,7 +108,7 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[OverlayBox], lidar2img: np.nda
     return image
 
 
-def _label(image: np.ndarray, text: str, anchor: tuple[int, int], color: BGR) -> None:
+def _label(image: Image, text: str, anchor: tuple[int, int], color: BGR) -> None:
     """Text on a dark patch just above ``anchor``, kept inside the image."""
     scale = max(0.35, image.shape[0] / 900.0)
     (w, h), base = cv2.getTextSize(text, FONT, scale, 1)
@@ -115,18 +118,18 @@ def _label(image: np.ndarray, text: str, anchor: tuple[int, int], color: BGR) ->
     cv2.putText(image, text, (x, y), FONT, scale, color, 1, cv2.LINE_AA)
 
 
-def caption(image: np.ndarray, text: str) -> np.ndarray:
+def caption(image: Image, text: str) -> Image:
     """A white caption on a dark patch in the top-left corner (in place)."""
     _label(image, text, (4, 0), (255, 255, 255))
     return image
 
 
 def mosaic(
-    tiles: Mapping[str, np.ndarray],
+    tiles: Mapping[str, Image],
     tile_size: tuple[int, int],
     layout: Sequence[Sequence[str]] = RIG_LAYOUT,
     captions: bool = True,
-) -> np.ndarray:
+) -> Image:
     """Camera images laid out as the rig sits; a missing camera is a black tile that says so."""
     width, height = tile_size
     rows = []
@@ -134,13 +137,13 @@ def mosaic(
         cells = []
         for channel in row:
             image = tiles.get(channel)
-            cell: np.ndarray
+            cell: Image
             if image is None:
                 cell = np.zeros((height, width, 3), np.uint8)
                 _label(cell, f"{channel}: no image", (4, height // 2), (0, 0, 255))
             else:
                 same = image.shape[:2] == (height, width)
-                cell = image if same else cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+                cell = image if same else _resized(image, (width, height))
             if captions:
                 caption(cell, channel)
             cells.append(cell)
@@ -148,29 +151,34 @@ def mosaic(
     return np.vstack(rows)
 
 
-def beside(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def _resized(image: Image, size: tuple[int, int]) -> Image:
+    """``image`` scaled to ``size`` (width, height), averaging over areas."""
+    return cast(Image, cv2.resize(image, size, interpolation=cv2.INTER_AREA))  # the dtype stays uint8
+
+
+def beside(left: Image, right: Image) -> Image:
     """``right`` scaled to ``left``'s height and put to its right."""
     scale = left.shape[0] / right.shape[0]
     if scale != 1.0:
         size = (max(1, round(right.shape[1] * scale)), left.shape[0])
-        right = cv2.resize(right, size, interpolation=cv2.INTER_AREA)
+        right = _resized(right, size)
     return np.hstack([left, right])
 
 
-def denormalize(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def denormalize(pixels: NDArray[np.float32], mean: Sequence[float], std: Sequence[float]) -> Image:
     """A network input (3, H, W) float32, normalized RGB -> BGR uint8 image, as the network sees it."""
     rgb = pixels.transpose(1, 2, 0) * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
     return np.ascontiguousarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[..., ::-1])
 
 
 def network_view(
-    images: np.ndarray,
-    lidar2img: np.ndarray,
+    images: NDArray[np.float32],
+    lidar2img: NDArray[np.float32],
     channels: Sequence[str],
     boxes: Sequence[OverlayBox],
     mean: Sequence[float],
     std: Sequence[float],
-) -> np.ndarray:
+) -> Image:
     """The network's inputs (N, 3, H, W), normalized, with ``boxes`` (model frame) projected by each
     camera's input-pixel ``lidar2img`` (N, 4, 4): the mosaic of exactly what the tracker saw."""
     if len(images) != len(channels) or len(lidar2img) != len(channels):

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
 from syncl_ros.atomic import write_atomic
+from syncl_ros.viz.overlay import Image
 from syncl_ros.viz.sources import TRACKS_TOPIC, SourceError, load_tracks
 
 VIDEO = "overlay.mp4"
@@ -44,7 +44,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def write_png(path: Path, image: np.ndarray) -> Path:
+def write_png(path: Path, image: Image) -> Path:
     ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise OSError(f"could not encode {path}")
@@ -55,7 +55,7 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     return write_atomic(path, write)
 
 
-def write_video(frames: Iterable[np.ndarray], path: Path, fps: float) -> int:
+def write_video(frames: Iterable[Image], path: Path, fps: float) -> int:
     """MP4 (mp4v) of the frames, written beside ``path`` and renamed when complete; frame count."""
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     writer: Any = None
@@ -103,7 +103,7 @@ def render_scene(
     samples = scene_samples(nusc, scene)
     paths: list[Path] = []
 
-    def frames() -> Iterable[np.ndarray]:
+    def frames() -> Iterable[Image]:
         for i, sample in enumerate(tqdm(samples, desc=f"render {scene}", disable=args.no_progress)):
             image = render_sample(
                 nusc, sample, tracks.get(sample["token"], []), not args.no_gt, args.tile_width

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.geometry import Transform, ego_to_image, image_transform
 from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.viz.bev import draw_bev
-from syncl_ros.viz.overlay import OverlayBox, beside, caption, draw_boxes, gt_box, mosaic, track_box
+from syncl_ros.viz.overlay import Image, OverlayBox, beside, caption, draw_boxes, gt_box, mosaic, track_box
 
 ANCHOR = "CAM_FRONT"
 
@@ -28,7 +29,7 @@ ANCHOR = "CAM_FRONT"
 class TrackBox:
     """One track at one frame, in the world frame."""
 
-    box: np.ndarray  # (9,)
+    box: NDArray[np.float64]  # (9,)
     track_id: str
     class_name: str
 
@@ -38,7 +39,7 @@ class CameraView:
     channel: str
     path: str
     size: tuple[int, int]  # full image (width, height)
-    world_to_image: np.ndarray  # 4x4 for full-resolution pixels
+    world_to_image: NDArray[np.float64]  # 4x4 for full-resolution pixels
 
 
 def ego_to_world(nusc: Any, sample_data_token: str) -> Transform:
@@ -75,24 +76,24 @@ def ground_truth(nusc: Any, sample: dict[str, Any]) -> list[OverlayBox]:
     return [gt_box(box_ops.from_nuscenes(a["translation"], a["size"], a["rotation"])) for a in anns]
 
 
-def _load_tile(view: CameraView, tile_width: int) -> np.ndarray | None:
+def _load_tile(view: CameraView, tile_width: int) -> Image | None:
     """The camera image at tile width; JPEGs decode at half scale when that is still wide enough."""
     flag = cv2.IMREAD_REDUCED_COLOR_2 if view.size[0] >= 2 * tile_width else cv2.IMREAD_COLOR
     image = cv2.imread(view.path, flag)
     if image is None:
         return None
     height = round(view.size[1] * tile_width / view.size[0])
-    return cv2.resize(image, (tile_width, height), interpolation=cv2.INTER_AREA)
+    return cast(Image, cv2.resize(image, (tile_width, height), interpolation=cv2.INTER_AREA))  # color: uint8
 
 
 def render_sample(
     nusc: Any, sample: dict[str, Any], tracks: Sequence[TrackBox], show_gt: bool = True, tile_width: int = 400
-) -> np.ndarray:
+) -> Image:
     """Camera mosaic with projected boxes beside the bird's-eye view, as one BGR picture."""
     drawn = [track_box(t.box, t.track_id, t.class_name) for t in tracks]
     if show_gt:
         drawn = ground_truth(nusc, sample) + drawn  # grey first, tracks on top
-    tiles: dict[str, np.ndarray] = {}
+    tiles: dict[str, Image] = {}
     tile_size = (tile_width, tile_width * 9 // 16)
     for channel in CAMERA_CHANNELS:
         view = camera_view(nusc, sample, channel)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from pyquaternion import Quaternion
 
 from syncl_ros import boxes as box_ops
@@ -78,7 +79,7 @@ def recorded_messages(path: Path, topic: str = TRACKS_TOPIC) -> Iterator[Any]:
         raise SourceError(f"{path}: not a readable recording ({err})") from err
 
 
-def _boxes(msg: Any) -> np.ndarray:
+def _boxes(msg: Any) -> NDArray[np.float64]:
     rows = []
     for o in msg.objects:
         q = o.pose.orientation

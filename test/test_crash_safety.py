@@ -353,7 +353,7 @@ def test_engine_build_rerun_after_kills_leaves_a_valid_cache(work: Path, checkpo
 
     from syncl_ros.inference.engine_cache import EngineCache
     from syncl_ros.inference.manifest import read_manifest
-    from syncl_ros.inference.tensorrt_backend import engine_key
+    from syncl_ros.inference.tensorrt_backend import GRAPHS, engine_key
 
     job = Job(work / "engine")
     script = ROOT / "test" / "engine_build_job.py"
@@ -366,8 +366,11 @@ def test_engine_build_rerun_after_kills_leaves_a_valid_cache(work: Path, checkpo
     assert tree(cache) == tree(reference)
     (export,) = (cache / "onnx").iterdir()
     engines = EngineCache(cache / "engines", stand_in_engine)
-    for graph, entry in read_manifest(export)["graphs"].items():
-        assert engines.check(engine_key(graph, entry["sha256"], "fp16", ORIN)) is None
+    graphs = read_manifest(export)["graphs"]
+    status = {name: engines.check(engine_key(name, e["sha256"], "fp16", ORIN)) for name, e in graphs.items()}
+    # the two graphs the node runs are built; the per-layer graphs of early exit only with --layers
+    assert {name: status[name] for name in GRAPHS} == dict.fromkeys(GRAPHS)
+    assert all(status[name] == "not cached" for name in graphs if name not in GRAPHS), status
     assert leftovers(cache) == [] and job.tmp_leftovers() == []
 
 

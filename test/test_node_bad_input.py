@@ -2,6 +2,7 @@
 keeps processing good frames afterwards. The node runs in-process (real rclpy node, real
 backend and tracker); messages are handed to its subscription callbacks."""
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,7 @@ def send_frame(
     infos: bool = True,
     tf: bool = True,
     raw: Image | None = None,
+    wait: bool = True,
 ) -> None:
     """All six cameras (at their rig offsets), CameraInfo and the ego pose for one rig frame."""
     for cam in RIG.cameras:
@@ -125,7 +127,7 @@ def send_frame(
         node._on_image(cam.channel, msg)
     time.sleep(0.08)
     node._poll()  # resolves a frame that waits for a missing camera
-    assert node.pipeline.worker.wait_idle(30.0)
+    assert not wait or node.pipeline.worker.wait_idle(30.0)
 
 
 def counts(node: Any) -> dict[str, int]:
@@ -279,6 +281,34 @@ def test_backward_time_jump_resets_the_tracker(node: Any) -> None:
     assert node.pipeline.tracker.resets >= 1
     send_frame(node, 10**18 + PERIOD_NS)
     assert processed(node) == 4
+
+
+def test_a_reset_survives_the_frame_that_announced_it_being_dropped(node: Any) -> None:
+    """A bag loop while the worker is busy: the first frame after the jump is replaced in the
+    mailbox by the next one, which must still start the tracker over."""
+    send_frame(node, 10**18 + 10 * PERIOD_NS)
+    send_frame(node, 10**18 + 11 * PERIOD_NS)
+    worker, entered, gate = node.pipeline.worker, threading.Event(), threading.Event()
+    handle = worker._handle
+
+    def held(job: Any) -> None:  # the worker busy with a long job
+        if job is None:
+            entered.set()
+            gate.wait(30.0)
+        else:
+            handle(job)
+
+    worker._handle = held
+    worker.submit(None)
+    assert entered.wait(30.0)
+    resets = node.pipeline.tracker.resets
+    send_frame(node, 10**18, wait=False)  # the loop: waits in the mailbox
+    send_frame(node, 10**18 + PERIOD_NS, wait=False)  # replaces it
+    gate.set()
+    assert worker.wait_idle(30.0) and worker.replaced == 1
+    assert counts(node)["resets.time_jump"] == 1 and processed(node) == 3, counts(node)
+    tracker = node.pipeline.tracker
+    assert tracker.resets == resets + 1 and tracker.last_reset_reason == "requested"
 
 
 def test_calibration_change_is_counted_and_used(node: Any) -> None:

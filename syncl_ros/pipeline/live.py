@@ -97,10 +97,11 @@ class LivePipeline:
         self.counters = Counters(warn)
         self.counts = self.counters.counts
         self.latency: defaultdict[str, Latency] = defaultdict(Latency)
+        self.max_spread_ns = int(s.max_spread_ms * MS)
         self.sync = RigSynchronizer(
             s.camera_channels,
             s.anchor_camera,
-            int(s.max_spread_ms * MS),
+            self.max_spread_ns,
             int(s.max_wait_ms * MS),
             center_offset_ns=int(s.sync_center_ms * MS),
             min_cameras=s.min_frame_cameras,
@@ -113,12 +114,15 @@ class LivePipeline:
         )
         self.ego_poses = EgoPoseBridge(self.ego, int(s.max_ego_gap_s * S))
         self.intrinsics: dict[str, CameraIntrinsics] = {}
-        self._lock = threading.Lock()  # guards intrinsics and the scheduling state shared with the worker
+        self._lock = threading.Lock()  # guards the intrinsics, shared with the worker
         self.last_scheduled: int | None = None
-        self.pending_reset = False
+        # Each backward time jump starts a new timeline; the worker resets the tracker on the first
+        # frame of a newer one, so a reset survives the mailbox dropping the frame that announced it.
+        self.timeline = 0
+        self.processed_timeline = 0
         self.last_pose_ns: int | None = None
         self.restart_health()
-        self.worker = LatestWorker(self._process, self._worker_error)
+        self.worker = LatestWorker(self._process, self._worker_error, depth=s.queue_frames)
 
     @property
     def tracker(self) -> Any:
@@ -151,10 +155,17 @@ class LivePipeline:
         self.health.image(channel, now)
         with self._lock:
             info = self.intrinsics.get(channel)
-        # Without the camera's CameraInfo the image's size cannot be checked before decoding:
-        # the worker prepares it with its frame, once the calibration has had time to arrive.
-        image = msg if info is None else self._prepare(channel, msg, info)
+        # Decoded now only if its frame may be processed and its size can be checked first (its
+        # CameraInfo is known); otherwise the worker prepares it if its frame is processed after all.
+        due = info is not None and self._may_be_processed(stamp_ns)
+        image = self._prepare(channel, msg, info) if due else msg
         self._schedule(self.sync.add(channel, stamp_ns, (image, now), now))
+
+    def _may_be_processed(self, stamp_ns: int) -> bool:
+        """Whether an image this old can belong to a frame the processing period lets through: at
+        12 Hz and a 0.5 s period, five images in six are never decoded."""
+        last = self.last_scheduled
+        return last is None or stamp_ns + self.max_spread_ns >= last + self.period_ns - PERIOD_SLACK_NS
 
     def add_camera_info(self, channel: str, info: CameraIntrinsics) -> None:
         with self._lock:
@@ -216,7 +227,7 @@ class LivePipeline:
         if result.reset:
             self.counters.add("resets.time_jump", "time jumped backward (bag loop?): tracker reset")
             self.last_scheduled = None
-            self.pending_reset = True
+            self.timeline += 1
         for frame in result.frames:
             if (
                 self.last_scheduled is not None
@@ -225,10 +236,7 @@ class LivePipeline:
                 self.counters.add("frames.skipped_by_period")
                 continue
             self.last_scheduled = frame.stamp_ns
-            with self._lock:
-                job = (frame, self.pending_reset)
-                self.pending_reset = False
-            self.worker.submit(job)
+            self.worker.submit((frame, self.timeline))
 
     def _sync_drops(self, drops: Sequence[tuple[str, DropReason]]) -> None:
         now = self.now_ns()
@@ -241,8 +249,9 @@ class LivePipeline:
 
     # -- processing (worker thread) ------------------------------------------------------------
 
-    def _process(self, job: tuple[RigFrame, bool]) -> None:
-        frame, reset = job
+    def _process(self, job: tuple[RigFrame, int]) -> None:
+        frame, timeline = job
+        reset, self.processed_timeline = timeline != self.processed_timeline, timeline
         intrinsics = self._calibration()
         images = {
             ch: self._frame_image(ch, payload[0], intrinsics.get(ch)) if payload is not None else None

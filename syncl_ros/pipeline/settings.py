@@ -49,6 +49,13 @@ class PipelineSettings:
         max=500.0,
     )
     max_wait_ms: float = setting(150.0, "how long to wait for late images of a frame", min=0.0, max=2000.0)
+    queue_frames: int = setting(
+        1,
+        "frames that may wait while one is processed; when full the oldest is dropped "
+        "(1: always the newest, the lowest latency; more: a replay processed without drops)",
+        min=1,
+        max=64,
+    )
     ego_source: Literal["tf", "odom"] = setting(
         "tf", "tf (world -> base_link from /tf) | odom (an odometry topic)"
     )

@@ -249,9 +249,7 @@ def record_node_replay(
         deadline = time.monotonic() + timeout_s
         while player.poll() is None and time.monotonic() < deadline:
             rclpy.spin_once(listener, timeout_sec=0.05)
-        settle = time.monotonic() + 3.0
-        while time.monotonic() < settle:
-            rclpy.spin_once(listener, timeout_sec=0.05)
+        _settle(listener, recorder, time.monotonic() + timeout_s)
     finally:
         stop(node)
         recorder.close()
@@ -259,3 +257,20 @@ def record_node_replay(
         rclpy.shutdown()
     log(recorder.summary())
     return recorder.mcap_path
+
+
+def _settle(listener: Any, recorder: McapRecorder, deadline: float, quiet_s: float = 3.0) -> None:
+    """Spin until the node has published nothing for ``quiet_s``: after the bag ends it may still
+    be working through the frames waiting in its queue."""
+    import time
+
+    import rclpy
+
+    def outputs() -> int:
+        return sum(recorder.counts[topic] for topic in NODE_OUTPUTS)
+
+    seen, quiet_since = outputs(), time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s and time.monotonic() < deadline:
+        rclpy.spin_once(listener, timeout_sec=0.05)
+        if outputs() != seen:
+            seen, quiet_since = outputs(), time.monotonic()

@@ -44,12 +44,13 @@ def record(bag: Path, model: Path, out: Path, extra: list[str]) -> Path:
     from syncl_ros.ros.processes import ros_env
     from syncl_ros.ros.recorder import record_node_replay
 
-    # generous waits: the demo scores every key frame, even on a loaded machine
+    # generous waits and a queue: the demo scores every key frame, even on a loaded machine
     params = {
         "model": model,
         "output_frame": "map",
         "max_wait_ms": 1000.0,
         "tf_wait_ms": 1000.0,
+        "queue_frames": 16,
         "overlay": True,
     }
     return record_node_replay(bag, params, out / "recording", ros_env(), extra, log=step)

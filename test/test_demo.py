@@ -21,7 +21,8 @@ def test_make_demo_with_the_shipped_model(tmp_path: Path) -> None:
     """`make demo`'s own script on a shorter scene: the shipped model at its own thresholds."""
     out = tmp_path / "demo"
     env = ros_env(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    cmd = [str(ROOT / "scripts" / "demo.sh"), "--out", str(out), "--seconds", str(SECONDS)]
+    # at half speed: a shared test machine may be too loaded to track in real time
+    cmd = [str(ROOT / "scripts" / "demo.sh"), "--out", str(out), "--seconds", str(SECONDS), "--rate", "0.5"]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "AMOTA" in result.stdout and "0 not at a key frame" in result.stdout

@@ -223,11 +223,13 @@ def record_node_replay(
     extra: Sequence[str] = (),
     log: Callable[[str], None] = print,
     timeout_s: float = 600.0,
+    rate: float = 1.0,
 ) -> Path:
     """Replay ``bag`` through the tracker node, node and player each a process of its own (as a
     user runs them), and record the node's inputs and outputs here into ``out``; the MCAP's path.
 
-    ``params`` and ``extra`` (raw ``name:=value`` strings) are the node's parameters."""
+    ``params`` and ``extra`` (raw ``name:=value`` strings) are the node's parameters; ``rate``
+    the replay speed."""
     import time
 
     import rclpy
@@ -244,7 +246,8 @@ def record_node_replay(
             raise RuntimeError("the tracker node did not subscribe to its inputs")
         log("replaying the bag through the node (DDS, separate processes), recording everything")
         # The node and the recorder both subscribe: neither may miss the first messages.
-        options = ["--wait-for-subscribers", "60", "--min-subscribers", "2", "--topics", *NODE_TOPICS]
+        options = ["--wait-for-subscribers", "60", "--min-subscribers", "2", "--rate", str(rate)]
+        options += ["--topics", *NODE_TOPICS]
         player = start_player(bag, options, env)
         deadline = time.monotonic() + timeout_s
         while player.poll() is None and time.monotonic() < deadline:

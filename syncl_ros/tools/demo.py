@@ -39,7 +39,7 @@ def prepare_data(out: Path, seconds: float) -> tuple[Path, Path, str]:
     return data, bag, scene
 
 
-def record(bag: Path, model: Path, out: Path, extra: list[str]) -> Path:
+def record(bag: Path, model: Path, out: Path, extra: list[str], rate: float) -> Path:
     """Node and player as their own processes, inputs and outputs recorded here; the bag's MCAP."""
     from syncl_ros.ros.processes import ros_env
     from syncl_ros.ros.recorder import record_node_replay
@@ -53,7 +53,7 @@ def record(bag: Path, model: Path, out: Path, extra: list[str]) -> Path:
         "queue_frames": 16,
         "overlay": True,
     }
-    return record_node_replay(bag, params, out / "recording", ros_env(), extra, log=step)
+    return record_node_replay(bag, params, out / "recording", ros_env(), extra, log=step, rate=rate)
 
 
 def write_pictures(nusc: Any, results: dict[str, list[dict[str, Any]]], scene: str, out: Path) -> Path:
@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--seconds", type=float, default=20.0, help="length of the synthetic scene")
     p.add_argument(
+        "--rate",
+        type=float,
+        default=1.0,
+        help="replay speed (below 1 on a machine too slow or too loaded to track in real time)",
+    )
+    p.add_argument(
         "--node-param",
         dest="node_params",
         action="append",
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: {err}", file=sys.stderr)
         return 1
     data, bag, scene = prepare_data(args.out, args.seconds)
-    mcap = record(bag, model, args.out, args.node_params)
+    mcap = record(bag, model, args.out, args.node_params, args.rate)
     nusc = NuScenes(VERSION, str(data), verbose=False)
     messages = list(recorded_messages(mcap))
     tokens = [s["token"] for s in nusc.sample]

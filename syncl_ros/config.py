@@ -62,12 +62,16 @@ def parse(cls: type[T], data: Any, where: str = "") -> T:
 
 def load(cls: type[T], path: str | Path) -> T:
     """Parse the YAML file ``path`` into ``cls``."""
+    return parse(cls, read(path), str(Path(path)))
+
+
+def read(path: str | Path) -> Any:
+    """The plain data of the YAML file ``path`` (duplicate keys refused, 1e-3 read as a float)."""
     p = Path(path)
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)
+        return yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.YAMLError as err:
         raise ConfigError(f"{p}: invalid YAML: {err}") from None
-    return parse(cls, data, str(p))
 
 
 def setting(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Any = None, **meta: Any) -> Any:

@@ -59,10 +59,8 @@ def export_dir(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_sequence(backend: Backend, frames: int = 6) -> list[list[Track]]:
-    cfg = TrackerConfig(
-        num_slots=CFG.num_slots, birth_score=THRESHOLD, update_score=THRESHOLD, max_missed=1, output_score=0.0
-    )
-    tracker = QueryTracker(cfg, CFG.embed_dim, seed=0)
+    cfg = TrackerConfig(birth_score=THRESHOLD, update_score=THRESHOLD, max_missed=1, output_score=0.0)
+    tracker = QueryTracker(cfg, CFG, seed=0)
     reported = []
     for frame in synthetic_sequence(CFG, frames, seed=3):
         slots = tracker.prepare(frame.timestamp_ns, frame.model_to_world)

@@ -261,7 +261,7 @@ STEPS = 60
 TINY = {  # a model that trains at ~20 steps/s on one core; dropout draws on the global RNG
     "model.embed_dim": 32, "model.num_heads": 2, "model.ffn_dim": 64, "model.num_layers": 2,
     "model.num_queries": 30, "model.num_slots": 8, "model.depth_bins": 8, "model.dense_queries": 10,
-    "model.input.height": 64, "model.input.width": 160, "model.dropout": 0.1, "tracker.num_slots": 8,
+    "model.input.height": 64, "model.input.width": 160, "model.dropout": 0.1,
     "train.clip_length": 2, "train.warmup_steps": 5, "train.bf16": False, "train.log_every": 1,
     "train.checkpoint_every": 5, "train.snapshot_every": 10,  # both at every 10th step
 }  # fmt: skip

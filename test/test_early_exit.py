@@ -50,7 +50,7 @@ def rule_config(**early: object) -> TrackerConfig:
     settings = {"enabled": True, "min_layers": 2, "score_margin": 0.1, "max_move_m": 0.5, "full_every": 10}
     settings.update(early)
     exit_cfg = EarlyExitConfig(**settings)  # type: ignore[arg-type]
-    return TrackerConfig(num_slots=S, birth_score=0.4, update_score=0.4, early_exit=exit_cfg)
+    return TrackerConfig(birth_score=0.4, update_score=0.4, early_exit=exit_cfg)
 
 
 def slots(live: tuple[int, ...] = (0,), xy: tuple[float, float] = (10.0, 5.0)) -> TrackSlots:
@@ -80,9 +80,9 @@ CONFIDENT = [0.9, 0.1, 0.0]  # slot 0 live and sure; the others free
 def rule_after_full_frame(config: TrackerConfig, layers: int = 3, live: tuple[int, ...] = (0,)) -> EarlyExit:
     """A rule whose first frame (full depth, after the start) is done: the next may stop early."""
     rule = EarlyExit(config, layers)
-    rule.start_frame(slots(live), resets=0)
+    rule.start_frame(slots(live), resets=0, pc_range=PC)
     assert rule.full_depth
-    rule.start_frame(slots(live), resets=0)
+    rule.start_frame(slots(live), resets=0, pc_range=PC)
     assert not rule.full_depth
     return rule
 
@@ -125,9 +125,9 @@ def test_what_no_decision_rests_on_does_not_hold_a_frame() -> None:
 def test_after_layer_1_tracks_compare_with_their_propagated_position_and_births_go_on() -> None:
     rule = rule_after_full_frame(rule_config(min_layers=1))
     assert rule.stops_after(1, outputs(QUIET, CONFIDENT, moved=0.3))
-    rule.start_frame(slots(), resets=0)
+    rule.start_frame(slots(), resets=0, pc_range=PC)
     assert not rule.stops_after(1, outputs(QUIET, CONFIDENT, moved=0.8))  # off its propagated point
-    rule.start_frame(slots(), resets=0)
+    rule.start_frame(slots(), resets=0, pc_range=PC)
     assert not rule.stops_after(1, outputs([0.9, 0.05, 0.05, 0.05], CONFIDENT))  # a birth: no earlier box
 
 
@@ -142,7 +142,7 @@ def test_a_non_finite_box_never_settles() -> None:
 def test_the_last_layer_and_full_depth_frames_never_stop() -> None:
     rule = rule_after_full_frame(rule_config(min_layers=1), layers=2)
     assert rule.stops_after(1, outputs(QUIET, CONFIDENT))
-    rule.start_frame(slots(), resets=0)
+    rule.start_frame(slots(), resets=0, pc_range=PC)
     rule.stops_after(1, outputs(QUIET, [0.45, 0.1, 0.0]))
     assert not rule.stops_after(2, outputs(QUIET, CONFIDENT))  # the last layer: nothing to skip
     assert EarlyExit(rule_config(min_layers=3), 3).full_depth  # no layer it may stop after
@@ -152,7 +152,7 @@ def test_full_depth_on_every_nth_frame_and_after_each_reset() -> None:
     rule = EarlyExit(rule_config(full_every=3), 3)
     full = []
     for resets in (0, 0, 0, 0, 0, 1, 1, 1, 1, 2):
-        rule.start_frame(slots(), resets)
+        rule.start_frame(slots(), resets, PC)
         full.append(rule.full_depth)
     assert full == [True, False, False, True, False, True, False, False, True, True]
 
@@ -161,11 +161,11 @@ def test_the_greedy_tracker_exits_on_its_own_detection_score() -> None:
     config = dataclasses.replace(rule_config(score_margin=0.05), method="greedy")
     rule = EarlyExit(config, 3)
     assert rule.birth_score == config.greedy.score == 0.1
-    rule.start_frame(TrackSlots.empty(S, C), 0)
-    rule.start_frame(TrackSlots.empty(S, C), 0)
+    rule.start_frame(TrackSlots.empty(S, C), 0, PC)
+    rule.start_frame(TrackSlots.empty(S, C), 0, PC)
     rule.stops_after(1, outputs([0.02] * Q, [0.0] * S))
     assert rule.stops_after(2, outputs([0.02] * Q, [0.0] * S))
-    rule.start_frame(TrackSlots.empty(S, C), 0)
+    rule.start_frame(TrackSlots.empty(S, C), 0, PC)
     rule.stops_after(1, outputs([0.02] * Q, [0.0] * S))
     assert not rule.stops_after(2, outputs([0.02, 0.12, 0.02, 0.02], [0.0] * S))
 
@@ -323,7 +323,7 @@ def backend_cfg(export: Path):  # type: ignore[no-untyped-def]
 def run_pipeline(backend: Backend, tracker_cfg: TrackerConfig, frames: int) -> list[tuple[int, list[int]]]:
     """(layers run, reported track ids) per frame of a synthetic sequence."""
     rule = early_exit_for(tracker_cfg, backend.info.num_layers)
-    tracker = QueryTracker(tracker_cfg, backend.info.embed_dim, seed=0)
+    tracker = QueryTracker(tracker_cfg, PLAIN, seed=0)
     pipeline = FramePipeline(backend, tracker, INPUT, CAMERA_CHANNELS, early_exit=rule)
     got = []
     for frame in synthetic_sequence(CFG_SEQ, frames, seed=4):
@@ -336,7 +336,7 @@ def run_pipeline(backend: Backend, tracker_cfg: TrackerConfig, frames: int) -> l
 CFG_SEQ = PLAIN
 INPUT = PLAIN.input
 # Random weights score near the 1% prior: thresholds there make births and confirmations happen.
-LOOSE = TrackerConfig(num_slots=TINY_MODEL.num_slots, birth_score=0.012, update_score=0.012, output_score=0.0)
+LOOSE = TrackerConfig(birth_score=0.012, update_score=0.012, output_score=0.0)
 
 
 def test_the_pipeline_stops_where_the_rule_says(plain: tuple[Path, Path]) -> None:
@@ -358,7 +358,7 @@ def test_a_reset_runs_the_next_frame_at_full_depth(plain: tuple[Path, Path]) -> 
     backend = create_backend("torch", ckpt)
     always = EarlyExitConfig(enabled=True, min_layers=1, score_margin=0.0, max_move_m=1e6, full_every=100)
     cfg = dataclasses.replace(LOOSE, early_exit=always)
-    tracker = QueryTracker(cfg, backend.info.embed_dim, seed=0)
+    tracker = QueryTracker(cfg, PLAIN, seed=0)
     pipeline = FramePipeline(backend, tracker, INPUT, CAMERA_CHANNELS, early_exit=early_exit_for(cfg, 3))
     layers = []
     for i, frame in enumerate(synthetic_sequence(CFG_SEQ, 4, seed=4)):

@@ -202,7 +202,7 @@ def test_offline_tracking_reads_the_cache_instead_of_encoding(
     exp = tiny_experiment()
 
     def tracker():  # type: ignore[no-untyped-def]
-        return make_tracker(exp.tracker, exp.model.embed_dim, seed=0)
+        return make_tracker(exp.tracker, exp.model, seed=0)
 
     backend = TorchBackend(net.eval(), "cpu")
     fresh = track_frames(frames, backend, net.cfg, tracker, progress=False)

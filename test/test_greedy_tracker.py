@@ -6,18 +6,20 @@ import numpy as np
 
 from syncl_ros.classes import LABEL_OF, NUM_CLASSES
 from syncl_ros.geometry import Transform
+from syncl_ros.model.config import ModelConfig
 from syncl_ros.tracking.config import GreedyConfig, TrackerConfig
 from syncl_ros.tracking.greedy import GreedyTracker
 from syncl_ros.tracking.interface import DecoderOutputs
 
 SLOTS, DIM, QUERIES = 4, 8, 6
+NETWORK = ModelConfig(num_slots=SLOTS, embed_dim=DIM)
 STEP_NS = 500_000_000
 
 
 def tracker(**settings) -> GreedyTracker:
     """A greedy tracker; ``greedy`` entries go to GreedyConfig, the rest to TrackerConfig."""
     greedy = GreedyConfig(**settings.pop("greedy", {}))
-    return GreedyTracker(TrackerConfig(num_slots=SLOTS, greedy=greedy, **settings), DIM)
+    return GreedyTracker(TrackerConfig(greedy=greedy, **settings), NETWORK)
 
 
 def outputs(dets: list[tuple[str, float, list[float]]]) -> DecoderOutputs:
@@ -145,8 +147,8 @@ def test_the_factory_builds_the_method_a_config_names() -> None:
     from syncl_ros.tracking.factory import make_tracker
     from syncl_ros.tracking.query_tracker import QueryTracker
 
-    assert isinstance(make_tracker(TrackerConfig(num_slots=SLOTS), DIM), QueryTracker)
-    assert isinstance(make_tracker(TrackerConfig(num_slots=SLOTS, method="greedy"), DIM), GreedyTracker)
+    assert isinstance(make_tracker(TrackerConfig(), NETWORK), QueryTracker)
+    assert isinstance(make_tracker(TrackerConfig(method="greedy"), NETWORK), GreedyTracker)
 
 
 def test_outputs_without_room_for_the_slot_rows_are_refused() -> None:

@@ -139,10 +139,9 @@ def test_every_parameter_gets_a_gradient() -> None:
 def test_checkpoint_round_trip_and_refusals(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from syncl_ros.experiment import Experiment
     from syncl_ros.experiment.checkpoint import load_model, save_checkpoint
-    from syncl_ros.tracking.config import TrackerConfig
 
     net = TrackerNet(SMALL)
-    exp = Experiment(name="small", model=SMALL, tracker=TrackerConfig(num_slots=SMALL.num_slots))
+    exp = Experiment(name="small", model=SMALL)
     path = save_checkpoint(tmp_path / "m.pt", net, exp, {"step": 3, "note": "unit"})
     loaded, exp2, meta = load_model(path)
     assert meta == {"step": 3, "note": "unit"} and exp2 == exp and not loaded.training

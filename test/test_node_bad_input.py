@@ -25,7 +25,6 @@ from syncl_ros.model.network import TrackerNet
 from syncl_ros.rig import load_rig
 from syncl_ros.ros.messages import ns_to_stamp, transform_to_msg
 from syncl_ros.ros.node import TrackerNode
-from syncl_ros.tracking.config import TrackerConfig
 
 pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
 
@@ -37,7 +36,7 @@ JPEG = cv2.imencode(".jpg", np.full((900, 1600, 3), 90, np.uint8))[1].tobytes()
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    exp = Experiment("bad-input", model=TINY_MODEL, tracker=TrackerConfig(num_slots=TINY_MODEL.num_slots))
+    exp = Experiment("bad-input", model=TINY_MODEL)
     return save_checkpoint(tmp_path_factory.mktemp("m") / "m.pt", TrackerNet(TINY_MODEL), exp, {})
 
 

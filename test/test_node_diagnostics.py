@@ -19,7 +19,6 @@ from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.pipeline.health import ERROR, OK, WARN
 from syncl_ros.ros.node import TrackerNode
-from syncl_ros.tracking.config import TrackerConfig
 
 PERIOD_NS = 100_000_000
 START_NS = 10**18  # 2001: stamps of a bag replayed without /clock
@@ -28,7 +27,7 @@ START_NS = 10**18  # 2001: stamps of a bag replayed without /clock
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    exp = Experiment("diag", model=TINY_MODEL, tracker=TrackerConfig(num_slots=TINY_MODEL.num_slots))
+    exp = Experiment("diag", model=TINY_MODEL)
     return save_checkpoint(tmp_path_factory.mktemp("m") / "m.pt", TrackerNet(TINY_MODEL), exp, {})
 
 

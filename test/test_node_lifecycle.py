@@ -27,7 +27,6 @@ from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.ros.node import TrackerNode
 from syncl_ros.ros.processes import ros_env, stop
-from syncl_ros.tracking.config import TrackerConfig
 
 pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
 
@@ -35,7 +34,7 @@ NAMESPACE = f"/lifecycle_test_{os.getpid()}"  # apart from any other tracker nod
 
 
 def experiment(model: ModelConfig) -> Experiment:
-    return Experiment("lifecycle", model=model, tracker=TrackerConfig(num_slots=model.num_slots))
+    return Experiment("lifecycle", model=model)
 
 
 @pytest.fixture(scope="module")

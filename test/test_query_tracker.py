@@ -13,6 +13,7 @@ import pytest
 from syncl_ros.classes import LABEL_OF, NUM_CLASSES
 from syncl_ros.config import ConfigError, parse
 from syncl_ros.geometry import Transform
+from syncl_ros.model.config import ModelConfig
 from syncl_ros.tracking.motion import denormalize_refs, normalize_points
 from syncl_ros.tracking.query_tracker import (
     DecoderOutputs,
@@ -28,7 +29,7 @@ Q = 6  # detection queries per frame
 SEC = 1_000_000_000
 CAR, PED, BARRIER = LABEL_OF["car"], LABEL_OF["pedestrian"], LABEL_OF["barrier"]
 IDENTITY = Transform.identity()
-PC_RANGE = TrackerConfig().pc_range
+PC_RANGE = ModelConfig().pc_range
 
 Row = tuple[int, float, Sequence[float]]  # (label, score, box)
 
@@ -56,10 +57,15 @@ def make_outputs(
     return DecoderOutputs(scores=scores, boxes=boxes, refs=refs, embeddings=embeddings)
 
 
-def tracker(**overrides: object) -> QueryTracker:
-    settings: dict[str, object] = {"num_slots": 4, "output_score": 0.0}
+def network(num_slots: int) -> ModelConfig:
+    """The network settings a tracker reads: its slot count, query width C and range PC_RANGE."""
+    return ModelConfig(num_slots=num_slots, embed_dim=C)
+
+
+def tracker(num_slots: int = 4, **overrides: object) -> QueryTracker:
+    settings: dict[str, object] = {"output_score": 0.0}
     settings.update(overrides)
-    return QueryTracker(TrackerConfig(**settings), embed_dim=C, seed=7)  # type: ignore[arg-type]
+    return QueryTracker(TrackerConfig(**settings), network(num_slots), seed=7)  # type: ignore[arg-type]
 
 
 def step(
@@ -70,16 +76,15 @@ def step(
     pose: Transform = IDENTITY,
 ) -> list[Track]:
     trk.prepare(round(t_s * SEC), pose)
-    return trk.update(make_outputs(trk.config.num_slots, dets, slots))
+    return trk.update(make_outputs(trk.num_slots, dets, slots))
 
 
 # ------------------------------------------------------------------ config
 
 
 def test_config_defaults_and_yaml_parse() -> None:
-    cfg = parse(TrackerConfig, {"num_slots": 32, "pc_range": [-40, -40, -4, 40, 40, 2]})
-    assert cfg.num_slots == 32
-    assert cfg.pc_range == (-40.0, -40.0, -4.0, 40.0, 40.0, 2.0)
+    cfg = parse(TrackerConfig, {"max_missed": 3, "birth_score": 1})
+    assert (cfg.max_missed, cfg.birth_score) == (3, 1.0)
     assert TrackerConfig().max_missed == 6
     assert TrackerConfig().duplicate_distance_m == 1.0
     assert parse(TrackerConfig, {"duplicate_distance_m": 0}).duplicate_distance_m == 0.0
@@ -88,8 +93,7 @@ def test_config_defaults_and_yaml_parse() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("num_slots", 0),
-        ("num_slots", True),
+        ("max_missed", True),
         ("birth_score", 1.5),
         ("update_score", math.nan),
         ("max_missed", -1),
@@ -99,8 +103,6 @@ def test_config_defaults_and_yaml_parse() -> None:
         ("duplicate_distance_m", -0.5),
         ("duplicate_distance_m", math.inf),
         ("tracking_labels_only", 1),
-        ("pc_range", (0.0, 0.0, 0.0, 1.0, 1.0)),
-        ("pc_range", (1.0, 0.0, 0.0, 0.0, 1.0, 1.0)),
         ("method", "hungarian"),
     ],
 )
@@ -341,7 +343,7 @@ def test_output_threshold_and_max_outputs_best_first() -> None:
 
 
 def test_many_slots_stay_consistent() -> None:
-    trk = QueryTracker(TrackerConfig(num_slots=256, output_score=0.0, max_outputs=300), embed_dim=C, seed=1)
+    trk = QueryTracker(TrackerConfig(output_score=0.0, max_outputs=300), network(256), seed=1)
     rng = np.random.default_rng(0)
     for frame in range(5):
         trk.prepare(frame * SEC // 10, Transform.from_xy_yaw(frame * 1.0, 0.0, 0.05 * frame))
@@ -456,7 +458,7 @@ def mirror(emb: np.ndarray, out: DecoderOutputs, changes: FrameChanges) -> np.nd
 
 
 def test_mirroring_last_changes_reproduces_the_stored_embeddings() -> None:
-    trk = QueryTracker(TrackerConfig(num_slots=16, max_missed=1), embed_dim=C, seed=3)
+    trk = QueryTracker(TrackerConfig(max_missed=1), network(16), seed=3)
     rng = np.random.default_rng(5)
     mirrored = np.zeros((16, C), dtype=np.float32)
     for frame in range(8):
@@ -592,7 +594,7 @@ def test_slots_handed_out_are_copies() -> None:
 
 def test_uuids_reproducible_for_a_seed() -> None:
     def uuids(seed: int) -> list[bytes]:
-        trk = QueryTracker(TrackerConfig(num_slots=4), embed_dim=C, seed=seed)
+        trk = QueryTracker(TrackerConfig(), network(4), seed=seed)
         return [t.uuid for t in step(trk, 0.0, [(CAR, 0.9, box(1.0)), (CAR, 0.8, box(2.0))])]
 
     assert uuids(3) == uuids(3)

@@ -24,7 +24,6 @@ from syncl_ros.pipeline.images import ImageDecodeError, compressed_image_size, d
 from syncl_ros.ros.faults import MUTATIONS, FaultInjector, FaultSettings
 from syncl_ros.ros.soak import parse_duration
 from syncl_ros.ros.soak_accounting import PublishedFrame, fault_rows
-from syncl_ros.tracking.config import TrackerConfig
 
 pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
 
@@ -104,7 +103,7 @@ def soak_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         == 0
     )
     torch.manual_seed(0)
-    exp = Experiment("soak", model=TINY_MODEL, tracker=TrackerConfig(num_slots=TINY_MODEL.num_slots))
+    exp = Experiment("soak", model=TINY_MODEL)
     return {"model": save_checkpoint(root / "m.pt", TrackerNet(TINY_MODEL), exp, {}), "bag": root / "bag"}
 
 

@@ -143,7 +143,7 @@ def _all_born(exp: Experiment) -> Experiment:
     """Every detection may start a track (more slots than detection queries, no thresholds), so
     that an untrained network's matched detections become tracks and their objects persistent."""
     model = replace(exp.model, num_slots=48)
-    tracker = replace(exp.tracker, num_slots=48, birth_score=0.0, update_score=0.0)
+    tracker = replace(exp.tracker, birth_score=0.0, update_score=0.0)
     return replace(exp, model=model, tracker=tracker)
 
 
@@ -165,7 +165,7 @@ def test_training_tracks_by_the_runtime_rules() -> None:
     clip = tiny_clip()
     run = ClipPass(module, torch.Generator().manual_seed(0))
     run.run(clip)
-    net, tracker = module.net, QueryTracker(exp.tracker, exp.model.embed_dim, seed=0)
+    net, tracker = module.net, QueryTracker(exp.tracker, exp.model, seed=0)
     births = 0
     with torch.no_grad():
         for sample, record in zip(clip, run.records, strict=True):

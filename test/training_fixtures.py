@@ -8,7 +8,6 @@ from syncl_ros.experiment.train_config import AidsConfig, SynCLConfig, TrainConf
 from syncl_ros.geometry import Transform, optical_to_body
 from syncl_ros.model.config import InputConfig, ModelConfig
 from syncl_ros.model.inputs import camera_geometry
-from syncl_ros.tracking.config import TrackerConfig
 from syncl_ros.training.data import FrameSample
 
 TINY_MODEL = ModelConfig(
@@ -29,7 +28,7 @@ def tiny_experiment(
     syncl: SynCLConfig | None = None, aids: AidsConfig | None = None, model: ModelConfig = TINY_MODEL
 ) -> Experiment:
     train = TrainConfig(syncl=syncl or SynCLConfig(), aids=aids or AidsConfig(denoising=True), track_drop=0.0)
-    return Experiment("tiny-test", model=model, tracker=TrackerConfig(num_slots=model.num_slots), train=train)
+    return Experiment("tiny-test", model=model, train=train)
 
 
 def tiny_clip(seed: int = 0) -> list[FrameSample]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from syncl_ros.config import ConfigError, load, parse, resolve
+from syncl_ros.config import ConfigError, parse, read, resolve
 from syncl_ros.experiment.train_config import TrainConfig
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.tracking.config import TrackerConfig
@@ -28,21 +28,45 @@ class Experiment:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def __post_init__(self) -> None:
-        if self.tracker.num_slots != self.model.num_slots:
-            raise ValueError(
-                f"tracker.num_slots ({self.tracker.num_slots}) must equal model.num_slots "
-                f"({self.model.num_slots}): the decoder has one input row per slot"
-            )
-        if tuple(self.tracker.pc_range) != tuple(self.model.pc_range):
-            raise ValueError("tracker.pc_range must equal model.pc_range")
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @staticmethod
     def from_dict(data: dict[str, Any], where: str = "checkpoint") -> Experiment:
-        return parse(Experiment, data, where)
+        return parse(Experiment, without_tracker_twins(data, where), where)
+
+
+# Model settings that older checkpoints and YAML files repeat in their tracker section.
+TRACKER_TWINS = ("num_slots", "pc_range")
+
+
+def without_tracker_twins(data: Any, where: str) -> Any:
+    """Experiment data without the tracker's copies of model settings, each checked to equal the
+    model's (ConfigError naming both values otherwise); other data as it is, for the parser to judge."""
+    if not isinstance(data, dict) or not isinstance(data.get("tracker"), dict):
+        return data
+    tracker = data["tracker"]
+    if not any(name in tracker for name in TRACKER_TWINS):
+        return data
+    model = data.get("model")
+    model = model if isinstance(model, dict) else {}
+    for name in TRACKER_TWINS:
+        if name in tracker:
+            twin, own = tracker[name], model.get(name, getattr(ModelConfig(), name))
+            if not _same(twin, own):
+                raise ConfigError(
+                    f"{where}: tracker.{name} ({twin!r}) differs from model.{name} ({own!r}); "
+                    f"the model's is the setting: remove tracker.{name}"
+                )
+    tracker = {k: v for k, v in tracker.items() if k not in TRACKER_TWINS}
+    return {**data, "tracker": tracker}
+
+
+def _same(a: Any, b: Any) -> bool:
+    # YAML gives lists where the configuration holds tuples.
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return list(a) == list(b)
+    return bool(a == b)
 
 
 def set_dotted(data: dict[str, Any], item: str) -> None:
@@ -50,6 +74,9 @@ def set_dotted(data: dict[str, Any], item: str) -> None:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=0.001")
+    section, _, name = key.partition(".")
+    if section == "tracker" and name in TRACKER_TWINS:
+        raise ConfigError(f"override {item!r}: {name} is a model setting: set model.{name} (before training)")
     node = data
     *parents, leaf = key.split(".")
     for part in parents:
@@ -78,9 +105,9 @@ def load_experiment(name_or_path: str | Path, overrides: Sequence[str] = ()) -> 
     """config/<name>.yaml (e.g. "tiny", "r50_704x256") or a YAML path, with optional
     dotted overrides such as "train.syncl.contrastive=false" (values read as YAML)."""
     path = resolve(str(name_or_path))
+    data = without_tracker_twins(read(path), str(path))
     if not overrides:
-        return load(Experiment, path)
-    data = yaml.safe_load(path.read_text())
+        return parse(Experiment, data, str(path))
     for item in overrides:
         set_dotted(data, item)
     return parse(Experiment, data, f"{path.name} (with overrides)")

@@ -39,6 +39,7 @@ class ModelInfo:
     num_det: int
     num_classes: int
     num_layers: int  # decoder layers
+    pc_range: tuple[float, float, float, float, float, float]  # the range reference points normalize
 
     @staticmethod
     def from_config(cfg: ModelConfig, cameras: int = NUM_CAMERAS) -> ModelInfo:
@@ -51,6 +52,7 @@ class ModelInfo:
             num_det=num_detections(cfg),
             num_classes=cfg.num_classes,
             num_layers=cfg.num_layers,
+            pc_range=cfg.pc_range,
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -77,6 +78,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        r = self.pc_range
+        if not all(math.isfinite(v) for v in r) or not all(r[i] < r[i + 3] for i in range(3)):
+            raise ValueError(
+                f"pc_range must be 6 finite numbers (x_min, y_min, z_min, x_max, y_max, z_max) with "
+                f"min < max, got {r}"
+            )
         if not 0 < self.depth_range[0] < self.depth_range[1]:
             raise ValueError(f"depth_range must be increasing and positive, got {self.depth_range}")
         if (self.depth_distribution or self.position_embedding == "depth") and not self.dense_heads:

@@ -238,9 +238,8 @@ def run_case(
 def _time_frames(
     backend: Any, model_cfg: ModelConfig, tracker_cfg: TrackerConfig, frames: int, warmup: int
 ) -> list[list[float]]:
-    dim = model_cfg.embed_dim
-    query = make_tracker(dataclasses.replace(tracker_cfg, method="queries"), dim, seed=0)
-    greedy = make_tracker(dataclasses.replace(tracker_cfg, method="greedy"), dim, seed=0)
+    query = make_tracker(dataclasses.replace(tracker_cfg, method="queries"), model_cfg, seed=0)
+    greedy = make_tracker(dataclasses.replace(tracker_cfg, method="greedy"), model_cfg, seed=0)
     pipeline = FramePipeline(backend, query, model_cfg.input, CAMERA_CHANNELS)
     samples: list[list[float]] = [[] for _ in STAGES]
     for i, frame in enumerate(synthetic_sequence(model_cfg, warmup + frames)):

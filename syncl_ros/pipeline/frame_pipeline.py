@@ -102,7 +102,7 @@ class FramePipeline:
         """The decoder's rows for the tracker, and how many layers ran."""
         rule = self.early_exit
         if rule is not None:
-            rule.start_frame(slots, self.tracker.resets)
+            rule.start_frame(slots, self.tracker.resets, self.backend.info.pc_range)
         if rule is None or rule.full_depth:  # the single graph: no per-layer hand-over to pay for
             outputs = self.backend.decode(features, inputs.img2lidar, slots, inputs.cameras)
             return outputs, self.backend.info.num_layers

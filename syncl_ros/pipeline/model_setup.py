@@ -81,7 +81,7 @@ def _load(settings: PipelineSettings, path: Path) -> LoadedModel:
         raise ModelSetupError(
             path, f"it takes {backend.info.cameras} cameras, camera_channels lists {cameras}"
         )
-    tracker = make_tracker(experiment.tracker, experiment.model.embed_dim)
+    tracker = make_tracker(experiment.tracker, experiment.model)
     period = settings.process_period_s
     period = period if period is not None else experiment.model.frame_interval_s
     return LoadedModel(path, experiment, backend, tracker, period)

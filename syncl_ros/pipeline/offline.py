@@ -167,7 +167,7 @@ def track_split(
         backend = create_backend(backend_name, model_path, device, layers=exp.tracker.early_exit.enabled)
 
     def factory() -> Tracker:
-        return make_tracker(exp.tracker, exp.model.embed_dim, seed=0)
+        return make_tracker(exp.tracker, exp.model, seed=0)
 
     def exit_factory() -> EarlyExit | None:
         return early_exit_for(exp.tracker, exp.model.num_layers)

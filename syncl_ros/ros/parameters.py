@@ -103,13 +103,13 @@ def _value(node: Node, name: str) -> Any:
 
 def _leaves(cls: type[Any], prefix: str) -> Iterator[tuple[str, Any, dataclasses.Field[Any]]]:
     """(dotted name, type, field) of each setting of a dataclass a parameter can hold, nested
-    dataclasses included; settings fixed by the model (``runtime=False``) left out."""
+    dataclasses included."""
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
         name, hint = f"{prefix}.{f.name}", hints[f.name]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             yield from _leaves(hint, name)
-        elif f.metadata.get("runtime", True) and _ros_type(hint) is not None:
+        elif _ros_type(hint) is not None:
             yield name, hint, f
 
 

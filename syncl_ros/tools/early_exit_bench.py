@@ -158,7 +158,7 @@ def _track_both(
         pipelines = {
             name: FramePipeline(
                 backend,
-                make_tracker(e.tracker, cfg.embed_dim, seed=0),
+                make_tracker(e.tracker, cfg, seed=0),
                 cfg.input,
                 CAMERA_CHANNELS,
                 early_exit=early_exit_for(e.tracker, cfg.num_layers),

@@ -119,15 +119,14 @@ class TrackerConfig:
 
     ``method`` picks the tracker: "queries", the network's own track queries (PF-Track / MUTR3D
     style, the thresholds below), or "greedy", its per-frame detections linked by center distance
-    (``greedy`` settings). A released model stores the method it was validated with.
+    (``greedy`` settings). A released model stores the method it was validated with. The track
+    slots and the detection range are the model's (``model.num_slots``, ``model.pc_range``).
     """
 
     method: Literal["queries", "greedy"] = setting(
         "queries",
         "queries (the network's track queries) | greedy (its detections linked by center distance)",
     )
-    # The decoder has one input row per slot: a fixed count keeps exported shapes static.
-    num_slots: int = setting(64, "track slots (the model's)", runtime=False, **_POS)
     birth_score: float = setting(0.4, "query tracker: score a detection needs to start a track", **_PROB)
     update_score: float = setting(
         0.4, "query tracker: score a track needs to count as seen (below it, it coasts)", **_PROB
@@ -151,9 +150,6 @@ class TrackerConfig:
         1.0, "share of a track's velocity measured from its motion (0: the network's estimate)", **_PROB
     )
     tracking_labels_only: bool = setting(True, "score and give birth on the 7 tracking classes only")
-    pc_range: tuple[float, ...] = setting(
-        (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0), "detection range (the model's)", runtime=False
-    )
     greedy: GreedyConfig = field(default_factory=GreedyConfig)
     early_exit: EarlyExitConfig = field(default_factory=EarlyExitConfig)
 
@@ -164,7 +160,6 @@ class TrackerConfig:
             raise _fail("greedy", "a GreedyConfig", self.greedy)
         if not isinstance(self.early_exit, EarlyExitConfig):
             raise _fail("early_exit", "an EarlyExitConfig", self.early_exit)
-        _check_int("num_slots", self.num_slots, 1)
         _check_int("max_missed", self.max_missed, 0)
         _check_int("max_outputs", self.max_outputs, 0)
         for name in ("birth_score", "update_score", "output_score", "measured_velocity"):
@@ -176,9 +171,8 @@ class TrackerConfig:
             raise _fail("duplicate_distance_m", "a distance >= 0 in meters (0: off)", dup)
         if not isinstance(self.tracking_labels_only, bool):
             raise _fail("tracking_labels_only", "true or false", self.tracking_labels_only)
-        self._check_pc_range()
         # Numpy scalars pass the checks; store plain Python numbers so configs serialize cleanly.
-        for name in ("num_slots", "max_missed", "max_outputs"):
+        for name in ("max_missed", "max_outputs"):
             object.__setattr__(self, name, int(getattr(self, name)))
         for name in (
             "birth_score",
@@ -189,16 +183,3 @@ class TrackerConfig:
             "duplicate_distance_m",
         ):
             object.__setattr__(self, name, float(getattr(self, name)))
-
-    def _check_pc_range(self) -> None:
-        expected = "6 finite numbers (x_min, y_min, z_min, x_max, y_max, z_max) with min < max"
-        try:
-            r = tuple(self.pc_range)
-        except TypeError:
-            raise _fail("pc_range", expected, self.pc_range) from None
-        if isinstance(self.pc_range, str | bytes) or len(r) != 6 or not all(_is_number(v) for v in r):
-            raise _fail("pc_range", expected, self.pc_range)
-        if not all(r[i] < r[i + 3] for i in range(3)):
-            raise _fail("pc_range", expected, self.pc_range)
-        # Accept any sequence (e.g. a list from YAML) but store a hashable tuple of floats.
-        object.__setattr__(self, "pc_range", tuple(float(v) for v in r))

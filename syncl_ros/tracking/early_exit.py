@@ -16,6 +16,8 @@ The rule reads only the host-side DecoderOutputs of each layer, so every backend
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -30,7 +32,6 @@ class EarlyExit:
     def __init__(self, config: TrackerConfig, num_layers: int) -> None:
         self.config = config.early_exit
         self.num_layers = num_layers
-        self.num_slots = config.num_slots
         greedy = config.method == "greedy"
         # The scores at which the tracker's decisions flip: a detection's birth (greedy: its use),
         # a live track's confirmation.
@@ -38,23 +39,23 @@ class EarlyExit:
         self.update_score = config.update_score
         labels = TRACKING_LABELS if greedy or config.tracking_labels_only else range(NUM_CLASSES)
         self._allowed = np.array(sorted(labels), dtype=np.int64)
-        lo, hi = np.asarray(config.pc_range[:2]), np.asarray(config.pc_range[3:5])
-        self._lo, self._span = lo, hi - lo
         self._resets: int | None = None
         self._frames = 0  # since the last reset
         self._full = True
-        self._live = np.zeros(self.num_slots, bool)
+        self._live = np.zeros(0, bool)  # per slot
         self._previous_xy = np.zeros((0, 2))
 
-    def start_frame(self, slots: TrackSlots, resets: int) -> None:
-        """A new frame with the decoder's slots; ``resets``: the tracker's reset count so far."""
+    def start_frame(self, slots: TrackSlots, resets: int, pc_range: Sequence[float]) -> None:
+        """A new frame with the decoder's slots; ``resets``: the tracker's reset count so far;
+        ``pc_range``: the model's detection range, which the slots' reference points normalize."""
         if resets != self._resets:
             self._resets, self._frames = resets, 0
         self._full = self._frames % self.config.full_every == 0
         self._frames += 1
         self._live = np.asarray(slots.mask, bool).copy()
         # Before layer 1 only the tracks have a position: where the tracker propagated them.
-        track_xy = np.asarray(slots.refs, np.float64)[:, :2] * self._span + self._lo
+        lo, hi = np.asarray(pc_range[:2], np.float64), np.asarray(pc_range[3:5], np.float64)
+        track_xy = np.asarray(slots.refs, np.float64)[:, :2] * (hi - lo) + lo
         self._previous_xy = track_xy  # the detection rows are prepended on the first layer
 
     @property
@@ -64,7 +65,7 @@ class EarlyExit:
 
     def stops_after(self, layer: int, outputs: DecoderOutputs) -> bool:
         """Whether the frame skips the layers after ``layer`` (from 1) given that layer's outputs."""
-        q = outputs.num_detections(self.num_slots)
+        q = outputs.num_detections(len(self._live))
         previous = self._previous_xy
         if layer == 1:  # no earlier box of a detection row: NaN, never settled
             previous = np.concatenate([np.full((q, 2), np.nan), previous])

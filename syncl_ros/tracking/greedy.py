@@ -31,6 +31,7 @@ from syncl_ros.geometry import Transform
 from syncl_ros.tracking.config import GreedyConfig, TrackerConfig
 from syncl_ros.tracking.interface import (
     DecoderOutputs,
+    ModelShape,
     Track,
     TrackSlots,
     check_frame_start,
@@ -59,11 +60,12 @@ class _State:
 
 
 class GreedyTracker:
-    def __init__(self, config: TrackerConfig, embed_dim: int, seed: int | None = None) -> None:
+    def __init__(self, config: TrackerConfig, model: ModelShape, seed: int | None = None) -> None:
+        """``model``: the network's settings, for the shape of the (always empty) track slots."""
         if not isinstance(config, TrackerConfig):
             raise TypeError(f"config: expected a TrackerConfig, got {type(config).__name__}")
         self.config = config
-        self._num_slots, self._embed_dim = config.num_slots, int(embed_dim)
+        self._num_slots, self._embed_dim = model.num_slots, model.embed_dim
         self._rng = random.Random(seed)
         self._allowed = np.array(sorted(TRACKING_LABELS))
         self._tracks: list[_State] = []

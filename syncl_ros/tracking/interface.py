@@ -26,6 +26,20 @@ FREE_REF = 0.5  # center of the range: a neutral reference for an unused query
 NS_PER_S = 1e9
 
 
+class ModelShape(Protocol):
+    """The network settings a tracker reads (a ModelConfig has them): S track slots of C features,
+    reference points normalized to the detection range ``pc_range``."""
+
+    @property
+    def num_slots(self) -> int: ...
+
+    @property
+    def embed_dim(self) -> int: ...
+
+    @property
+    def pc_range(self) -> tuple[float, ...]: ...
+
+
 @dataclass
 class TrackSlots:
     """What the decoder consumes for the S track slots (float32)."""

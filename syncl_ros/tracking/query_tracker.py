@@ -35,6 +35,7 @@ from syncl_ros.tracking.interface import (
     NS_PER_S,
     UUID_BYTES,
     DecoderOutputs,
+    ModelShape,
     Track,
     TrackSlots,
     check_frame_start,
@@ -128,18 +129,17 @@ def _closer(a: ArrayLike, b: ArrayLike, distance: float) -> NDArray[np.bool_]:
 class QueryTracker:
     """Slot-based tracker state across frames; see the module docstring for the frame protocol."""
 
-    def __init__(self, config: TrackerConfig, embed_dim: int, seed: int | None = None) -> None:
+    def __init__(self, config: TrackerConfig, model: ModelShape, seed: int | None = None) -> None:
+        """``model``: the network's settings (its ModelConfig): slot count, query width, detection range."""
         if not isinstance(config, TrackerConfig):
             raise TypeError(f"config: expected a TrackerConfig, got {type(config).__name__}")
-        if isinstance(embed_dim, bool) or not isinstance(embed_dim, int | np.integer) or embed_dim < 1:
-            raise ValueError(f"embed_dim: expected an integer >= 1, got {embed_dim!r}")
         self.config = config
-        self.embed_dim = int(embed_dim)
+        self.num_slots, self.embed_dim, self.pc_range = model.num_slots, model.embed_dim, model.pc_range
         labels = TRACKING_LABELS if config.tracking_labels_only else range(NUM_CLASSES)
         self._allowed = np.array(sorted(labels), dtype=np.int64)
         # UUIDs are random but reproducible for a given seed; seed None draws from OS entropy.
         self._rng = random.Random(seed)
-        self._slots = SlotTable(config.num_slots, self.embed_dim)
+        self._slots = SlotTable(self.num_slots, self.embed_dim)
         self._next_id = 1
         self._last_ns: int | None = None
         self._last_pose: Transform | None = None
@@ -263,11 +263,11 @@ class QueryTracker:
         if len(live) == 0:
             return
         s.boxes[live] = propagate_boxes(s.boxes[live], dt_s, prev_to_cur)
-        s.refs[live] = refs_from_boxes(s.boxes[live], self.config.pc_range)
+        s.refs[live] = refs_from_boxes(s.boxes[live], self.pc_range)
 
     def _check_outputs(self, outputs: DecoderOutputs) -> int:
         """Number of detection rows Q, after checking the slot rows and feature width."""
-        q = outputs.num_detections(self.config.num_slots)
+        q = outputs.num_detections(self.num_slots)
         if outputs.embeddings.shape[1] != self.embed_dim:
             raise ValueError(
                 f"DecoderOutputs.embeddings: expected width {self.embed_dim}, "
@@ -367,7 +367,7 @@ class QueryTracker:
         Training only: MUTR3D's false-positive tracks, which teach track queries to let go.
         """
         rows = np.asarray(rows, dtype=np.int64)[: len(self._slots.free_indices())]
-        q = outputs.num_detections(self.config.num_slots)
+        q = outputs.num_detections(self.num_slots)
         if len(rows) and (rows.min() < 0 or rows.max() >= q):
             raise ValueError(f"adopt: rows must be detection rows in [0, {q})")
         score, label = class_scores(outputs.scores[rows], self._allowed)

@@ -147,7 +147,7 @@ class ClipPass:
         self.exp = module.experiment
         self.gen = generator
         self.device = next(module.parameters()).device
-        self.tracker = QueryTracker(self.exp.tracker, self.exp.model.embed_dim, seed=0)
+        self.tracker = QueryTracker(self.exp.tracker, self.exp.model, seed=0)
         self.records: list[FrameRecord] = []
 
     def run(self, clip: list[FrameSample]) -> dict[str, torch.Tensor]:

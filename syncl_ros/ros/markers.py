@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from numpy.typing import NDArray
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -35,7 +36,7 @@ def class_color(class_name: str, alpha: float = 1.0) -> ColorRGBA:
     return ColorRGBA(r=r, g=g, b=b, a=float(alpha))
 
 
-def _point(p: np.ndarray) -> Point:
+def _point(p: NDArray[np.float64]) -> Point:
     x, y, z = (float(v) for v in p)
     return Point(x=x, y=y, z=z)
 

@@ -20,6 +20,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from geometry_msgs.msg import Transform as TransformMsg
+from numpy.typing import NDArray
 from pyquaternion import Quaternion as PyQuaternion
 from std_msgs.msg import Header
 
@@ -56,7 +57,7 @@ def make_header(stamp_ns: int, frame_id: str) -> Header:
 # --------------------------------------------------------------- transforms
 
 
-def _finite(values: Sequence[float], what: str) -> np.ndarray:
+def _finite(values: Sequence[float], what: str) -> NDArray[np.float64]:
     a = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{what} has non-finite values: {a.tolist()}")
@@ -131,10 +132,10 @@ def odometry_to_tf(msg: Any) -> StampedTransform:
 class OutputBoxes:
     """Track boxes expressed in the output frame, ready for messages."""
 
-    centers: np.ndarray  # (N, 3)
-    sizes: np.ndarray  # (N, 3) length, width, height
-    yaws: np.ndarray  # (N,)
-    velocities: np.ndarray  # (N, 3)
+    centers: NDArray[np.float64]  # (N, 3)
+    sizes: NDArray[np.float64]  # (N, 3) length, width, height
+    yaws: NDArray[np.float64]  # (N,)
+    velocities: NDArray[np.float64]  # (N, 3)
 
 
 def boxes_in_output(tracks: Sequence[Track], to_output: Transform | None = None) -> OutputBoxes:
@@ -155,11 +156,11 @@ def boxes_in_output(tracks: Sequence[Track], to_output: Transform | None = None)
     return OutputBoxes(centers, boxes[:, [L, W, H]], yaws, velocities)
 
 
-def _pose(center: np.ndarray, yaw: float) -> Pose:
+def _pose(center: NDArray[np.float64], yaw: float) -> Pose:
     return pose_to_msg(Transform(yaw_quaternion(yaw), center))
 
 
-def _vector(v: np.ndarray) -> Vector3:
+def _vector(v: NDArray[np.float64]) -> Vector3:
     x, y, z = (float(c) for c in v)
     return Vector3(x=x, y=y, z=z)
 
@@ -271,7 +272,7 @@ def diagnostic_array(stamp_ns: int, statuses: Iterable[DiagnosticStatus]) -> Dia
     return DiagnosticArray(header=make_header(stamp_ns, ""), status=list(statuses))
 
 
-def msg_to_boxes(msg: Any) -> np.ndarray:
+def msg_to_boxes(msg: Any) -> NDArray[np.float64]:
     """TrackedObject3DArray -> boxes (N, 9) [x, y, z, l, w, h, yaw, vx, vy] in the header frame."""
     rows = []
     for o in msg.objects:

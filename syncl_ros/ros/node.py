@@ -38,6 +38,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.utilities import try_shutdown  # rclpy imports it without re-exporting it
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
@@ -285,7 +286,7 @@ def main(args: Sequence[str] | None = None) -> int:
         node = TrackerNode()
     except (ValueError, ParameterException) as err:  # bad parameters (ConfigError is a ValueError)
         print(f"syncl_tracker: {err}", file=sys.stderr)
-        rclpy.try_shutdown()
+        try_shutdown()
         return 2
     s = node.settings
     if s.build_only:
@@ -294,7 +295,7 @@ def main(args: Sequence[str] | None = None) -> int:
             node.get_logger().info("build_only: the model is ready; exiting")
             node.trigger_cleanup()
         node.destroy_node()
-        rclpy.try_shutdown()
+        try_shutdown()
         return 0 if ok else 1
     if s.autostart:
         if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -313,5 +314,5 @@ def main(args: Sequence[str] | None = None) -> int:
         if node.pipeline is not None:
             node.pipeline.stop()
         node.destroy_node()
-        rclpy.try_shutdown()
+        try_shutdown()
     return 0

@@ -29,7 +29,7 @@ def ros_env(**extra: str) -> dict[str, str]:
 
 def start_node(
     params: Mapping[str, Any], env: Mapping[str, str], extra: Sequence[str] = ()
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """`syncl node` with `-p name:=value` for each parameter (and raw `name:=value` strings in extra)."""
     ros = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")] + [a for e in extra for a in ("-p", e)]
     return subprocess.Popen(
@@ -39,7 +39,7 @@ def start_node(
 
 def start_player(
     bag: Path, options: Sequence[str], env: Mapping[str, str], quiet: bool = False
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "syncl_ros.cli", "play", str(bag), *options],
         env=dict(env),
@@ -47,7 +47,7 @@ def start_player(
     )
 
 
-def stop(*procs: subprocess.Popen, timeout_s: float = 30.0) -> None:
+def stop(*procs: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     """Ctrl-C each process (clean shutdown) and wait for it."""
     for proc in procs:
         if proc.poll() is None:

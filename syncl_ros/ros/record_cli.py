@@ -29,6 +29,7 @@ def main(args: argparse.Namespace) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
     from rclpy.parameter import Parameter
+    from rclpy.utilities import ok, try_shutdown  # rclpy imports them without re-exporting them
 
     from syncl_ros.ros.recorder import DEFAULT_TOPICS, McapRecorder
 
@@ -44,12 +45,12 @@ def main(args: argparse.Namespace) -> int:
     except (FileExistsError, OSError) as err:
         log(str(err))
         node.destroy_node()
-        rclpy.try_shutdown()
+        try_shutdown()
         return 2
     log(f"recording to {recorder.mcap_path} (Ctrl-C to stop)")
     deadline = time.monotonic() + args.seconds if args.seconds > 0 else None
     try:
-        while rclpy.ok() and (deadline is None or time.monotonic() < deadline):
+        while ok() and (deadline is None or time.monotonic() < deadline):
             rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -57,5 +58,5 @@ def main(args: argparse.Namespace) -> int:
         recorder.close()
         log(recorder.summary())
         node.destroy_node()
-        rclpy.try_shutdown()
+        try_shutdown()
     return 0

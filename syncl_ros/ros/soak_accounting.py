@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from syncl_ros.ros.faults import IMAGE_REASONS, KINDS
 
@@ -65,7 +66,7 @@ class Check:
 
 
 def _outcome(
-    fault: Mapping,
+    fault: Mapping[str, Any],
     frames: Sequence[PublishedFrame],
     arrivals: Sequence[float],
     claimed: set[tuple[int, str]],
@@ -99,7 +100,7 @@ def _cycles_published(own_ns: int, stamp_ns: int, near: Sequence[PublishedFrame]
 
 
 def fault_rows(
-    faults: Sequence[Mapping],
+    faults: Sequence[Mapping[str, Any]],
     frames: Sequence[PublishedFrame],
     center_ns: int,
     tol_ns: int,
@@ -135,7 +136,7 @@ def _sum(values: Mapping[str, str], prefix: str, suffix: str = "") -> int:
 
 
 def checks(
-    faults: Sequence[Mapping],
+    faults: Sequence[Mapping[str, Any]],
     frames: Sequence[PublishedFrame],
     left_out: Mapping[tuple[str, str], int],
     pipeline: Mapping[str, str],

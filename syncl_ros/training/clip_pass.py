@@ -39,6 +39,7 @@ from typing import cast
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
 from syncl_ros.experiment import Experiment
@@ -115,7 +116,9 @@ class SlotMemory:
     """What training keeps per slot beside the runtime tracker's books."""
 
     emb: torch.Tensor  # (S, C) carried query embeddings, with their gradients
-    follow: np.ndarray  # (S,) instance id each slot is taught to follow; -1: none (free, false or lost)
+    follow: NDArray[
+        np.int64
+    ]  # (S,) instance id each slot is taught to follow; -1: none (free, false or lost)
 
     @staticmethod
     def empty(num: int, dim: int, device: torch.device) -> SlotMemory:
@@ -126,9 +129,9 @@ class SlotMemory:
 class FrameRecord:
     """What happened to the slots in one training frame (for tests and logs)."""
 
-    live: np.ndarray  # (S,) bool, slots given to the decoder
-    follow: np.ndarray  # (S,) instance each slot was taught this frame (-1: "no object")
-    refs: np.ndarray  # (S, 3) reference points given to the decoder
+    live: NDArray[np.bool_]  # (S,) slots given to the decoder
+    follow: NDArray[np.int64]  # (S,) instance each slot was taught this frame (-1: "no object")
+    refs: NDArray[np.float32]  # (S, 3) reference points given to the decoder
     births: int  # tracks started by the runtime rule
     false_tracks: int  # tracks started from unmatched detections (train.fp_ratio)
     lost: int  # slots that lost their object this frame (train.track_gate_m)
@@ -263,8 +266,8 @@ class ClipPass:
         parts[name] = parts[name] + value if name in parts else value
 
     def _follow(
-        self, out: DecoderTensors, s: FrameSample, live: np.ndarray, follow: np.ndarray
-    ) -> tuple[np.ndarray, int]:
+        self, out: DecoderTensors, s: FrameSample, live: NDArray[np.bool_], follow: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], int]:
         """Instance each slot follows from this frame on, and how many lost theirs here.
 
         A live slot whose decoded center (last layer) is farther than ``train.track_gate_m``
@@ -293,7 +296,7 @@ class ClipPass:
         c_out: DecoderTensors | None,
         layer: int,
         s: FrameSample,
-        follow: np.ndarray,
+        follow: NDArray[np.int64],
         gt_code: torch.Tensor,
     ) -> HybridTargets:
         nd, syncl = s_out.num_det, self.exp.train.syncl
@@ -317,7 +320,7 @@ class ClipPass:
         layer: int,
         t: DecoderTargets,
         s: FrameSample,
-        live_mask: np.ndarray,
+        live_mask: NDArray[np.bool_],
         gt_code: torch.Tensor,
     ) -> torch.Tensor:
         """Focal loss over detection rows (bar the ignored ones) and live slot rows + L1 over the matched."""
@@ -339,7 +342,7 @@ class ClipPass:
         return train.cls_weight * cls + train.box_weight * box
 
     def _contrastive(
-        self, c_out: DecoderTensors, t: DecoderTargets, s: FrameSample, live_mask: np.ndarray
+        self, c_out: DecoderTensors, t: DecoderTargets, s: FrameSample, live_mask: NDArray[np.bool_]
     ) -> torch.Tensor:
         nd = c_out.num_det
         instances = s.instances.to(self.device)
@@ -382,7 +385,7 @@ class ClipPass:
         rows = out.embeddings[0]
         nd = out.num_det
 
-        def index(a: np.ndarray) -> torch.Tensor:
+        def index(a: ArrayLike) -> torch.Tensor:
             return torch.from_numpy(np.array(a, dtype=np.int64)).to(self.device)
 
         emb[index(changes.refreshed)] = rows[nd + index(changes.refreshed)]
@@ -407,8 +410,8 @@ class ClipPass:
         return SlotMemory(emb, follow), record
 
     def _birth_identities(
-        self, out: DecoderTensors, birth_rows: np.ndarray, s: FrameSample, follow: np.ndarray
-    ) -> np.ndarray:
+        self, out: DecoderTensors, birth_rows: NDArray[np.int64], s: FrameSample, follow: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
         """Instance followed by each new track (-1: a false track); see `assign_births`."""
         rows = torch.from_numpy(np.array(birth_rows, dtype=np.int64)).to(self.device)
         newborn = ~torch.isin(s.instances, torch.from_numpy(follow[follow >= 0]))
@@ -425,7 +428,7 @@ class ClipPass:
 
     def _false_tracks(
         self, outputs: DecoderOutputs, matched: set[int], births: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """MUTR3D's false-positive tracks: the best-scored unmatched detections, about
         ``fp_ratio`` per birth, start tracks that are taught "no object"."""
         ratio = self.exp.train.fp_ratio
@@ -441,11 +444,12 @@ class ClipPass:
         slots = self.tracker.adopt(outputs, rows)
         return rows[: len(slots)], slots
 
-    def _drop_tracks(self) -> np.ndarray:
+    def _drop_tracks(self) -> NDArray[np.int64]:
         """Random track drops (``train.track_drop``): their objects are new-born again."""
         live = np.asarray(self.tracker.live_slots, dtype=np.int64)
         if self.exp.train.track_drop <= 0.0 or len(live) == 0:
             return np.empty(0, dtype=np.int64)
         drop = (torch.rand(len(live), generator=self.gen) < self.exp.train.track_drop).numpy()
-        self.tracker.end(live[drop])
-        return live[drop]
+        dropped: NDArray[np.int64] = live[drop]
+        self.tracker.end(dropped)
+        return dropped

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
 from syncl_ros.data.frames import Frame, NuScenesFrames
@@ -33,9 +34,10 @@ class FrameSample:
     depth: torch.Tensor | None = None  # (N, h, w) lidar depth per feature cell, 0 where no point
 
 
-def in_range(boxes: np.ndarray, pc_range: tuple[float, ...]) -> np.ndarray:
+def in_range(boxes: NDArray[np.float64], pc_range: tuple[float, ...]) -> NDArray[np.bool_]:
     lo, hi = np.asarray(pc_range[:3]), np.asarray(pc_range[3:])
-    return np.all((boxes[:, :3] >= lo) & (boxes[:, :3] <= hi), axis=1)
+    inside: NDArray[np.bool_] = np.all((boxes[:, :3] >= lo) & (boxes[:, :3] <= hi), axis=1)
+    return inside
 
 
 class ClipDataset(Dataset[list[FrameSample]]):
@@ -88,7 +90,7 @@ class ClipDataset(Dataset[list[FrameSample]]):
             depth=self._depth(frame, l2i) if self.depth_targets else None,
         )
 
-    def _depth(self, frame: Frame, lidar2img: np.ndarray) -> torch.Tensor:
+    def _depth(self, frame: Frame, lidar2img: NDArray[np.float32]) -> torch.Tensor:
         h, w = self.cfg.input.height // STRIDE, self.cfg.input.width // STRIDE
         return torch.from_numpy(frame_depth_targets(frame, lidar2img, h, w, STRIDE))
 

@@ -20,20 +20,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.data.frames import Frame
 
 MIN_DEPTH_M = 1.0  # the devkit's min_dist: nearer points are the car itself or noise
 
 
-def read_lidar_points(path: str | Path) -> np.ndarray:
+def read_lidar_points(path: str | Path) -> NDArray[np.float64]:
     """(M, 3) float64 points of a nuScenes `.pcd.bin` sweep in the sensor frame (via the devkit)."""
     from nuscenes.utils.data_classes import LidarPointCloud
 
-    return LidarPointCloud.from_file(str(path)).points[:3].T.astype(np.float64)
+    points: NDArray[np.float64] = LidarPointCloud.from_file(str(path)).points[:3].T.astype(np.float64)
+    return points
 
 
-def lidar_points_in_model_frame(frame: Frame) -> np.ndarray:
+def lidar_points_in_model_frame(frame: Frame) -> NDArray[np.float64]:
     """(M, 3) points of the frame's sweep in the model frame at the frame's reference time.
 
     Through the world: the sweep's own pose maps sensor -> world, the model
@@ -46,7 +48,9 @@ def lidar_points_in_model_frame(frame: Frame) -> np.ndarray:
     return lidar_to_model.apply(read_lidar_points(frame.lidar.path))
 
 
-def project_points(points: np.ndarray, lidar2img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def project_points(
+    points: NDArray[np.float64], lidar2img: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Model-frame points (M, 3) through each camera (N, 4, 4): pixels (N, M, 2) and depths (N, M).
 
     Depth is along the optical axis (the devkit's camera z); pixels of points
@@ -61,8 +65,13 @@ def project_points(points: np.ndarray, lidar2img: np.ndarray) -> tuple[np.ndarra
 
 
 def min_depth_grid(
-    uv: np.ndarray, depth: np.ndarray, h: int, w: int, stride: int, min_depth: float = MIN_DEPTH_M
-) -> np.ndarray:
+    uv: NDArray[np.float64],
+    depth: NDArray[np.float64],
+    h: int,
+    w: int,
+    stride: int,
+    min_depth: float = MIN_DEPTH_M,
+) -> NDArray[np.float32]:
     """(N, h, w) float32: the smallest depth of the points in each stride-sized cell, 0 where none.
 
     uv (N, M, 2) network-input pixels, depth (N, M); a cell spans pixels
@@ -80,7 +89,9 @@ def min_depth_grid(
     return grid.reshape(n, h, w).astype(np.float32)
 
 
-def frame_depth_targets(frame: Frame, lidar2img: np.ndarray, h: int, w: int, stride: int) -> np.ndarray:
+def frame_depth_targets(
+    frame: Frame, lidar2img: ArrayLike, h: int, w: int, stride: int
+) -> NDArray[np.float32]:
     """(N, h, w) per-cell lidar depth of one frame for network-input lidar2img (N, 4, 4); 0: no point."""
     uv, depth = project_points(lidar_points_in_model_frame(frame), lidar2img)
     return min_depth_grid(uv, depth, h, w, stride)

@@ -44,7 +44,8 @@ class ContrastiveProjector(nn.Module):
 
     def forward(self, det_emb: torch.Tensor) -> torch.Tensor:
         x = self.phi(det_emb)
-        return self.norm(x + self.ffn(x))
+        out: torch.Tensor = self.norm(x + self.ffn(x))
+        return out
 
 
 def kernel_weights(

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from scipy.optimize import linear_sum_assignment
 
 from syncl_ros.training.losses import DEFAULT_CODE_WEIGHTS, FOCAL_ALPHA, FOCAL_GAMMA
@@ -105,7 +106,7 @@ def matching_cost(
 # -- assignment -----------------------------------------------------------------
 
 
-def _as_numpy_cost(cost: torch.Tensor) -> np.ndarray:
+def _as_numpy_cost(cost: torch.Tensor) -> NDArray[np.float64]:
     c = cost.detach().to(torch.float64).cpu().numpy()
     return np.nan_to_num(c, nan=_BIG_COST, posinf=_BIG_COST, neginf=-_BIG_COST)
 
@@ -178,7 +179,7 @@ def assign_tracks(track_instance_ids: IdsLike, gt_instance_ids: IdsLike) -> torc
     """
     gt = _ids(gt_instance_ids)
     tracks = _ids(track_instance_ids, gt.device)
-    if gt.unique().numel() != gt.numel():
+    if torch.unique(gt).numel() != gt.numel():
         raise ValueError("ground truth instance ids must be unique within a frame")
     same = (tracks.unsqueeze(1) == gt.unsqueeze(0)) & (tracks >= 0).unsqueeze(1)
     found = same.any(dim=1)

@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike, NDArray
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
@@ -26,14 +27,15 @@ RANDOM_STATE = 0  # fixed so the same costs always give the same threshold
 _MIN_STD = 1e-6  # costs spread less than this are one cluster
 
 
-def _finite_costs(costs: np.ndarray | torch.Tensor) -> np.ndarray:
+def _finite_costs(costs: ArrayLike | torch.Tensor) -> NDArray[np.float64]:
     if isinstance(costs, torch.Tensor):
         costs = costs.detach().to(torch.float64).cpu().numpy()
     values = np.asarray(costs, dtype=np.float64).reshape(-1)
-    return values[np.isfinite(values)]
+    finite: NDArray[np.float64] = values[np.isfinite(values)]
+    return finite
 
 
-def gmm_threshold(costs: np.ndarray | torch.Tensor, min_pairs: int = MIN_PAIRS) -> float | None:
+def gmm_threshold(costs: ArrayLike | torch.Tensor, min_pairs: int = MIN_PAIRS) -> float | None:
     """Mean of the lower-cost component of a 2-component Gaussian mixture over the costs.
 
     None when there is nothing to separate: fewer than `min_pairs` finite costs,

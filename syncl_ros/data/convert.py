@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from pyquaternion import Quaternion
 from rosbags.interfaces import Qos
 from rosbags.rosbag2 import StoragePlugin, Writer
@@ -156,7 +157,7 @@ class _Sensor:
     channel: str
     frame_id: str
     to_base: Transform
-    K: np.ndarray | None  # cameras only
+    K: NDArray[np.float64] | None  # cameras only
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class _Sweep:
 class _Annotation:
     instance: str
     label: int
-    box: np.ndarray  # (9,) [x, y, z, l, w, h, yaw, vx, vy] in map
+    box: NDArray[np.float64]  # (9,) [x, y, z, l, w, h, yaw, vx, vy] in map
 
 
 @dataclass
@@ -333,7 +334,7 @@ def _check_images(sweeps: Sequence[_Sweep]) -> None:
 # ----------------------------------------------------------------- kinematics
 
 
-def _rotation_vector(q: Quaternion) -> np.ndarray:
+def _rotation_vector(q: Quaternion) -> NDArray[np.float64]:
     """Axis * angle of a rotation, taking the short way round."""
     if q.w < 0.0:
         q = -q
@@ -344,7 +345,7 @@ def _rotation_vector(q: Quaternion) -> np.ndarray:
     return np.asarray(v / norm * 2.0 * math.atan2(norm, q.w))
 
 
-def ego_twists(ego: Sequence[tuple[int, Transform]]) -> list[tuple[np.ndarray, np.ndarray]]:
+def ego_twists(ego: Sequence[tuple[int, Transform]]) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
     """Body-frame (linear, angular) velocity at each pose by central differences.
 
     The neighbours are the nearest poses at least half the baseline away on
@@ -401,7 +402,9 @@ def _tf_payload(stamp_ns: int, pose: Transform) -> bytes:
     return rosmsgs.serialize(rosmsgs.tf_message([tf]))
 
 
-def _odom_payload(stamp_ns: int, pose: Transform, twist: tuple[np.ndarray, np.ndarray]) -> bytes:
+def _odom_payload(
+    stamp_ns: int, pose: Transform, twist: tuple[NDArray[np.float64], NDArray[np.float64]]
+) -> bytes:
     msg = rosmsgs.odometry(stamp_ns, WORLD_FRAME, BASE_FRAME, pose, *twist)
     return rosmsgs.serialize(msg)
 

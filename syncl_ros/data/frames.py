@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.classes import label_of_category
@@ -48,7 +49,7 @@ class CameraView:
     timestamp_ns: int
     width: int
     height: int
-    intrinsics: np.ndarray  # 3x3, for the stored full-size image
+    intrinsics: NDArray[np.float64]  # 3x3, for the stored full-size image
     cam_to_model: Transform  # optical frame at capture time -> model frame at the reference time
 
 
@@ -70,18 +71,18 @@ class Frame:
     sample_timestamp_ns: int  # the annotations' (LIDAR_TOP) time
     model_to_world: Transform
     cameras: tuple[CameraView, ...]  # in CAMERA_CHANNELS order
-    boxes: np.ndarray  # (N, 9) ground truth in the model frame
-    labels: np.ndarray  # (N,) detection class labels
+    boxes: NDArray[np.float64]  # (N, 9) ground truth in the model frame
+    labels: NDArray[np.int64]  # (N,) detection class labels
     instances: tuple[str, ...]  # instance token per box (stable track identity)
-    num_points: np.ndarray  # (N,) lidar + radar points inside each box
+    num_points: NDArray[np.int64]  # (N,) lidar + radar points inside each box
     lidar: LidarView | None = None  # the sample's LIDAR_TOP sweep (dense depth supervision)
 
-    def images(self, reduce: int = 1) -> list[np.ndarray]:
+    def images(self, reduce: int = 1) -> list[NDArray[np.uint8]]:
         """RGB images, decoded at 1/reduce scale (1, 2, 4 or 8: the JPEG codec does it cheaply)."""
         return [read_rgb(cam.path, reduce) for cam in self.cameras]
 
 
-def read_rgb(path: Path, reduce: int = 1) -> np.ndarray:
+def read_rgb(path: Path, reduce: int = 1) -> NDArray[np.uint8]:
     if reduce not in _REDUCED_READ:
         raise ValueError(f"reduce must be one of {sorted(_REDUCED_READ)}, got {reduce}")
     bgr = cv2.imread(str(path), _REDUCED_READ[reduce])

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
@@ -135,17 +136,17 @@ def header(stamp_ns: int, frame_id: str) -> Any:
     return _new("std_msgs/msg/Header", stamp=time_msg(stamp_ns), frame_id=frame_id)
 
 
-def vector3(xyz: Sequence[float] | np.ndarray) -> Any:
+def vector3(xyz: Sequence[float] | NDArray[np.float64]) -> Any:
     x, y, z = (float(v) for v in xyz)
     return _new("geometry_msgs/msg/Vector3", x=x, y=y, z=z)
 
 
-def point(xyz: Sequence[float] | np.ndarray) -> Any:
+def point(xyz: Sequence[float] | NDArray[np.float64]) -> Any:
     x, y, z = (float(v) for v in xyz)
     return _new("geometry_msgs/msg/Point", x=x, y=y, z=z)
 
 
-def quaternion(wxyz: Sequence[float] | np.ndarray) -> Any:
+def quaternion(wxyz: Sequence[float] | NDArray[np.float64]) -> Any:
     """geometry_msgs Quaternion from (w, x, y, z), the order nuScenes and pyquaternion use."""
     w, x, y, z = (float(v) for v in wxyz)
     return _new("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w)
@@ -187,7 +188,7 @@ def compressed_image(stamp_ns: int, frame_id: str, data: bytes, fmt: str = "jpeg
     )
 
 
-def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, K: np.ndarray) -> Any:
+def camera_info(stamp_ns: int, frame_id: str, width: int, height: int, K: ArrayLike) -> Any:
     """Undistorted pinhole camera: D = 0 (plumb_bob), R = I, P = [K | 0]."""
     k = np.asarray(K, dtype=np.float64).reshape(3, 3)
     p = np.concatenate([k, np.zeros((3, 1))], axis=1)
@@ -215,8 +216,8 @@ def odometry(
     frame_id: str,
     child_frame_id: str,
     body_to_world: Transform,
-    linear: np.ndarray,
-    angular: np.ndarray,
+    linear: NDArray[np.float64],
+    angular: NDArray[np.float64],
 ) -> Any:
     """Pose in ``frame_id``; twist (linear, angular) expressed in ``child_frame_id`` as REP-105 asks."""
     twist = _new("geometry_msgs/msg/Twist", linear=vector3(linear), angular=vector3(angular))
@@ -243,8 +244,8 @@ def tracked_object(
     age: int,
     hits: int,
     box_pose: Transform,
-    size_lwh: Sequence[float] | np.ndarray,
-    velocity: Sequence[float] | np.ndarray,
+    size_lwh: Sequence[float] | NDArray[np.float64],
+    velocity: Sequence[float] | NDArray[np.float64],
 ) -> Any:
     """One TrackedObject3D without covariance (has_covariance false, arrays zero)."""
     if len(uuid) != 16:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.data.synth.kinematics import Path, Profile
 
@@ -42,7 +43,7 @@ SIZE_JITTER = np.array([0.06, 0.05, 0.05])
 MOVING_SPEED = 0.3
 
 
-def sample_size(rng: np.random.Generator, cls: int) -> np.ndarray:
+def sample_size(rng: np.random.Generator, cls: int) -> NDArray[np.float64]:
     """A plausible (l, w, h) for ``cls``: the class mean with clipped Gaussian jitter."""
     rel = np.clip(rng.normal(0.0, SIZE_JITTER), -2.0 * SIZE_JITTER, 2.0 * SIZE_JITTER)
     return np.asarray(MEAN_LWH[cls] * (1.0 + rel))
@@ -58,7 +59,7 @@ class Actor:
     """
 
     cls: int
-    lwh: np.ndarray
+    lwh: NDArray[np.float64]
     path: Path
     profile: Profile
     s_offset: float = 0.0
@@ -66,7 +67,9 @@ class Actor:
     parked: bool = False  # a parked vehicle, or a cycle without rider
     behaviour: str = ""  # free-form label of how it was generated, for debugging
 
-    def state(self, t: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def state(
+        self, t: ArrayLike
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """Position x, y, yaw and signed speed along the heading at time(s) t (s)."""
         s, v = self.profile.at(t)
         x, y, heading = self.path.eval(s + self.s_offset)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.data.synth.actors import BICYCLE, BUS, CAR, MOTORCYCLE, PEDESTRIAN, TRAILER, TRUCK
 
@@ -154,12 +155,12 @@ _RIDERLESS: list[Panel] = [
 ]
 
 
-def _choice(rng: np.random.Generator, options: list[tuple[int, int, int]]) -> np.ndarray:
+def _choice(rng: np.random.Generator, options: list[tuple[int, int, int]]) -> NDArray[np.float32]:
     return np.array(options[int(rng.integers(len(options)))], dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=8192)
-def palette(cls: int, instance: int, seed: int = 0) -> np.ndarray:
+def palette(cls: int, instance: int, seed: int = 0) -> NDArray[np.float32]:
     """Colours (slots, 3) of one object, fixed by (class, instance id, seed)."""
     rng = np.random.default_rng([seed, instance, cls, 0x636F6C])
     pal = np.zeros((_N_SLOTS, 3), dtype=np.float32)
@@ -202,7 +203,7 @@ def palette(cls: int, instance: int, seed: int = 0) -> np.ndarray:
 TABLE_A, TABLE_H = 512, 128
 
 
-def _bake(panel_list: list[Panel], face: int, cls: int) -> np.ndarray:
+def _bake(panel_list: list[Panel], face: int, cls: int) -> NDArray[np.uint8]:
     a = (np.arange(TABLE_A) + 0.5) / TABLE_A
     h = (np.arange(TABLE_H) + 0.5) / TABLE_H
     slot = np.full((TABLE_H, TABLE_A), BODY, dtype=np.uint8)
@@ -219,7 +220,7 @@ def _bake(panel_list: list[Panel], face: int, cls: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=128)
-def slot_table(cls: int, riderless: bool, face: int) -> np.ndarray:
+def slot_table(cls: int, riderless: bool, face: int) -> NDArray[np.uint8]:
     """(TABLE_H, TABLE_A) palette slots of one face kind of a class."""
     return _bake(_RIDERLESS if riderless else _PANELS[cls], face, cls)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.data.synth.layout import Intersection, Street
 from syncl_ros.data.synth.world import Scene
@@ -34,12 +35,12 @@ TERRAIN_RGB = tuple(int(c) for c in _COLOURS[TERRAIN])
 class GroundTexture:
     """RGB texture (H, W, 3) covering x0 <= x < x0 + W * res, y0 <= y < y0 + H * res."""
 
-    image: np.ndarray
+    image: NDArray[np.uint8]
     x0: float
     y0: float
     res: float
 
-    def world_to_texel(self) -> np.ndarray:
+    def world_to_texel(self) -> NDArray[np.float64]:
         """3x3 affine map from world (x, y, 1) to texel (column, row, 1); texel centers at integers."""
         return np.array(
             [
@@ -53,30 +54,31 @@ class GroundTexture:
 class _Painter:
     """Draws world-space polylines into the material map."""
 
-    def __init__(self, material: np.ndarray, x0: float, y0: float, res: float) -> None:
+    def __init__(self, material: NDArray[np.uint8], x0: float, y0: float, res: float) -> None:
         self.material, self.x0, self.y0, self.res = material, x0, y0, res
 
-    def _pts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _pts(self, x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.int32]:
         scale = (1 << _SHIFT) / self.res
-        return np.stack([(x - self.x0) * scale, (y - self.y0) * scale], axis=1).astype(np.int32)
+        xy: NDArray[np.float64] = np.stack([(x - self.x0) * scale, (y - self.y0) * scale], axis=1)
+        return xy.astype(np.int32)
 
-    def line(self, x: np.ndarray, y: np.ndarray, width: float, material: int) -> None:
+    def line(self, x: NDArray[np.float64], y: NDArray[np.float64], width: float, material: int) -> None:
         if len(x) < 2:
             return
         thickness = max(1, round(width / self.res))
         cv2.polylines(self.material, [self._pts(x, y)], False, (material,), thickness, cv2.LINE_8, _SHIFT)
 
-    def polygon(self, x: np.ndarray, y: np.ndarray, material: int) -> None:
+    def polygon(self, x: NDArray[np.float64], y: NDArray[np.float64], material: int) -> None:
         cv2.fillPoly(self.material, [self._pts(x, y)], (material,), cv2.LINE_8, _SHIFT)
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+def _runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
     """Index ranges [a, b) of consecutive True values."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
 
-def _outside_junctions(street: Street, s: np.ndarray) -> np.ndarray:
+def _outside_junctions(street: Street, s: NDArray[np.float64]) -> NDArray[np.bool_]:
     keep = np.ones(len(s), dtype=bool)
     for inter in street.intersections:
         keep &= np.abs(s - inter.s) > inter.clearance
@@ -86,7 +88,7 @@ def _outside_junctions(street: Street, s: np.ndarray) -> np.ndarray:
 def _route_marking(
     painter: _Painter,
     street: Street,
-    s: np.ndarray,
+    s: NDArray[np.float64],
     offset: float,
     width: float,
     material: int,
@@ -101,7 +103,7 @@ def _route_marking(
         painter.line(x[a:b], y[a:b], width, material)
 
 
-def _cross_axes(inter: Intersection) -> tuple[np.ndarray, np.ndarray]:
+def _cross_axes(inter: Intersection) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Unit vectors along the cross road and along the route at an intersection."""
     along_cross = np.array([np.cos(inter.heading), np.sin(inter.heading)])
     return along_cross, np.array([along_cross[1], -along_cross[0]])
@@ -117,7 +119,7 @@ def _paint_materials(street: Street, painter: _Painter) -> None:
 
     def cross_line(
         inter: Intersection, lateral: float, t0: float, t1: float
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         u, v = _cross_axes(inter)
         t = np.array([t0, t1])
         return inter.x + t * u[0] + lateral * v[0], inter.y + t * u[1] + lateral * v[1]
@@ -165,7 +167,7 @@ def _paint_materials(street: Street, painter: _Painter) -> None:
             painter.line(x, y, 0.4, WHITE)
 
 
-def _noise(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+def _noise(rng: np.random.Generator, shape: tuple[int, int]) -> NDArray[np.int16]:
     """Grain plus blotches, int16 roughly in [-2, 2] units times 8."""
     grain = rng.integers(-8, 9, size=shape, dtype=np.int16)
     coarse_shape = (shape[0] // 24 + 2, shape[1] // 24 + 2)

@@ -13,11 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 
 def _arc_offset(
-    kappa: np.ndarray | float, sigma: np.ndarray | float, heading0: np.ndarray | float
-) -> tuple[np.ndarray, np.ndarray]:
+    kappa: NDArray[np.float64] | float,
+    sigma: NDArray[np.float64] | float,
+    heading0: NDArray[np.float64] | float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Displacement after travelling ``sigma`` on a constant-curvature piece.
 
     Uses the chord form 2 sin(k s / 2) / k = s sinc(k s / 2 pi), which stays
@@ -37,11 +40,11 @@ class Path:
     special case.
     """
 
-    x0: np.ndarray  # (P,) start point of each piece
-    y0: np.ndarray
-    heading0: np.ndarray  # (P,) heading at the start of each piece (rad)
-    length: np.ndarray  # (P,) arc length of each piece (m)
-    kappa: np.ndarray  # (P,) curvature, left turns positive (1/m)
+    x0: NDArray[np.float64]  # (P,) start point of each piece
+    y0: NDArray[np.float64]
+    heading0: NDArray[np.float64]  # (P,) heading at the start of each piece (rad)
+    length: NDArray[np.float64]  # (P,) arc length of each piece (m)
+    kappa: NDArray[np.float64]  # (P,) curvature, left turns positive (1/m)
 
     @staticmethod
     def build(x: float, y: float, heading: float, pieces: Sequence[tuple[float, float]]) -> Path:
@@ -63,7 +66,7 @@ class Path:
         return Path.build(x, y, heading, [(length, 0.0)])
 
     @property
-    def start_s(self) -> np.ndarray:
+    def start_s(self) -> NDArray[np.float64]:
         """Arc length at which each piece starts."""
         return np.concatenate([[0.0], np.cumsum(self.length)[:-1]])
 
@@ -71,7 +74,7 @@ class Path:
     def total_length(self) -> float:
         return float(self.length.sum())
 
-    def eval(self, s: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def eval(self, s: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """Position (x, y) and heading at arc length(s) ``s``."""
         s_arr = np.asarray(s, dtype=np.float64)
         starts = self.start_s
@@ -131,16 +134,16 @@ class Profile:
     continues at constant speed, so the profile is defined for all times.
     """
 
-    t: np.ndarray
-    s: np.ndarray
-    v: np.ndarray
-    a: np.ndarray
+    t: NDArray[np.float64]
+    s: NDArray[np.float64]
+    v: NDArray[np.float64]
+    a: NDArray[np.float64]
 
     @staticmethod
     def constant(speed: float, s0: float = 0.0) -> Profile:
         return Profile(np.zeros(1), np.array([s0]), np.array([speed]), np.zeros(1))
 
-    def at(self, t: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    def at(self, t: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Arc length and speed at time(s) ``t`` (s)."""
         t_arr = np.asarray(t, dtype=np.float64)
         idx = np.clip(np.searchsorted(self.t, t_arr, side="right") - 1, 0, len(self.t) - 1)
@@ -236,7 +239,9 @@ class PathBatch:
             self.x0[i, :k], self.y0[i, :k], self.heading0[i, :k] = path.x0, path.y0, path.heading0
             self.length[i, :k], self.kappa[i, :k] = path.length, path.kappa
 
-    def eval(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def eval(
+        self, s: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """Position and heading of path i at arc length s[i]; same rules as :meth:`Path.eval`."""
         rows = np.arange(len(s))
         idx = np.maximum((self.start <= s[:, None]).sum(axis=1) - 1, 0)
@@ -264,7 +269,7 @@ class ProfileBatch:
             self.t[i, :m], self.s[i, :m], self.v[i, :m], self.a[i, :m] = prof.t, prof.s, prof.v, prof.a
             self.last[i] = m - 1
 
-    def at(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+    def at(self, t: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Arc length and speed of every profile at time ``t`` (s); same rules as :meth:`Profile.at`."""
         rows = np.arange(len(self.last))
         idx = np.maximum((self.t <= t).sum(axis=1) - 1, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.data.synth.kinematics import Path
 
@@ -90,7 +91,7 @@ class Street:
             return self.route.offset(-offset)
         return self.route.offset(offset).reversed()
 
-    def near_intersection(self, x: np.ndarray, y: np.ndarray, margin: float) -> np.ndarray:
+    def near_intersection(self, x: ArrayLike, y: ArrayLike, margin: float) -> NDArray[np.bool_]:
         """Whether points lie within the cross roads (plus crosswalks and ``margin``)."""
         inside = np.zeros(np.shape(x), dtype=bool)
         for inter in self.intersections:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.boxes import corners
 
@@ -25,10 +26,10 @@ GROUND_INTENSITY = 10.0
 
 @dataclass
 class Sweep:
-    points: np.ndarray  # (M, 5) float32: x, y, z, intensity, ring, in the lidar frame
-    hit_ids: np.ndarray  # (M,) object id of each point, -1 for the ground
+    points: NDArray[np.float32]  # (M, 5) float32: x, y, z, intensity, ring, in the lidar frame
+    hit_ids: NDArray[np.int64]  # (M,) object id of each point, -1 for the ground
 
-    def counts(self, ids: np.ndarray) -> np.ndarray:
+    def counts(self, ids: NDArray[np.int64]) -> NDArray[np.int64]:
         """Number of points on each object of ``ids``."""
         hits = self.hit_ids[self.hit_ids >= 0]
         uniq, num = np.unique(hits, return_counts=True)
@@ -36,7 +37,7 @@ class Sweep:
         return np.array([lookup.get(int(i), 0) for i in ids], dtype=np.int64)
 
 
-def ray_directions() -> tuple[np.ndarray, np.ndarray]:
+def ray_directions() -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Unit ray directions (B, A, 3) in the lidar frame and the ring index (B, A) of each."""
     elev = np.radians(BEAM_ELEVATIONS_DEG)[:, None]
     azim = np.radians(np.arange(0.0, 360.0, AZIMUTH_STEP_DEG))[None, :]
@@ -47,7 +48,9 @@ def ray_directions() -> tuple[np.ndarray, np.ndarray]:
     return dirs, rings
 
 
-def _ray_box(origin: np.ndarray, dirs: np.ndarray, box: np.ndarray) -> np.ndarray:
+def _ray_box(
+    origin: NDArray[np.float64], dirs: NDArray[np.float64], box: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Entry distance of rays (R, 3) from ``origin`` into box (9,), inf where they miss (slab test)."""
     c, s = np.cos(box[6]), np.sin(box[6])
     rot_t = np.array([[c, s, 0.0], [-s, c, 0.0], [0.0, 0.0, 1.0]])  # world -> box axes
@@ -63,8 +66,12 @@ def _ray_box(origin: np.ndarray, dirs: np.ndarray, box: np.ndarray) -> np.ndarra
 
 
 def _candidate_rays(
-    origin: np.ndarray, lidar_rot: np.ndarray, box: np.ndarray, n_beams: int, n_cols: int
-) -> np.ndarray | None:
+    origin: NDArray[np.float64],
+    lidar_rot: NDArray[np.float64],
+    box: NDArray[np.float64],
+    n_beams: int,
+    n_cols: int,
+) -> NDArray[np.int64] | None:
     """(beam, column) index ranges whose rays may hit the box, from its angular extent; None if none."""
     pts = (corners(box[None])[0] - origin) @ lidar_rot  # corners in the lidar frame
     horiz = np.hypot(pts[:, 0], pts[:, 1])
@@ -92,14 +99,15 @@ def _candidate_rays(
     beams = np.flatnonzero((bottom - 1e-6 <= BEAM_ELEVATIONS_DEG) & (top + 1e-6 >= BEAM_ELEVATIONS_DEG))
     if len(beams) == 0:
         return None
-    return np.stack(np.meshgrid(beams, cols % n_cols, indexing="ij"), axis=-1).reshape(-1, 2)
+    grid: NDArray[np.int64] = np.stack(np.meshgrid(beams, cols % n_cols, indexing="ij"), axis=-1)
+    return grid.reshape(-1, 2)
 
 
 def scan(
-    lidar_to_world: np.ndarray,
-    boxes_world: np.ndarray,
-    ids: np.ndarray,
-    classes: np.ndarray,
+    lidar_to_world: NDArray[np.float64],
+    boxes_world: ArrayLike,
+    ids: NDArray[np.int64],
+    classes: NDArray[np.int64],
     rng: np.random.Generator | None = None,
 ) -> Sweep:
     """One sweep from the lidar pose ``lidar_to_world`` (4x4) against boxes (N, 9) and the ground z = 0."""

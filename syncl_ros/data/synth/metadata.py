@@ -12,6 +12,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from syncl_ros.geometry import Transform
 from syncl_ros.rig import RigSpec
@@ -98,7 +99,7 @@ def sensors(rig: RigSpec) -> list[dict[str, Any]]:
     return rows
 
 
-def calibration(sensor_to_ego: Transform, K: np.ndarray | None) -> dict[str, Any]:
+def calibration(sensor_to_ego: Transform, K: ArrayLike | None) -> dict[str, Any]:
     """calibrated_sensor fields: the sensor frame in the ego frame (optical frame for cameras)."""
     return {
         "translation": sensor_to_ego.translation.tolist(),

@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.boxes import corners
 from syncl_ros.data.synth import appearance
@@ -42,9 +43,9 @@ _FACES = (
 class Frame:
     """A rendered view: colours, instance ids (-1 background) and inverse depth (0 background)."""
 
-    rgb: np.ndarray  # (H, W, 3) uint8
-    instance: np.ndarray  # (H, W) int32
-    inv_depth: np.ndarray  # (H, W) float32, 1 / optical depth
+    rgb: NDArray[np.uint8]  # (H, W, 3) uint8
+    instance: NDArray[np.int32]  # (H, W) int32
+    inv_depth: NDArray[np.float32]  # (H, W) float32, 1 / optical depth
     alone: dict[int, int]  # pixels each drawn object covers when nothing occludes it
 
     def visible_pixels(self) -> dict[int, int]:
@@ -53,7 +54,7 @@ class Frame:
         return {int(i): int(c) for i, c in zip(ids, counts, strict=True)}
 
 
-def _frustum_planes(K: np.ndarray, width: int, height: int) -> np.ndarray:
+def _frustum_planes(K: NDArray[np.float64], width: int, height: int) -> NDArray[np.float64]:
     """(5, 3) normals n with n . X >= 0 inside (planes through the optical center), plus near separately.
 
     Sides sit half a pixel outside the border so that clipped polygons
@@ -63,7 +64,9 @@ def _frustum_planes(K: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.array([k0 + 0.5 * k2, (width - 0.5) * k2 - k0, k1 + 0.5 * k2, (height - 0.5) * k2 - k1])
 
 
-def _clip_polygon(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.ndarray:
+def _clip_polygon(
+    poly: NDArray[np.float64], normal: NDArray[np.float64], offset: float
+) -> NDArray[np.float64]:
     """Sutherland-Hodgman: the part of a convex polygon (n, 3) with normal . X + offset >= 0."""
     dist = poly @ normal + offset
     if np.all(dist >= 0):
@@ -82,7 +85,9 @@ def _clip_polygon(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.nda
     return np.array(out)
 
 
-def clip_to_view(poly: np.ndarray, K: np.ndarray, width: int, height: int) -> np.ndarray:
+def clip_to_view(
+    poly: NDArray[np.float64], K: NDArray[np.float64], width: int, height: int
+) -> NDArray[np.float64]:
     """Clip a convex camera-frame polygon to the view frustum (near plane and image borders)."""
     poly = _clip_polygon(poly, np.array([0.0, 0.0, 1.0]), -NEAR)
     for plane in _frustum_planes(K, width, height):
@@ -92,7 +97,7 @@ def clip_to_view(poly: np.ndarray, K: np.ndarray, width: int, height: int) -> np
     return poly
 
 
-def _project(K: np.ndarray, pts: np.ndarray) -> np.ndarray:
+def _project(K: NDArray[np.float64], pts: NDArray[np.float64]) -> NDArray[np.float64]:
     p = pts @ K.T
     return p[:, :2] / p[:, 2:3]
 
@@ -100,7 +105,7 @@ def _project(K: np.ndarray, pts: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=32)
 def _sky_layer(
     k_inv: tuple[float, ...], up: tuple[float, float, float], cam_height: float, width: int, height: int
-) -> tuple[int, int, np.ndarray, np.ndarray]:
+) -> tuple[int, int, NDArray[np.float32], NDArray[np.float32]]:
     """Sky and haze of a camera; they depend neither on where it is nor on which way it turns.
 
     The world-up component of the viewing ray of pixel (u, v) is
@@ -132,27 +137,31 @@ def _sky_layer(
     return ground_from, clear_from, sky, w
 
 
-def _key(values: np.ndarray) -> tuple[float, ...]:
+def _key(values: ArrayLike) -> tuple[float, ...]:
     """Hashable, rounding-stable cache key of float values."""
     return tuple(float(round(x, 9)) for x in np.asarray(values, dtype=np.float64).ravel())
 
 
 def _camera_sky(
-    k_inv: np.ndarray, cam_to_world: np.ndarray, width: int, height: int
-) -> tuple[int, int, np.ndarray, np.ndarray]:
+    k_inv: NDArray[np.float64], cam_to_world: NDArray[np.float64], width: int, height: int
+) -> tuple[int, int, NDArray[np.float32], NDArray[np.float32]]:
     """Cached sky layer of a camera (see _sky_layer)."""
     up = _key((cam_to_world[:3, :3] @ k_inv)[2])
     return _sky_layer(_key(k_inv), (up[0], up[1], up[2]), round(float(cam_to_world[2, 3]), 9), width, height)
 
 
-def prepare(K: np.ndarray, world_to_cam: np.ndarray, width: int, height: int) -> None:
+def prepare(K: NDArray[np.float64], world_to_cam: NDArray[np.float64], width: int, height: int) -> None:
     """Precompute what a camera's renders share (call before forking workers)."""
     _camera_sky(np.linalg.inv(K), np.linalg.inv(world_to_cam), width, height)
 
 
 def _background(
-    K: np.ndarray, world_to_cam: np.ndarray, width: int, height: int, ground: GroundTexture | None
-) -> np.ndarray:
+    K: NDArray[np.float64],
+    world_to_cam: NDArray[np.float64],
+    width: int,
+    height: int,
+    ground: GroundTexture | None,
+) -> NDArray[np.uint8]:
     """Ground texture mapped onto z = 0 by a homography, hazed with distance, under a sky gradient."""
     cam_to_world = np.linalg.inv(world_to_cam)
     center = cam_to_world[:3, 3]
@@ -186,7 +195,12 @@ def _background(
 
 
 def _shadows(
-    rgb: np.ndarray, K: np.ndarray, rot: np.ndarray, trans: np.ndarray, corners_w: np.ndarray, sun: np.ndarray
+    rgb: NDArray[np.uint8],
+    K: NDArray[np.float64],
+    rot: NDArray[np.float64],
+    trans: NDArray[np.float64],
+    corners_w: NDArray[np.float64],
+    sun: NDArray[np.float64],
 ) -> None:
     """Darken the ground under boxes (N, 8, 3) and along the sun direction: it shows they stand there."""
     height, width = rgb.shape[:2]
@@ -207,32 +221,34 @@ def _shadows(
         np.copyto(view, dark, where=mask[y : y + h, x : x + w, None].astype(bool))
 
 
-def _visible(cam_corners: np.ndarray, planes: np.ndarray) -> np.ndarray:
+def _visible(cam_corners: NDArray[np.float64], planes: NDArray[np.float64]) -> NDArray[np.bool_]:
     """Boxes (N, 8, 3) not entirely outside one frustum plane."""
-    outside_near = np.all(cam_corners[..., 2] < NEAR, axis=1)
+    outside_near: NDArray[np.bool_] = np.all(cam_corners[..., 2] < NEAR, axis=1)
     side = cam_corners @ planes.T  # (N, 8, 4)
-    outside_side = np.any(np.all(side < 0, axis=1), axis=1)
+    outside_side: NDArray[np.bool_] = np.any(np.all(side < 0, axis=1), axis=1)
     return ~(outside_near | outside_side)
 
 
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _cross(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
 
 
-def _affine_grid(coef: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _affine_grid(
+    coef: NDArray[np.float64], u: NDArray[np.float32], v: NDArray[np.float32]
+) -> NDArray[np.float32]:
     """coef . (u, v, 1) over the grid of columns u and rows v (float32)."""
     return (np.float32(coef[0]) * u)[None, :] + (np.float32(coef[1]) * v + np.float32(coef[2]))[:, None]
 
 
 def _draw_box(
     frame: Frame,
-    K: np.ndarray,
-    k_inv: np.ndarray,
-    cam: np.ndarray,
-    box: np.ndarray,
+    K: NDArray[np.float64],
+    k_inv: NDArray[np.float64],
+    cam: NDArray[np.float64],
+    box: NDArray[np.float64],
     cls: int,
     inst: int,
-    shades: np.ndarray,
+    shades: NDArray[np.float64],
     seed: int,
 ) -> None:
     """Z-buffered fill of the camera-facing faces of one box (corners ``cam`` in the camera frame)."""
@@ -312,7 +328,7 @@ def _draw_box(
         np.copyto(frame.instance[fy0:fy1, fx0:fx1], np.int32(inst), where=win)
 
 
-def _face_shades(yaw: float, sun: np.ndarray) -> np.ndarray:
+def _face_shades(yaw: float, sun: NDArray[np.float64]) -> NDArray[np.float64]:
     """Lambert shading (ambient + sun) of the five drawn faces of a box with heading ``yaw``."""
     c, s = np.cos(yaw), np.sin(yaw)
     normals = np.array([[c, s, 0.0], [-c, -s, 0.0], [-s, c, 0.0], [s, -c, 0.0], [0.0, 0.0, 1.0]])
@@ -320,15 +336,15 @@ def _face_shades(yaw: float, sun: np.ndarray) -> np.ndarray:
 
 
 def rasterize(
-    K: np.ndarray,
-    world_to_cam: np.ndarray,
+    K: ArrayLike,
+    world_to_cam: ArrayLike,
     width: int,
     height: int,
-    boxes_world: np.ndarray,
-    classes: np.ndarray,
-    ids: np.ndarray,
+    boxes_world: ArrayLike,
+    classes: NDArray[np.int64],
+    ids: NDArray[np.int64],
     ground: GroundTexture | None = None,
-    sun: np.ndarray | None = None,
+    sun: ArrayLike | None = None,
     seed: int = 0,
 ) -> Frame:
     """Render boxes (N, 9) standing on the textured ground; see :func:`render`."""
@@ -360,17 +376,17 @@ def rasterize(
 
 
 def render(
-    K: np.ndarray,
-    world_to_cam: np.ndarray,
+    K: ArrayLike,
+    world_to_cam: ArrayLike,
     width: int,
     height: int,
-    boxes_world: np.ndarray,
-    classes: np.ndarray,
-    ids: np.ndarray,
+    boxes_world: ArrayLike,
+    classes: NDArray[np.int64],
+    ids: NDArray[np.int64],
     ground: GroundTexture | None = None,
-    sun: np.ndarray | None = None,
+    sun: ArrayLike | None = None,
     seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[np.uint8], NDArray[np.int32]]:
     """RGB image (H, W, 3) uint8 and instance ids (H, W) int32 (-1 background) of one camera.
 
     ``boxes_world`` are (N, 9) [x, y, z, l, w, h, yaw, vx, vy] on the ground

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.rig import RigSpec
 
@@ -29,10 +30,10 @@ def to_us_grid(t_ns: int | float) -> int:
 class Timeline:
     """Schedule of one scene."""
 
-    camera_times: np.ndarray  # (C, F) int64 ns: exposure of frame f of camera c
-    sample_times: np.ndarray  # (S,) int64 ns: the key frames (lidar)
-    key_frame: np.ndarray  # (C, S) frame index of each camera's key frame of each sample
-    sample_of: np.ndarray  # (C, F) sample a frame belongs to (the next key frame at or after it)
+    camera_times: NDArray[np.int64]  # (C, F) int64 ns: exposure of frame f of camera c
+    sample_times: NDArray[np.int64]  # (S,) int64 ns: the key frames (lidar)
+    key_frame: NDArray[np.int64]  # (C, S) frame index of each camera's key frame of each sample
+    sample_of: NDArray[np.int64]  # (C, F) sample a frame belongs to (the next key frame at or after it)
 
     @property
     def num_samples(self) -> int:

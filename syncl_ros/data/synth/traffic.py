@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.data.synth.actors import (
     BICYCLE,
@@ -54,7 +55,7 @@ class RedLight:
 class Unit:
     """Vehicles moving as one along a lane: one car, or a truck and its trailer."""
 
-    members: list[tuple[int, np.ndarray]]  # (class, lwh) from the front
+    members: list[tuple[int, NDArray[np.float64]]]  # (class, lwh) from the front
     front: float  # arc length of the unit's front at t = 0
     profile: Profile | None = None
     behaviour: str = ""

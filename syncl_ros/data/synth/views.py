@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from syncl_ros.data.synth.ground import GroundTexture, ground_texture
 from syncl_ros.data.synth.render import Frame, prepare, rasterize
@@ -12,7 +13,9 @@ from syncl_ros.geometry import Transform, scaled_intrinsics
 from syncl_ros.rig import CameraSpec, RigSpec
 
 
-def camera_intrinsics(cam: CameraSpec, width: int | None = None, height: int | None = None) -> np.ndarray:
+def camera_intrinsics(
+    cam: CameraSpec, width: int | None = None, height: int | None = None
+) -> NDArray[np.float64]:
     """K of ``cam`` for an image resized to (width, height) (no crop); the native K by default."""
     K = cam.intrinsics()
     if width is None and height is None:
@@ -22,7 +25,7 @@ def camera_intrinsics(cam: CameraSpec, width: int | None = None, height: int | N
     return scaled_intrinsics(K, sx, sy)
 
 
-def world_to_camera(scene: Scene, cam: CameraSpec, t_ns: int) -> np.ndarray:
+def world_to_camera(scene: Scene, cam: CameraSpec, t_ns: int) -> NDArray[np.float64]:
     """4x4 world -> optical frame of ``cam`` with the ego where it is at ``t_ns``."""
     cam_to_world: Transform = scene.ego_pose(t_ns) @ cam.to_base()
     return np.asarray(cam_to_world.inverse().matrix())
@@ -34,7 +37,7 @@ def render_camera(
     t_ns: int,
     width: int | None = None,
     height: int | None = None,
-    K: np.ndarray | None = None,
+    K: ArrayLike | None = None,
     ground: GroundTexture | None = None,
 ) -> Frame:
     """One camera image of the scene at ``t_ns`` (the ego pose and objects of that instant).

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.data.synth import traffic
 from syncl_ros.data.synth.actors import CAR, CLASSES, PEDESTRIAN, Actor
@@ -40,7 +41,7 @@ class Scene:
     street: Street
     ego: Actor  # its path point is base_link
     actors: tuple[Actor, ...]  # index = stable instance id
-    sun: np.ndarray  # unit vector towards the sun
+    sun: NDArray[np.float64]  # unit vector towards the sun
     scenario: str = ""
     _paths: PathBatch = field(init=False, repr=False)
     _profiles: ProfileBatch = field(init=False, repr=False)
@@ -62,7 +63,7 @@ class Scene:
         return len(self.actors)
 
     @property
-    def classes(self) -> np.ndarray:
+    def classes(self) -> NDArray[np.int64]:
         """Class index (into CLASSES) of every instance id."""
         return self._classes
 
@@ -74,7 +75,7 @@ class Scene:
     def ego_speed(self, t_ns: int) -> float:
         return float(self.ego.state(self.seconds(t_ns))[3])
 
-    def objects_at(self, t_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def objects_at(self, t_ns: int) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
         """All objects at ``t_ns``: ids (N,), classes (N,), world boxes (N,9) [x,y,z,l,w,h,yaw,vx,vy]."""
         n = self.num_objects
         boxes = np.zeros((n, 9))
@@ -95,7 +96,7 @@ class Scene:
         return [actor.attribute(float(speed)) for actor, speed in zip(self.actors, v, strict=True)]
 
 
-def _footprints(actors: list[Actor], times: np.ndarray) -> np.ndarray:
+def _footprints(actors: list[Actor], times: NDArray[np.float64]) -> NDArray[np.float64]:
     """(N, T, 5) center x, y, yaw, half length, half width of each actor over time."""
     out = np.zeros((len(actors), len(times), 5))
     for i, actor in enumerate(actors):
@@ -105,7 +106,9 @@ def _footprints(actors: list[Actor], times: np.ndarray) -> np.ndarray:
     return out
 
 
-def _overlap(a: np.ndarray, b: np.ndarray, margin: np.ndarray) -> np.ndarray:
+def _overlap(
+    a: NDArray[np.float64], b: NDArray[np.float64], margin: NDArray[np.float64]
+) -> NDArray[np.bool_]:
     """Whether oriented rectangles a (..., 5) and b (..., 5) come closer than ``margin``.
 
     Separating-axis test: two rectangles are disjoint iff one of their four
@@ -127,7 +130,7 @@ def _margin(actor: Actor) -> float:
     return 0.1 if actor.cls == PEDESTRIAN else 0.35
 
 
-def _ego_footprint(ego: Actor, times: np.ndarray) -> np.ndarray:
+def _ego_footprint(ego: Actor, times: NDArray[np.float64]) -> NDArray[np.float64]:
     x, y, yaw, _ = ego.state(times)
     shift = (EGO_FRONT - EGO_REAR) / 2.0
     fp = np.zeros((1, len(times), 5))

@@ -2,13 +2,15 @@
 
 import json
 import stat
+from pathlib import Path
+from typing import IO
 
 import pytest
 
 from syncl_ros.atomic import write_atomic, write_json_atomic
 
 
-def test_replaces_file_with_usual_permissions(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_replaces_file_with_usual_permissions(tmp_path: Path) -> None:
     target = write_json_atomic(tmp_path / "sub" / "r.json", {"a": 1})
     assert json.loads(target.read_text()) == {"a": 1}
     assert stat.S_IMODE(target.stat().st_mode) & 0o044  # readable by others, unlike mkstemp's 0600
@@ -17,11 +19,11 @@ def test_replaces_file_with_usual_permissions(tmp_path) -> None:  # type: ignore
     assert [p.name for p in target.parent.iterdir()] == ["r.json"]
 
 
-def test_failure_keeps_old_content_and_removes_temp(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_failure_keeps_old_content_and_removes_temp(tmp_path: Path) -> None:
     target = tmp_path / "m.bin"
     target.write_bytes(b"old")
 
-    def broken(f) -> None:  # type: ignore[no-untyped-def]
+    def broken(f: IO[bytes]) -> None:
         f.write(b"half")
         raise RuntimeError("disk full")
 
@@ -31,7 +33,7 @@ def test_failure_keeps_old_content_and_removes_temp(tmp_path) -> None:  # type: 
     assert [p.name for p in tmp_path.iterdir()] == ["m.bin"]
 
 
-def test_stale_partials_of_gone_writers_are_removed_and_live_ones_kept(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_stale_partials_of_gone_writers_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
     import socket
     import subprocess
     import sys
@@ -64,7 +66,7 @@ def test_stale_partials_of_gone_writers_are_removed_and_live_ones_kept(tmp_path)
         live.wait()
 
 
-def test_replace_dir_swaps_a_whole_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_replace_dir_swaps_a_whole_folder(tmp_path: Path) -> None:
     from syncl_ros.atomic import replace_dir, temp_dir
 
     target = tmp_path / "bag"

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from syncl_ros.cli import COMMANDS, NOT_IMPLEMENTED_EXIT, Command, main
 
 EXPECTED = {
@@ -36,7 +38,9 @@ def test_help_lists_every_subcommand() -> None:
         assert f"    {name} " in result.stdout or f"    {name}\n" in result.stdout, name
 
 
-def test_unimplemented_subcommand_says_so_and_exits_2(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_unimplemented_subcommand_says_so_and_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(COMMANDS, "future", Command("a job of a later version", None))
     assert main(["future", "whatever"]) == NOT_IMPLEMENTED_EXIT
     assert "not implemented" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from syncl_ros.model.decoder import MASKED
 from syncl_ros.model.network import DenseOutput, TrackerNet
 from syncl_ros.training.clip_pass import TrainingModel
 from syncl_ros.training.coaux import aux_targets
+from syncl_ros.training.data import FrameSample
 from syncl_ros.training.denoising import make_denoising
 from syncl_ros.training.dense import dense_targets
 
@@ -19,7 +20,7 @@ CAR_AHEAD = torch.tensor([[20.0, 0.0, 0.8, 4.5, 1.9, 1.6, 0.0, 0.0, 0.0]])
 FARTHER = torch.tensor([[35.0, 0.0, 0.8, 4.5, 1.9, 1.6, 0.0, 0.0, 0.0]])
 
 
-def projected_cell(sample, box) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+def projected_cell(sample: FrameSample, box: torch.Tensor) -> tuple[float, float, float]:
     p = sample.lidar2img[0].double() @ torch.tensor([*box[:3].tolist(), 1.0], dtype=torch.float64)
     return float(p[0] / p[2] / STRIDE), float(p[1] / p[2] / STRIDE), float(p[2])
 

@@ -21,8 +21,15 @@ def test_tracks_and_detections_cross_processes() -> None:
     rclpy.init(context=context)
     node = rclpy.create_node("syncl_test_subscriber", context=context)
     got: dict[str, object] = {}
-    node.create_subscription(TrackedObject3DArray, "test_tracks", lambda m: got.setdefault("tracks", m), 10)
-    node.create_subscription(Detection3DArray, "test_detections", lambda m: got.setdefault("dets", m), 10)
+
+    def on_tracks(msg: TrackedObject3DArray) -> None:
+        got.setdefault("tracks", msg)
+
+    def on_detections(msg: Detection3DArray) -> None:
+        got.setdefault("dets", msg)
+
+    node.create_subscription(TrackedObject3DArray, "test_tracks", on_tracks, 10)
+    node.create_subscription(Detection3DArray, "test_detections", on_detections, 10)
     executor = rclpy.executors.SingleThreadedExecutor(context=context)
     executor.add_node(node)
     try:

@@ -45,6 +45,7 @@ def test_make_demo_with_the_shipped_model(tmp_path: Path) -> None:
 
     with (out / "recording" / "recording.mcap").open("rb") as f:
         stats = make_reader(f).get_summary()
+    assert stats is not None and stats.statistics is not None
     topics = {c.topic: stats.statistics.channel_message_counts[i] for i, c in stats.channels.items()}
     assert topics["/syncl_tracker/tracks"] == topics["/syncl_tracker/overlay"] == 2 * SECONDS, topics
     assert topics["/tf_static"] == 1 and topics["/CAM_FRONT/image_rect_compressed"] > 10 * SECONDS

@@ -46,7 +46,7 @@ def test_the_shipped_model_decodes_as_before_the_switches() -> None:
     with torch.no_grad():
         feats = net.encode(torch.from_numpy(images))
         i2l = torch.from_numpy(rig_img2lidar(cfg)[None])
-        out = net.decode(feats, i2l, *(torch.from_numpy(a) for a in (emb, refs, mask)))
+        out = net.decode(feats, i2l, torch.from_numpy(emb), torch.from_numpy(refs), torch.from_numpy(mask))
         dense = net.dense(feats)
     assert dense.depth_logits is None
     np.testing.assert_allclose(out.logits[-1].numpy(), golden["logits"], atol=1e-5)
@@ -113,9 +113,10 @@ def test_the_depth_embedding_follows_the_predicted_depth() -> None:
         dense = net.dense(feats)
         assert dense.depth_logits is not None
         _, pos = net.memory(feats, i2l, dense)
-        near = replace(dense, depth_logits=dense.depth_logits.clone())
-        near.depth_logits[:, 0] = -1e4  # camera 0: every cell at the first bin (1 m)
-        near.depth_logits[:, 0, 0] = 0.0
+        near_logits = dense.depth_logits.clone()
+        near_logits[:, 0] = -1e4  # camera 0: every cell at the first bin (1 m)
+        near_logits[:, 0, 0] = 0.0
+        near = replace(dense, depth_logits=near_logits)
         _, pos_near = net.memory(feats, i2l, near)
         out = net.decode(feats, i2l, *_slots(DEPTH_PE), dense=dense)
         out_near = net.decode(feats, i2l, *_slots(DEPTH_PE), dense=near)

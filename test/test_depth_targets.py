@@ -12,7 +12,8 @@ from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.geometry import ego_to_image
 from syncl_ros.model.backbone import STRIDE
 from syncl_ros.model.inputs import Resize
-from syncl_ros.training.data import ClipDataset, frame_geometry
+from syncl_ros.pipeline.dataset_inputs import frame_geometry
+from syncl_ros.training.data import ClipDataset
 from syncl_ros.training.depth_targets import (
     frame_depth_targets,
     lidar_points_in_model_frame,

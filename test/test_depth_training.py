@@ -10,6 +10,7 @@ import torch
 from training_fixtures import TINY_MODEL, tiny_clip, tiny_experiment
 
 from syncl_ros.data.frames import NuScenesFrames
+from syncl_ros.experiment import Experiment
 from syncl_ros.experiment.train_config import AidsConfig, TrainConfig
 from syncl_ros.model.position import lid_depths
 from syncl_ros.training.clip_pass import COUNTS, METRICS, TrainingModel
@@ -47,7 +48,7 @@ def test_the_depth_loss_is_off_by_default_and_needs_the_distribution() -> None:
         TrainingModel(tiny_experiment(aids=AidsConfig(depth_weight=1.0)))
 
 
-def _depth_experiment(weight: float, freeze: bool = False):  # type: ignore[no-untyped-def]
+def _depth_experiment(weight: float, freeze: bool = False) -> Experiment:
     exp = tiny_experiment(aids=AidsConfig(depth_weight=weight), model=DEPTH_MODEL)
     return replace(exp, train=replace(exp.train, clip_length=1, freeze_encoder=freeze))
 

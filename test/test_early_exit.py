@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -29,6 +30,7 @@ from syncl_ros.inference.export import (
 )
 from syncl_ros.inference.factory import create_backend
 from syncl_ros.inference.onnx_graph import TENSORRT_OPS_FILE, read_operator_list, tensorrt_problems
+from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.pipeline.bench import synthetic_sequence
 from syncl_ros.pipeline.frame_inputs import FrameInputs
@@ -46,10 +48,16 @@ PC = (-51.2, -51.2, -5.0, 51.2, 51.2, 3.0)
 CAR = 0  # a tracking class
 
 
-def rule_config(**early: object) -> TrackerConfig:
-    settings = {"enabled": True, "min_layers": 2, "score_margin": 0.1, "max_move_m": 0.5, "full_every": 10}
+def rule_config(**early: Any) -> TrackerConfig:
+    settings: dict[str, Any] = {
+        "enabled": True,
+        "min_layers": 2,
+        "score_margin": 0.1,
+        "max_move_m": 0.5,
+        "full_every": 10,
+    }
     settings.update(early)
-    exit_cfg = EarlyExitConfig(**settings)  # type: ignore[arg-type]
+    exit_cfg = EarlyExitConfig(**settings)
     return TrackerConfig(birth_score=0.4, update_score=0.4, early_exit=exit_cfg)
 
 
@@ -215,7 +223,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return export_random("plain", tmp_path_factory.mktemp("early_exit_pipeline"))
 
 
-def frame_inputs(cfg, seed: int = 0) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def frame_inputs(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs of the decoder graph: live and free slots, one camera missing."""
     rng = np.random.default_rng(seed)
     h, w = cfg.input.height // 16, cfg.input.width // 16
@@ -241,7 +249,7 @@ def chained_layers(export: Path, inputs: dict[str, np.ndarray]) -> list[dict[str
     for k in range(1, count + 1):
         session = ort.InferenceSession(str(export / f"decoder_layer{k}.onnx"))
         if k == 1:
-            feeds = dict(inputs)
+            feeds: dict[str, np.ndarray | None] = dict(inputs)
         else:
             queries = dict(zip(LAYER_QUERIES, (values["embeddings"], values["refs"]), strict=True))
             feeds = {i.name: queries.get(i.name, values.get(i.name)) for i in session.get_inputs()}
@@ -313,7 +321,7 @@ def test_backends_decode_layer_by_layer(exported: tuple[Path, Path], name: str) 
     assert not np.allclose(layers[0].boxes, full.boxes)  # a layer of its own, not the last one again
 
 
-def backend_cfg(export: Path):  # type: ignore[no-untyped-def]
+def backend_cfg(export: Path) -> ModelConfig:
     return Experiment.from_dict(read_manifest(export)["experiment"]).model
 
 

@@ -14,9 +14,10 @@ from training_fixtures import TINY_MODEL, tiny_experiment
 
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.model.network import TrackerNet
+from syncl_ros.pipeline.dataset_inputs import frame_images
 from syncl_ros.pipeline.feature_cache import MANIFEST, FeatureCache
 from syncl_ros.training import cli
-from syncl_ros.training.data import ClipDataset, frame_images
+from syncl_ros.training.data import ClipDataset
 from syncl_ros.training.trainer import RunSpec, Trainer
 
 VERSION, SPLIT = "v1.0-trainval", "val"
@@ -198,10 +199,11 @@ def test_offline_tracking_reads_the_cache_instead_of_encoding(
     from syncl_ros.inference.torch_backend import TorchBackend
     from syncl_ros.pipeline.offline import track_frames
     from syncl_ros.tracking.factory import make_tracker
+    from syncl_ros.tracking.interface import Tracker
 
     exp = tiny_experiment()
 
-    def tracker():  # type: ignore[no-untyped-def]
+    def tracker() -> Tracker:
         return make_tracker(exp.tracker, exp.model, seed=0)
 
     backend = TorchBackend(net.eval(), "cpu")

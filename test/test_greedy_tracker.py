@@ -25,13 +25,15 @@ def tracker(**settings) -> GreedyTracker:
 def outputs(dets: list[tuple[str, float, list[float]]]) -> DecoderOutputs:
     """Detection rows (class, score, box); every other row scores 0."""
     n = QUERIES + SLOTS
-    scores = np.zeros((n, NUM_CLASSES))
+    scores = np.zeros((n, NUM_CLASSES), dtype=np.float32)
     boxes = np.zeros((n, 9))
     boxes[:, 3:6] = 1.0
     for i, (name, score, box) in enumerate(dets):
         scores[i, LABEL_OF[name]] = score
         boxes[i] = box
-    return DecoderOutputs(scores, boxes, np.full((n, 3), 0.5), np.zeros((n, DIM)))
+    return DecoderOutputs(
+        scores, boxes, np.full((n, 3), 0.5, dtype=np.float32), np.zeros((n, DIM), dtype=np.float32)
+    )
 
 
 def car(x: float, y: float, vx: float = 0.0, vy: float = 0.0) -> list[float]:
@@ -157,6 +159,9 @@ def test_outputs_without_room_for_the_slot_rows_are_refused() -> None:
     t = tracker()
     t.prepare(0, Transform.identity())
     n = SLOTS - 1
-    short = DecoderOutputs(np.zeros((n, NUM_CLASSES)), np.zeros((n, 9)), np.zeros((n, 3)), np.zeros((n, DIM)))
+    f32 = np.float32
+    short = DecoderOutputs(
+        np.zeros((n, NUM_CLASSES), f32), np.zeros((n, 9)), np.zeros((n, 3), f32), np.zeros((n, DIM), f32)
+    )
     with pytest.raises(ValueError, match=f"{n} rows cannot hold the {SLOTS} slot rows"):
         t.update(short)

@@ -2,6 +2,8 @@
 
 import pickle
 from dataclasses import replace
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
@@ -136,7 +138,7 @@ def test_every_parameter_gets_a_gradient() -> None:
     assert missing == [] or all(n.startswith("anchors") for n in missing), missing
 
 
-def test_checkpoint_round_trip_and_refusals(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_checkpoint_round_trip_and_refusals(tmp_path: Path) -> None:
     from syncl_ros.experiment import Experiment
     from syncl_ros.experiment.checkpoint import load_model, save_checkpoint
 
@@ -283,7 +285,9 @@ def test_asymmetric_attention_blocks_exactly_the_track_to_detection_pairs() -> N
 
 
 @pytest.mark.parametrize("attention", ["full", "asymmetric"])
-def test_asymmetric_track_rows_do_not_read_the_detection_rows(attention: str) -> None:
+def test_asymmetric_track_rows_do_not_read_the_detection_rows(
+    attention: Literal["full", "asymmetric"],
+) -> None:
     cfg = replace(SMALL, track_attention=attention)
     net = TrackerNet(cfg).eval()
     images, i2l = frame_inputs(cfg)

@@ -57,6 +57,7 @@ def node(model: Path, request: pytest.FixtureRequest) -> Any:
     n.trigger_activate()
     n._on_tf(static_tf(), static=True)
     yield n
+    assert n.pipeline is not None  # activated above
     n.pipeline.stop()
     n.destroy_node()
     rclpy.shutdown(context=context)

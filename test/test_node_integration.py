@@ -37,7 +37,7 @@ LOOSE = {
     "tracker.greedy.score": 0.0,
 }
 # Early exit after layer 2 of 3 on every frame but each third (full depth), whatever the outputs.
-EARLY_EXIT = {
+EARLY_EXIT: dict[str, object] = {
     "tracker.early_exit.enabled": True,
     "tracker.early_exit.max_move_m": 1000000.0,
     "tracker.early_exit.full_every": 3,

@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def setup_kwargs() -> dict[str, object]:
     tree = ast.parse((ROOT / "setup.py").read_text())
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
-    return {k.arg: ast.literal_eval(k.value) for k in call.keywords if isinstance(k.value, ast.Constant)}
+    return {
+        k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg and isinstance(k.value, ast.Constant)
+    }
 
 
 def test_package_xml_and_setup_py_agree() -> None:

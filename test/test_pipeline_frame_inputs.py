@@ -66,6 +66,7 @@ def test_cameras_that_fail_are_left_out_while_enough_remain() -> None:
     used = [c not in left_out for c in CAMERA_CHANNELS]
     assert inputs.used.tolist() == used
     keep = np.array(used)
+    assert inputs.images is not None and whole.images is not None
     # The cameras kept are exactly as in the complete frame; the others are blank and finite.
     np.testing.assert_array_equal(inputs.images[keep], whole.images[keep])
     np.testing.assert_array_equal(inputs.img2lidar[keep], whole.img2lidar[keep])

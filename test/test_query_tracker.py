@@ -46,14 +46,14 @@ def make_outputs(
 ) -> DecoderOutputs:
     """Decoder outputs with the given detection rows and slot rows; row r's features are all r + 1."""
     n = q + num_slots
-    scores = np.zeros((n, NUM_CLASSES))
+    scores = np.zeros((n, NUM_CLASSES), dtype=np.float32)
     boxes = np.tile(np.array(box(), dtype=np.float64), (n, 1))
     embeddings = np.repeat(np.arange(1.0, n + 1.0)[:, None], C, axis=1).astype(np.float32)
     rows = list(enumerate(dets)) + [(q + s, row) for s, row in (slots or {}).items()]
     for r, (label, score, b) in rows:
         scores[r, label] = score
         boxes[r] = b
-    refs = np.clip(normalize_points(boxes[:, :3], PC_RANGE), 0.0, 1.0)
+    refs = np.clip(normalize_points(boxes[:, :3], PC_RANGE), 0.0, 1.0).astype(np.float32)
     return DecoderOutputs(scores=scores, boxes=boxes, refs=refs, embeddings=embeddings)
 
 
@@ -156,7 +156,7 @@ def test_births_only_for_tracking_classes_unless_disabled() -> None:
     dets: list[Row] = [(BARRIER, 0.9, box(1.0))]
     assert step(tracker(), 0.0, dets) == []
     out = step(tracker(tracking_labels_only=False), 0.0, dets)
-    assert [(t.label, t.score) for t in out] == [(BARRIER, 0.9)]
+    assert [(t.label, t.score) for t in out] == [(BARRIER, pytest.approx(0.9))]
 
 
 def test_confirmed_track_takes_new_box_label_and_features() -> None:
@@ -165,7 +165,14 @@ def test_confirmed_track_takes_new_box_label_and_features() -> None:
     slot = trk.slot_of(1)
     out = step(trk, 0.5, slots={slot: (PED, 0.8, box(1.5, 0.2))})
     (t,) = out
-    assert (t.track_id, t.label, t.score, t.age, t.hits, t.frames_since_update) == (1, PED, 0.8, 1, 2, 0)
+    assert (t.track_id, t.label, t.score, t.age, t.hits, t.frames_since_update) == (
+        1,
+        PED,
+        pytest.approx(0.8),
+        1,
+        2,
+        0,
+    )
     # The new box, with the velocity the track measured: (0.5, 0.2) m in 0.5 s.
     np.testing.assert_allclose(t.box, box(1.5, 0.2, vx=1.0, vy=0.4), atol=1e-12)
     nxt = trk.prepare(SEC, IDENTITY)
@@ -217,7 +224,7 @@ def test_coasting_track_moves_by_velocity_and_keeps_features() -> None:
     )
     # The slot row says "pedestrian at the origin" with a low score: the track must ignore the box.
     (t,) = trk.update(make_outputs(4, slots={slot: (PED, 0.1, box())}))
-    assert (t.label, t.score, t.hits, t.frames_since_update, t.age) == (CAR, 0.1, 1, 1, 1)
+    assert (t.label, t.score, t.hits, t.frames_since_update, t.age) == (CAR, pytest.approx(0.1), 1, 1, 1)
     np.testing.assert_allclose(t.box, expected, atol=1e-9)
     nxt = trk.prepare(SEC, IDENTITY)
     # Its unconfident output row (filled with Q + slot + 1) is not stored: the birth row 0's features stay.
@@ -312,7 +319,7 @@ def test_slot_exhaustion_keeps_the_best_and_counts_the_rest() -> None:
     trk = tracker(num_slots=2)
     scores = [0.5, 0.9, 0.45, 0.8, 0.6]
     out = step(trk, 0.0, [(CAR, s, box(float(i))) for i, s in enumerate(scores)])
-    assert [t.score for t in out] == [0.9, 0.8]
+    assert [t.score for t in out] == pytest.approx([0.9, 0.8])
     assert [t.box[0] for t in out] == [1.0, 3.0]
     assert trk.dropped_births == 3
     step(trk, 0.1, [(CAR, 0.9, box(9.0))])
@@ -335,7 +342,7 @@ def test_output_threshold_and_max_outputs_best_first() -> None:
     trk = tracker(num_slots=8, output_score=0.5, max_outputs=3, birth_score=0.3)
     scores = [0.9, 0.5, 0.7, 0.45, 0.6, 0.7]
     out = step(trk, 0.0, [(CAR, s, box(float(i))) for i, s in enumerate(scores)])
-    assert [t.score for t in out] == [0.9, 0.7, 0.7]
+    assert [t.score for t in out] == pytest.approx([0.9, 0.7, 0.7])
     # Equal scores: the older (smaller) id first; ids follow birth order, best first.
     assert [t.track_id for t in out] == [1, 2, 3]
     assert trk.num_live == 6
@@ -348,10 +355,10 @@ def test_many_slots_stay_consistent() -> None:
     for frame in range(5):
         trk.prepare(frame * SEC // 10, Transform.from_xy_yaw(frame * 1.0, 0.0, 0.05 * frame))
         n = 300 + 256
-        scores = rng.uniform(0.0, 0.6, size=(n, NUM_CLASSES))
+        scores = rng.uniform(0.0, 0.6, size=(n, NUM_CLASSES)).astype(np.float32)
         boxes = np.tile(np.array(box(), dtype=np.float64), (n, 1))
         boxes[:, :2] = rng.uniform(-40, 40, size=(n, 2))
-        refs = normalize_points(boxes[:, :3], PC_RANGE)
+        refs = normalize_points(boxes[:, :3], PC_RANGE).astype(np.float32)
         emb = rng.normal(size=(n, C)).astype(np.float32)
         out = trk.update(DecoderOutputs(scores, boxes, refs, emb))
         assert len(out) == trk.num_live <= 256
@@ -366,7 +373,7 @@ def test_two_queries_on_one_object_make_one_track_whatever_their_class() -> None
     trk = tracker(num_slots=8)
     dets: list[Row] = [(PED, 0.6, box(10.3, 0.4)), (CAR, 0.9, box(10.0)), (CAR, 0.7, box(10.9))]
     (t,) = step(trk, 0.0, dets)
-    assert (t.score, t.label) == (0.9, CAR)  # the best one is born
+    assert (t.score, t.label) == (pytest.approx(0.9), CAR)  # the best one is born
     assert trk.duplicate_births == 2 and trk.dropped_births == 0
     np.testing.assert_array_equal(trk.last_changes.birth_rows, [1])
 
@@ -467,9 +474,9 @@ def test_mirroring_last_changes_reproduces_the_stored_embeddings() -> None:
         n = 12 + 16
         boxes = np.tile(np.array(box(), dtype=np.float64), (n, 1))
         boxes[:, :2] = rng.uniform(-8.0, 8.0, size=(n, 2))  # crowded: duplicates and a full table
-        scores = rng.uniform(0.0, 0.7, size=(n, NUM_CLASSES))
+        scores = rng.uniform(0.0, 0.7, size=(n, NUM_CLASSES)).astype(np.float32)
         emb = rng.normal(size=(n, C)).astype(np.float32)
-        out = DecoderOutputs(scores, boxes, normalize_points(boxes[:, :3], PC_RANGE), emb)
+        out = DecoderOutputs(scores, boxes, normalize_points(boxes[:, :3], PC_RANGE).astype(np.float32), emb)
         trk.update(out)
         mirrored = mirror(mirrored, out, trk.last_changes)
     assert trk.duplicate_births > 0 and trk.full_table_frames > 0 and trk.resets == 0

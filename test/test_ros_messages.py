@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -14,14 +15,14 @@ from syncl_ros.msg import TrackedObject3D, TrackedObject3DArray
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import Marker
 
-from syncl_ros.classes import DETECTION_CLASSES, LABEL_OF
+from syncl_ros.classes import CLASS_COLORS, DETECTION_CLASSES, LABEL_OF
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import InputConfig
 from syncl_ros.model.inputs import decode_reduction
 from syncl_ros.pipeline.frame_inputs import prepare_camera_image
 from syncl_ros.pipeline.images import ImageDecodeError, decode_compressed_image, image_to_rgb
 from syncl_ros.pipeline.sync import RigSynchronizer
-from syncl_ros.ros.markers import CLASS_COLORS, MarkerPublisherState, marker_id
+from syncl_ros.ros.markers import MarkerPublisherState, marker_id
 from syncl_ros.ros.messages import (
     ERROR,
     camera_info_to_intrinsics,
@@ -64,7 +65,10 @@ TRACKS = [
 ]
 
 
-def roundtrip(msg: object) -> object:
+Msg = TypeVar("Msg")
+
+
+def roundtrip(msg: Msg) -> Msg:
     """Through CDR, as a subscriber would see it."""
     return deserialize_message(serialize_message(msg), type(msg))
 
@@ -244,9 +248,10 @@ def test_an_image_is_decoded_only_when_its_header_matches_the_camera_info() -> N
         assert out.pixels is None and (out.width, out.height) == (w, h)
         assert out.problem == ("size_mismatch", f"image is {w}x{h} but CameraInfo says 1600x900")
     header = CompressedImage(format="jpeg", data=jpeg_header_only(1600, 900))
-    assert prepare_camera_image(header, "compressed", cfg, (1600, 900)).problem[0] == "decode_error"
+    problem = prepare_camera_image(header, "compressed", cfg, (1600, 900)).problem
+    assert problem is not None and problem[0] == "decode_error"
     no_info = prepare_camera_image(jpeg_message(), "compressed", cfg, None)
-    assert no_info.pixels is None and no_info.problem[0] == "no_camera_info"
+    assert no_info.pixels is None and no_info.problem is not None and no_info.problem[0] == "no_camera_info"
 
 
 def test_a_raw_image_is_converted_only_when_its_fields_match_the_camera_info() -> None:
@@ -257,7 +262,8 @@ def test_a_raw_image_is_converted_only_when_its_fields_match_the_camera_info() -
     assert out.problem == ("size_mismatch", "image is 8x65500 but CameraInfo says 1600x900")
     short = Image(height=900, width=1600, encoding="rgb8", step=1600 * 3, data=bytes(1000))
     out = prepare_camera_image(short, "raw", cfg, (1600, 900))
-    assert out.pixels is None and out.problem[0] == "decode_error" and "expected step" in out.problem[1]
+    assert out.pixels is None and out.problem is not None
+    assert out.problem[0] == "decode_error" and "expected step" in out.problem[1]
     good = Image(height=900, width=1600, encoding="rgb8", step=1600 * 3, data=bytes(1600 * 900 * 3))
     assert prepare_camera_image(good, "raw", cfg, (1600, 900)).problem is None
 

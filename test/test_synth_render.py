@@ -109,7 +109,8 @@ def test_box_crossing_the_camera_plane_is_clipped():
 
 
 def test_ground_and_sky():
-    rgb, inst = render(K, camera(), W, H, np.zeros((0, 9)), np.zeros(0), np.zeros(0))
+    none = np.zeros(0, dtype=np.int64)
+    rgb, inst = render(K, camera(), W, H, np.zeros((0, 9)), none, none)
     assert (inst == -1).all()
     sky, ground = rgb[5].astype(float).mean(axis=0), rgb[-5].astype(float).mean(axis=0)
     assert sky[2] > sky[0] + 20  # blue sky above

@@ -162,14 +162,17 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
 
 
 def test_a_non_finite_step_is_skipped_and_counted(
-    synth_val_root: Path, tmp_path: Path, monkeypatch, capsys
-) -> None:  # type: ignore[no-untyped-def]
+    synth_val_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from syncl_ros.training.clip_pass import TrainingModel
+    from syncl_ros.training.data import FrameSample
 
     real_forward = TrainingModel.forward
     calls = {"n": 0}
 
-    def forward_with_one_nan(self, clip, generator):  # type: ignore[no-untyped-def]
+    def forward_with_one_nan(
+        self: TrainingModel, clip: list[FrameSample], generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
         out = real_forward(self, clip, generator)
         calls["n"] += 1
         if calls["n"] == 2:

@@ -4,6 +4,7 @@ and a two-process DDP step keeps the replicas identical."""
 import os
 import socket
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -133,7 +134,7 @@ def test_saturated_heatmap_gives_a_finite_loss_in_bfloat16() -> None:
     assert torch.isfinite(loss) and loss > 0  # the saturated negative still costs something
 
 
-def _with(exp, **tracker_or_train):  # type: ignore[no-untyped-def]
+def _with(exp: Experiment, **tracker_or_train: Any) -> Experiment:
     tracker = {k: v for k, v in tracker_or_train.items() if hasattr(exp.tracker, k)}
     train = {k: v for k, v in tracker_or_train.items() if k not in tracker}
     return replace(exp, tracker=replace(exp.tracker, **tracker), train=replace(exp.train, **train))
@@ -172,8 +173,9 @@ def test_training_tracks_by_the_runtime_rules() -> None:
             slots = tracker.prepare(sample.timestamp_ns, Transform.from_matrix(sample.model_to_world.numpy()))
             np.testing.assert_array_equal(slots.mask, record.live)
             np.testing.assert_allclose(slots.refs, record.refs, atol=1e-6)
-            args = [torch.from_numpy(a)[None] for a in (slots.embeddings, slots.refs, slots.mask)]
-            out = net.decode(net.encode(sample.images[None]), sample.img2lidar[None], *args)
+            emb, refs, mask = (torch.from_numpy(a)[None] for a in (slots.embeddings, slots.refs, slots.mask))
+            assert sample.images is not None
+            out = net.decode(net.encode(sample.images[None]), sample.img2lidar[None], emb, refs, mask)
             tracker.update(to_decoder_outputs(out, net))
             births += len(tracker.last_changes.birth_rows)
             assert len(tracker.last_changes.birth_rows) == record.births

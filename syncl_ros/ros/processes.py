@@ -47,7 +47,7 @@ def start_player(
     )
 
 
-def stop(*procs: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+def stop(*procs: subprocess.Popen[Any], timeout_s: float = 30.0) -> None:
     """Ctrl-C each process (clean shutdown) and wait for it."""
     for proc in procs:
         if proc.poll() is None:

@@ -17,7 +17,8 @@ QoS. A reliable publisher serves both reliable and best-effort subscribers
   They are published at the start of every pass, so a node that reset on the
   loop's backward time jump gets its static transforms again.
 * everything else: volatile, reliable, keep-last 10 - enough to absorb a
-  short stall of a subscriber without holding many camera images.
+  short stall of a subscriber without holding many camera images; /tf, with
+  several small messages per frame, keep-last 100 (as deep as tf2's own).
 * /clock: reliable keep-last 1 (the rclpy time source subscribes best-effort).
 """
 
@@ -46,6 +47,9 @@ from syncl_ros.ros.faults import FaultInjector, FaultSettings
 NS_PER_S = 1_000_000_000
 STATIC_TOPICS = ("/tf_static",)
 DEFAULT_DEPTH = 10
+# /tf carries several small messages per frame: a reliable writer drops its oldest unacknowledged
+# sample when its history is full, so a briefly busy subscriber would lose poses at depth 10.
+TF_DEPTH = 100
 MAX_LATCHED = 1000  # a "latched" topic with more messages than this is not a latched topic
 
 
@@ -226,7 +230,8 @@ class BagPlayer:
                 depth = max(1, min(latched_counts.get(topic.name, 1), MAX_LATCHED))
                 durability = DurabilityPolicy.TRANSIENT_LOCAL
             else:
-                depth, durability = DEFAULT_DEPTH, DurabilityPolicy.VOLATILE
+                depth = TF_DEPTH if topic.name == "/tf" else DEFAULT_DEPTH
+                durability = DurabilityPolicy.VOLATILE
             qos = QoSProfile(
                 history=HistoryPolicy.KEEP_LAST,
                 depth=depth,

@@ -14,7 +14,7 @@ from syncl_ros.ros.processes import ros_env
 pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
 
 ROOT = Path(__file__).resolve().parents[1]
-SECONDS = 10  # 20 key frames
+SECONDS = 6  # 12 key frames
 
 
 def test_make_demo_with_the_shipped_model(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from numpy.typing import NDArray
 from training_fixtures import tiny_experiment
 
 from syncl_ros.classes import TRACKING_LABELS
@@ -82,7 +83,7 @@ def test_torch_and_onnxruntime_track_alike(ckpt: Path, export_dir: Path) -> None
 
 
 @pytest.mark.parametrize("cameras", [None, np.array([1, 1, 1, 0, 1, 1], bool)], ids=["six", "five"])
-def test_single_frame_outputs_agree(ckpt: Path, export_dir: Path, cameras: np.ndarray | None) -> None:
+def test_single_frame_outputs_agree(ckpt: Path, export_dir: Path, cameras: NDArray[np.bool_] | None) -> None:
     frame = next(synthetic_sequence(CFG, 1))
     outs = []
     for backend in (create_backend("torch", ckpt), create_backend("onnxruntime", export_dir)):

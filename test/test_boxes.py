@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from nuscenes.utils.data_classes import Box
 from pyquaternion import Quaternion
 
@@ -38,7 +39,7 @@ OUR_SIGNS = [
 DEVKIT_TO_OURS = [DEVKIT_SIGNS.index(s) for s in OUR_SIGNS]
 
 
-def random_boxes(n: int, seed: int = 0) -> np.ndarray:
+def random_boxes(n: int, seed: int = 0) -> NDArray[np.float64]:
     rng = np.random.default_rng(seed)
     b = np.zeros((n, BOX_DIM))
     b[:, :3] = rng.uniform(-50, 50, (n, 3))

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from numpy.typing import NDArray
 
 pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
 
@@ -48,7 +49,7 @@ class Timing:
     first_write_s: float
     last_write_s: float
 
-    def kill_delays(self, rng: np.random.Generator) -> np.ndarray:
+    def kill_delays(self, rng: np.random.Generator) -> NDArray[np.float64]:
         # Not in the imports before (nothing to break there), nor in the interpreter's exit after.
         return rng.uniform(max(0.0, self.first_write_s - 0.5), self.last_write_s + 0.1, KILLS)
 

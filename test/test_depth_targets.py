@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from training_fixtures import TINY_MODEL
 
 from syncl_ros.data.frames import NuScenesFrames
@@ -29,7 +30,9 @@ def frames(synth_val_root: Path) -> NuScenesFrames:
     return NuScenesFrames(synth_val_root, "v1.0-trainval", split="val")
 
 
-def _devkit_projection(frames: NuScenesFrames, index: int, channel: str) -> tuple[np.ndarray, np.ndarray]:
+def _devkit_projection(
+    frames: NuScenesFrames, index: int, channel: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """(uv (n, 2), depth (n,)) from the devkit's own NuScenesExplorer.map_pointcloud_to_image."""
     nusc = frames.nusc
     sample = nusc.get("sample", frames.sample_tokens()[index])
@@ -39,7 +42,9 @@ def _devkit_projection(frames: NuScenesFrames, index: int, channel: str) -> tupl
     return points[:2].T, depth
 
 
-def _ours_in_source_pixels(frames: NuScenesFrames, index: int, cam: int) -> tuple[np.ndarray, np.ndarray]:
+def _ours_in_source_pixels(
+    frames: NuScenesFrames, index: int, cam: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Our projection into the full-size image, filtered as the devkit filters (min_dist 1, 1-px border)."""
     frame = frames[index]
     view = frame.cameras[cam]

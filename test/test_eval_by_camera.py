@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from nuscenes import NuScenes
 
-from syncl_ros.eval.by_camera import format_rows, main, recall_by_camera, visibility
+from syncl_ros.eval.by_camera import Visibility, format_rows, main, recall_by_camera, visibility
 from syncl_ros.eval.tracking import ground_truth_results, split_sample_tokens
 from syncl_ros.rig import CAMERA_CHANNELS
 
@@ -24,17 +25,17 @@ def nusc(synth_val_root: Path) -> NuScenes:
 
 
 @pytest.fixture(scope="module")
-def seen(nusc: NuScenes, synth_val_root: Path) -> Any:
+def seen(nusc: NuScenes, synth_val_root: Path) -> Visibility:
     return visibility(nusc, split_sample_tokens(synth_val_root, VERSION, SPLIT))
 
 
-def test_ground_truth_finds_every_object_of_every_camera(nusc: NuScenes, seen: Any) -> None:
+def test_ground_truth_finds_every_object_of_every_camera(nusc: NuScenes, seen: Visibility) -> None:
     recall = recall_by_camera(seen, ground_truth_results(nusc, SPLIT)["results"])
     assert sum(len(o) for cams in seen.values() for o in cams.values()) > 20
     assert all(recall[c] == 1.0 for c in CAMERA_CHANNELS if not np.isnan(recall[c])), recall
 
 
-def test_objects_only_the_back_camera_sees_cost_its_column_only(nusc: NuScenes, seen: Any) -> None:
+def test_objects_only_the_back_camera_sees_cost_its_column_only(nusc: NuScenes, seen: Visibility) -> None:
     results = copy.deepcopy(ground_truth_results(nusc, SPLIT)["results"])
     removed = 0
     for token, cameras in seen.items():
@@ -48,7 +49,9 @@ def test_objects_only_the_back_camera_sees_cost_its_column_only(nusc: NuScenes, 
     assert all(recall[c] == 1.0 for c in CAMERA_CHANNELS if c != "CAM_BACK" and not np.isnan(recall[c]))
 
 
-def _seen_elsewhere(name: str, center: np.ndarray, cameras: dict[str, Any]) -> bool:
+def _seen_elsewhere(
+    name: str, center: NDArray[np.float64], cameras: dict[str, list[tuple[str, NDArray[np.float64]]]]
+) -> bool:
     return any(
         n == name and np.allclose(c, center)
         for ch, objs in cameras.items()
@@ -57,7 +60,7 @@ def _seen_elsewhere(name: str, center: np.ndarray, cameras: dict[str, Any]) -> b
     )
 
 
-def _at(box: dict[str, Any], center: np.ndarray) -> bool:
+def _at(box: dict[str, Any], center: NDArray[np.float64]) -> bool:
     return bool(np.allclose(box["translation"][:2], center))
 
 

@@ -11,11 +11,13 @@ import argparse
 import copy
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.eval import cli
@@ -28,6 +30,8 @@ from syncl_ros.eval.tracking import (
 VERSION = "v1.0-trainval"
 SPLIT = "val"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# The score fixture: scores a results dict under a name; returns (metrics, out_dir).
+Score = Callable[[dict[str, Any], str], tuple[dict[str, Any], Path]]
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +53,7 @@ def gt_results(nusc: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def score(dataroot: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def score(dataroot: Path, tmp_path_factory: pytest.TempPathFactory) -> Score:
     """Write a results dict to disk and score it; returns (metrics, out_dir)."""
 
     def run(results: dict[str, Any], name: str) -> tuple[dict[str, Any], Path]:
@@ -63,7 +67,7 @@ def score(dataroot: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 @pytest.fixture(scope="session")
-def gt_scored(score: Any, gt_results: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+def gt_scored(score: Score, gt_results: dict[str, Any]) -> tuple[dict[str, Any], Path]:
     return score(gt_results, "gt")
 
 
@@ -114,7 +118,7 @@ def test_metrics_files_written(gt_scored: tuple[dict[str, Any], Path]) -> None:
 
 
 def test_position_noise_worsens_amotp_and_mota(
-    score: Any, gt_results: dict[str, Any], gt_scored: tuple[dict[str, Any], Path]
+    score: Score, gt_results: dict[str, Any], gt_scored: tuple[dict[str, Any], Path]
 ) -> None:
     rng = np.random.default_rng(0)
     noisy = copy.deepcopy(gt_results)
@@ -130,7 +134,7 @@ def test_position_noise_worsens_amotp_and_mota(
     assert metrics["overall"]["amota"] < perfect["amota"]
 
 
-def _ego_xy(nusc: Any, sample_token: str) -> np.ndarray:
+def _ego_xy(nusc: Any, sample_token: str) -> NDArray[np.float64]:
     sample_data = nusc.get("sample_data", nusc.get("sample", sample_token)["data"]["LIDAR_TOP"])
     return np.array(nusc.get("ego_pose", sample_data["ego_pose_token"])["translation"][:2])
 
@@ -168,7 +172,7 @@ def _swap_pair(nusc: Any, results: dict[str, Any]) -> tuple[list[str], str, str]
 
 
 def test_swapped_ids_raise_ids(
-    nusc: Any, score: Any, gt_results: dict[str, Any], gt_scored: tuple[dict[str, Any], Path]
+    nusc: Any, score: Score, gt_results: dict[str, Any], gt_scored: tuple[dict[str, Any], Path]
 ) -> None:
     swapped = copy.deepcopy(gt_results)
     later, first, second = _swap_pair(nusc, swapped["results"])
@@ -185,7 +189,7 @@ def test_swapped_ids_raise_ids(
 
 
 def test_dropped_tracks_lower_recall(
-    score: Any, gt_results: dict[str, Any], gt_scored: tuple[dict[str, Any], Path]
+    score: Score, gt_results: dict[str, Any], gt_scored: tuple[dict[str, Any], Path]
 ) -> None:
     # Whole tracks are dropped: gaps inside a track would be filled back in by
     # the devkit's interpolation and cost nothing.
@@ -318,7 +322,8 @@ def _first_split_scene(nusc: Any) -> str:
     from nuscenes.utils.splits import create_splits_scenes
 
     present = {s["name"] for s in nusc.scene}
-    return next(n for n in create_splits_scenes()[SPLIT] if n in present)
+    scenes: list[str] = create_splits_scenes()[SPLIT]
+    return next(n for n in scenes if n in present)
 
 
 def test_cli_prints_table(

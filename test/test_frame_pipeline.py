@@ -5,12 +5,14 @@ leaves the tracker untouched; and the package free of ROS and of training."""
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import InputConfig
@@ -31,14 +33,14 @@ class Backend:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
 
-    def encode(self, images: np.ndarray) -> str:
+    def encode(self, images: NDArray[np.float32]) -> str:
         self.calls.append(("encode", images))
         return "features"
 
     def synchronize(self) -> None:
         self.calls.append(("synchronize", None))
 
-    def decode(self, features: Any, img2lidar: np.ndarray, slots: Any, cameras: Any = None) -> str:
+    def decode(self, features: Any, img2lidar: NDArray[np.float32], slots: Any, cameras: Any = None) -> str:
         self.calls.append(("decode", (features, slots, cameras)))
         return "outputs"
 
@@ -82,7 +84,8 @@ def pipeline(min_cameras: int | None = 1) -> tuple[FramePipeline, Backend, Track
 def test_a_rig_frame_runs_every_stage_in_order_with_its_camera_mask() -> None:
     frames, backend, tracker = pipeline()
     result = frames.process(capture(skip="CAM_BACK"))
-    assert result.tracks == ["track"] and list(result.timings_ms) == list(STAGES)
+    tracks: Sequence[object] = result.tracks  # the stand-in tracker's markers, not Tracks
+    assert tracks == ["track"] and list(result.timings_ms) == list(STAGES)
     assert all(ms >= 0.0 for ms in result.timings_ms.values())
     assert [name for name, _ in backend.calls] == ["encode", "synchronize", "decode"]
     images = backend.calls[0][1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from syncl_ros.classes import LABEL_OF, NUM_CLASSES
@@ -9,14 +11,14 @@ from syncl_ros.geometry import Transform
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.tracking.config import GreedyConfig, TrackerConfig
 from syncl_ros.tracking.greedy import GreedyTracker
-from syncl_ros.tracking.interface import DecoderOutputs
+from syncl_ros.tracking.interface import DecoderOutputs, Track
 
 SLOTS, DIM, QUERIES = 4, 8, 6
 NETWORK = ModelConfig(num_slots=SLOTS, embed_dim=DIM)
 STEP_NS = 500_000_000
 
 
-def tracker(**settings) -> GreedyTracker:
+def tracker(**settings: Any) -> GreedyTracker:
     """A greedy tracker; ``greedy`` entries go to GreedyConfig, the rest to TrackerConfig."""
     greedy = GreedyConfig(**settings.pop("greedy", {}))
     return GreedyTracker(TrackerConfig(greedy=greedy, **settings), NETWORK)
@@ -40,7 +42,12 @@ def car(x: float, y: float, vx: float = 0.0, vy: float = 0.0) -> list[float]:
     return [x, y, 0.0, 4.0, 2.0, 1.5, 0.0, vx, vy]
 
 
-def step(tracker: GreedyTracker, frame: int, dets, pose: Transform | None = None):
+def step(
+    tracker: GreedyTracker,
+    frame: int,
+    dets: list[tuple[str, float, list[float]]],
+    pose: Transform | None = None,
+) -> list[Track]:
     slots = tracker.prepare(frame * STEP_NS, pose or Transform.identity())
     assert not slots.mask.any(), "the network must only detect"
     return tracker.update(outputs(dets))

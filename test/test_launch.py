@@ -35,7 +35,8 @@ LAUNCH_PARAMS = {
 
 
 def params_file() -> dict[str, object]:
-    return yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]
+    params: dict[str, object] = yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]
+    return params
 
 
 def calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -67,7 +68,8 @@ def commented_block(key: str) -> dict[str, object]:
             break
         if inside:
             lines.append(line[len("    # ") :])
-    return yaml.safe_load("\n".join(lines))
+    block: dict[str, object] = yaml.safe_load("\n".join(lines))
+    return block
 
 
 def flatten(data: dict[str, object], prefix: str) -> dict[str, object]:

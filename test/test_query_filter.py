@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from numpy.typing import NDArray
 
 from syncl_ros.training.syncl.query_filter import filter_pairs, gmm_threshold, keep_mask
 
 
-def bimodal(seed: int = 0) -> np.ndarray:
+def bimodal(seed: int = 0) -> NDArray[np.float64]:
     rng = np.random.default_rng(seed)
     return np.concatenate([rng.normal(1.0, 0.1, 40), rng.normal(10.0, 0.5, 25)])
 

@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from numpy.typing import NDArray
 from training_fixtures import TINY_MODEL, tiny_experiment
 
 from syncl_ros.classes import NUM_CLASSES
@@ -68,7 +69,9 @@ def slots(live: tuple[int, ...] = (0,), xy: tuple[float, float] = (10.0, 5.0)) -
     return s
 
 
-def outputs(det: list[float], tracks: list[float], moved: float = 0.0, base=(10.0, 5.0)) -> DecoderOutputs:
+def outputs(
+    det: list[float], tracks: list[float], moved: float = 0.0, base: tuple[float, float] = (10.0, 5.0)
+) -> DecoderOutputs:
     """Rows scoring `det` then `tracks` (car), every box at `base` + (moved, 0)."""
     scores = np.zeros((Q + S, NUM_CLASSES), np.float32)
     scores[:, CAR] = det + tracks
@@ -223,7 +226,7 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return export_random("plain", tmp_path_factory.mktemp("early_exit_pipeline"))
 
 
-def frame_inputs(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
+def frame_inputs(cfg: ModelConfig, seed: int = 0) -> dict[str, NDArray[np.float32]]:
     """Inputs of the decoder graph: live and free slots, one camera missing."""
     rng = np.random.default_rng(seed)
     h, w = cfg.input.height // 16, cfg.input.width // 16
@@ -240,16 +243,18 @@ def frame_inputs(cfg: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
     }
 
 
-def chained_layers(export: Path, inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+def chained_layers(
+    export: Path, inputs: dict[str, NDArray[np.float32]]
+) -> list[dict[str, NDArray[np.float32]]]:
     """The per-layer graphs run in a chain: every layer's outputs by name."""
     manifest = read_manifest(export)
     count = manifest["experiment"]["model"]["num_layers"]
     per_layer = []
-    values: dict[str, np.ndarray] = {}
+    values: dict[str, NDArray[np.float32]] = {}
     for k in range(1, count + 1):
         session = ort.InferenceSession(str(export / f"decoder_layer{k}.onnx"))
         if k == 1:
-            feeds: dict[str, np.ndarray | None] = dict(inputs)
+            feeds: dict[str, NDArray[np.float32] | None] = dict(inputs)
         else:
             queries = dict(zip(LAYER_QUERIES, (values["embeddings"], values["refs"]), strict=True))
             feeds = {i.name: queries.get(i.name, values.get(i.name)) for i in session.get_inputs()}

@@ -97,7 +97,9 @@ def test_a_second_build_reuses_every_file(
     assert calls["n"] == 0 and mtimes(built.directory) == before
 
 
-def test_the_key_follows_the_encoder_weights_only(built: FeatureCache, net: TrackerNet, frames) -> None:
+def test_the_key_follows_the_encoder_weights_only(
+    built: FeatureCache, net: TrackerNet, frames: NuScenesFrames
+) -> None:
     changed = copy.deepcopy(net)
     with torch.no_grad():
         next(changed.backbone.parameters()).view(-1)[0] += 1e-3
@@ -108,12 +110,16 @@ def test_the_key_follows_the_encoder_weights_only(built: FeatureCache, net: Trac
     assert FeatureCache(built.root, decoder_only, frames, TINY_MODEL).key == built.key
 
 
-def test_the_key_follows_the_input_config(built: FeatureCache, net: TrackerNet, frames) -> None:
+def test_the_key_follows_the_input_config(
+    built: FeatureCache, net: TrackerNet, frames: NuScenesFrames
+) -> None:
     other = replace(TINY_MODEL, input=replace(TINY_MODEL.input, width=192))
     assert FeatureCache(built.root, net, frames, other).key != built.key
 
 
-def test_touching_an_image_changes_the_key(built: FeatureCache, net: TrackerNet, frames) -> None:
+def test_touching_an_image_changes_the_key(
+    built: FeatureCache, net: TrackerNet, frames: NuScenesFrames
+) -> None:
     image = frames[3].cameras[2].path
     st = image.stat()
     try:
@@ -140,7 +146,9 @@ def test_an_interrupted_build_encodes_only_the_missing_scene(
     assert not list(built.directory.glob("*.partial"))
 
 
-def test_cached_samples_carry_features_and_the_same_geometry(built: FeatureCache, frames) -> None:
+def test_cached_samples_carry_features_and_the_same_geometry(
+    built: FeatureCache, frames: NuScenesFrames
+) -> None:
     plain = ClipDataset(frames, TINY_MODEL, 2)[0]
     cached = ClipDataset(frames, TINY_MODEL, 2, cache=built)[0]
     for a, b, index in zip(plain, cached, frames.clips(2)[0], strict=True):

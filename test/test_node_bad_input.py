@@ -131,7 +131,8 @@ def send_frame(
 
 
 def counts(node: Any) -> dict[str, int]:
-    return node.pipeline.counts
+    counts: dict[str, int] = node.pipeline.counts
+    return counts
 
 
 def processed(node: Any) -> int:
@@ -196,7 +197,9 @@ def test_images_that_arrive_before_their_camera_info_are_prepared_with_their_fra
     assert processed(node) == 1, dict(counts(node))
 
 
-def test_each_kind_of_warning_is_logged_on_its_own_throttle(node: Any, capfd: pytest.CaptureFixture) -> None:
+def test_each_kind_of_warning_is_logged_on_its_own_throttle(
+    node: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
     small = cv2.imencode(".jpg", np.zeros((450, 800, 3), np.uint8))[1].tobytes()
     send_frame(node, 10**18, jpeg={"CAM_BACK": b"\xff\xd8garbage"})
     send_frame(node, 10**18 + PERIOD_NS, jpeg={"CAM_BACK": b"\xff\xd8garbage"})  # throttled
@@ -237,7 +240,7 @@ def test_a_short_tf_gap_continues_the_ego_motion(node: Any) -> None:
 
 
 def test_a_long_tf_gap_drops_frames_and_the_tracker_restarts_when_poses_return(
-    node: Any, capfd: pytest.CaptureFixture
+    node: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     send_frame(node, 10**18)
     send_frame(node, 10**18 + PERIOD_NS, tf=False)

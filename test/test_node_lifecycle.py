@@ -115,7 +115,7 @@ def lifecycle(request: pytest.FixtureRequest) -> Iterator[Any]:
         c.close()
 
 
-def error_lines(capfd: pytest.CaptureFixture) -> list[str]:
+def error_lines(capfd: pytest.CaptureFixture[str]) -> list[str]:
     return [line for line in capfd.readouterr().err.splitlines() if "ERROR" in line]
 
 
@@ -131,7 +131,7 @@ def error_lines(capfd: pytest.CaptureFixture) -> list[str]:
     ],
 )
 def test_a_bad_model_fails_configure_with_one_line_and_configures_once_fixed(
-    kind: str, cause: str, good: Path, tmp_path: Path, lifecycle: Any, capfd: pytest.CaptureFixture
+    kind: str, cause: str, good: Path, tmp_path: Path, lifecycle: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "model.pt"
     break_model(kind, path, good)
@@ -147,7 +147,7 @@ def test_a_bad_model_fails_configure_with_one_line_and_configures_once_fixed(
 
 
 def test_a_camera_count_the_model_does_not_take_fails_configure(
-    good: Path, lifecycle: Any, capfd: pytest.CaptureFixture
+    good: Path, lifecycle: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     channels = ["CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT"]
     params = [

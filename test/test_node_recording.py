@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -17,6 +17,7 @@ import pytest
 import rclpy
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
+from numpy.typing import NDArray
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.cli import main as syncl
@@ -56,7 +57,8 @@ SCHEMAS = {
 
 
 def stamp(msg: Any) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    ns: int = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    return ns
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,7 @@ def read_all(path: Path) -> tuple[Any, dict[str, list[tuple[int, Any]]]]:
     return summary, by_topic
 
 
-def bag_counts(bag: Path) -> Counter:
+def bag_counts(bag: Path) -> Counter[str]:
     from rosbags.highlevel import AnyReader
 
     with AnyReader([bag]) as reader:
@@ -159,7 +161,8 @@ def test_overlay_decodes_and_boxes_land_on_the_tracks(recorded: dict[str, Any]) 
     cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
     hits = checked = 0
     for _, msg in msgs["/syncl_tracker/overlay"]:
-        image = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        jpeg = np.frombuffer(bytes(msg.data), np.uint8)
+        image = cast(NDArray[np.uint8], cv2.imdecode(jpeg, cv2.IMREAD_COLOR))  # color: uint8
         assert msg.format == "jpeg" and image is not None
         tile_h, tile_w = image.shape[0] // 2, image.shape[1] // 3
         assert (tile_w, tile_h) in {(352, 128), (704, 256)}
@@ -189,7 +192,7 @@ def _input(width: int, height: int) -> Any:
     return InputConfig(height=height, width=width)
 
 
-def _box(obj: Any) -> np.ndarray:
+def _box(obj: Any) -> NDArray[np.float64]:
     from pyquaternion import Quaternion
 
     from syncl_ros.geometry import quaternion_yaw
@@ -200,7 +203,7 @@ def _box(obj: Any) -> np.ndarray:
     return np.array([p.x, p.y, p.z, obj.size.x, obj.size.y, obj.size.z, yaw, 0.0, 0.0])
 
 
-def _near(image: np.ndarray, u: float, v: float, color: tuple[int, int, int], radius: int = 1) -> bool:
+def _near(image: NDArray[np.uint8], u: float, v: float, color: tuple[int, int, int], radius: int = 1) -> bool:
     u, v = round(u), round(v)
     patch = image[v - radius : v + radius + 1, u - radius : u + radius + 1].astype(int)
     return bool((np.abs(patch - np.array(color)).max(axis=-1) <= 60).any())

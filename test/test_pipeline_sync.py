@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncl_ros.pipeline.sync import MS, DropReason, RigSynchronizer
+from syncl_ros.pipeline.sync import MS, DropReason, RigFrame, RigSynchronizer
 from syncl_ros.rig import CAMERA_CHANNELS
 
 PERIOD = 83 * MS  # ~12 Hz, the nuScenes camera rate
@@ -31,8 +31,9 @@ def sweep_messages(sweeps: int, start: int = T0, skip: tuple[str, ...] = ()) -> 
     return sorted(msgs, key=lambda m: m[1])
 
 
-def feed(sync: RigSynchronizer, msgs: list[tuple[str, int, str]]) -> tuple[list, int]:
-    frames, resets = [], 0
+def feed(sync: RigSynchronizer, msgs: list[tuple[str, int, str]]) -> tuple[list[RigFrame], int]:
+    frames: list[RigFrame] = []
+    resets = 0
     for channel, stamp, payload in msgs:
         out = sync.add(channel, stamp, payload)
         frames += out.frames

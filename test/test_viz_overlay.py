@@ -4,10 +4,12 @@ the rig layout, and `syncl render` on a synthetic nuScenes-format scene."""
 
 import json
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.cli import main as syncl
@@ -20,11 +22,13 @@ K = np.array([[400.0, 0.0, 320.0], [0.0, 400.0, 180.0], [0.0, 0.0, 1.0]])
 LIDAR2IMG = ego_to_image(K, Transform(optical_to_body(0.0), np.array([0.0, 0.0, 1.5])))
 
 
-def car(x: float, y: float = 0.0, yaw: float = 0.0) -> np.ndarray:
+def car(x: float, y: float = 0.0, yaw: float = 0.0) -> NDArray[np.float64]:
     return np.array([x, y, 0.85, 4.5, 1.9, 1.7, yaw, 3.0, 4.0])
 
 
-def near(image: np.ndarray, uv: np.ndarray, color: tuple[int, int, int], radius: int = 2) -> bool:
+def near(
+    image: NDArray[np.uint8], uv: NDArray[np.float64], color: tuple[int, int, int], radius: int = 2
+) -> bool:
     """Whether a pixel within ``radius`` of ``uv`` has ``color`` (anti-aliased lines blend at edges)."""
     u, v = (round(float(c)) for c in uv)
     patch = image[max(0, v - radius) : v + radius + 1, max(0, u - radius) : u + radius + 1].astype(int)
@@ -130,7 +134,7 @@ def test_render_lands_boxes_where_the_devkit_projects_them(
     nusc = NuScenes("v1.0-trainval", str(synth_val_root), verbose=False)
     token = nusc.get("scene", nusc.field2token("scene", "name", scene)[0])["first_sample_token"]
     sample = nusc.get("sample", token)
-    image = cv2.imread(str(frames[0]))
+    image = cast(NDArray[np.uint8], cv2.imread(str(frames[0])))  # color: uint8
     sd = nusc.get("sample_data", sample["data"]["CAM_FRONT"])
     _, boxes, K = nusc.get_sample_data(sd["token"])  # boxes in the camera frame, by the devkit
     scale = 400 / sd["width"]
@@ -149,7 +153,9 @@ def test_render_lands_boxes_where_the_devkit_projects_them(
     assert hits >= 0.8 * checked, (hits, checked)
 
 
-def test_render_says_what_is_wrong(synth_val_root: Path, tmp_path: Path, capsys) -> None:
+def test_render_says_what_is_wrong(
+    synth_val_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     args = ["--dataroot", str(synth_val_root), "--out", str(tmp_path / "o")]

@@ -16,7 +16,10 @@ unconfigured; configure can be requested again once the file is fixed.
 QoS, on purpose:
 - images and CameraInfo: sensor-data (best effort, keep last 5): matches both
   best-effort camera drivers and reliable publishers such as bag players;
-- /tf: reliable, keep last 100; /tf_static: reliable, transient local (latched);
+- /tf: reliable, keep all: a node that falls behind its callbacks (a loaded machine) still gets
+  every transform, late, instead of its reader silently overwriting the oldest (keep last 100
+  lost 200 of 300 transforms sent while the executor was busy); /tf_static: reliable, transient
+  local (latched);
   odometry: sensor-data;
 - outputs: reliable, keep last 10 (RViz and recorders get every frame);
   /diagnostics: reliable, keep last 10.
@@ -66,7 +69,7 @@ from syncl_ros.ros.settings import NodeSettings, declare_and_read
 MS = 1_000_000
 S = 1_000_000_000
 RELIABLE_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+TF_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
 TF_STATIC_QOS = QoSProfile(
     depth=1,
     reliability=ReliabilityPolicy.RELIABLE,

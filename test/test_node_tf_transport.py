@@ -1,0 +1,91 @@
+"""/tf reaches the node whole even while its executor is busy: a node that falls behind its
+callbacks (a loaded machine, a long decode) must still see, and count, every bad transform.
+Real DDS between two contexts of one process: a reliable keep-last-100 writer (the player's
+QoS) and the node's own subscription, which is not spun while the transforms arrive."""
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import rclpy  # make setup installs it: a missing rclpy fails, never skips
+import torch
+from geometry_msgs.msg import TransformStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from tf2_msgs.msg import TFMessage
+from training_fixtures import TINY_MODEL
+
+from syncl_ros.experiment import Experiment
+from syncl_ros.experiment.checkpoint import save_checkpoint
+from syncl_ros.model.network import TrackerNet
+from syncl_ros.ros.messages import ns_to_stamp
+from syncl_ros.ros.node import TrackerNode
+
+pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
+
+PLAYER_TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+SENT = 300  # three times the keep-last depth that /tf readers commonly use
+
+
+@pytest.fixture()
+def node(tmp_path: Path) -> Iterator[TrackerNode]:
+    torch.manual_seed(0)
+    model = save_checkpoint(tmp_path / "m.pt", TrackerNet(TINY_MODEL), Experiment("tf", model=TINY_MODEL), {})
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    params = [Parameter("model", value=str(model)), Parameter("backend", value="torch")]
+    n = TrackerNode(context=context, parameter_overrides=params)
+    n.trigger_configure()
+    n.trigger_activate()
+    yield n
+    assert n.pipeline is not None
+    n.pipeline.stop()
+    n.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def nan_tf(i: int) -> TFMessage:
+    t = TransformStamped(child_frame_id="base_link")
+    t.header.frame_id, t.header.stamp = "map", ns_to_stamp(1_000_000_000 + i * 10_000_000)
+    t.transform.translation.x = math.nan
+    t.transform.rotation.w = 1.0
+    return TFMessage(transforms=[t])
+
+
+def spin_until_counted(node: TrackerNode) -> int:
+    """Lets the node take what its reader holds; returns its count of invalid transforms."""
+    assert node.pipeline is not None
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 20.0
+        while node.pipeline.counts.get("tf.invalid", 0) < SENT and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        for _ in range(20):  # anything beyond SENT would be a double count
+            executor.spin_once(timeout_sec=0.01)
+        return node.pipeline.counts.get("tf.invalid", 0)
+    finally:
+        executor.remove_node(node)
+        executor.shutdown()
+
+
+def test_every_transform_sent_while_the_node_was_busy_is_counted(node: TrackerNode) -> None:
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    try:
+        sender = rclpy.create_node("tf_sender", context=context)
+        pub = sender.create_publisher(TFMessage, "/tf", PLAYER_TF_QOS)
+        deadline = time.monotonic() + 10.0
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pub.get_subscription_count() > 0, "the node's /tf subscription was not discovered"
+        for i in range(SENT):
+            pub.publish(nan_tf(i))
+        time.sleep(1.0)  # delivered into the node's reader while nothing takes from it
+        assert spin_until_counted(node) == SENT
+        sender.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

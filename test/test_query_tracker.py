@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from syncl_ros.classes import LABEL_OF, NUM_CLASSES
 from syncl_ros.config import ConfigError, parse
@@ -141,7 +142,7 @@ def test_birth_at_or_above_threshold_only() -> None:
     assert [t.track_id for t in out] == [1, 2]
     first, second = out
     assert (first.label, first.class_name, first.score) == (CAR, "car", 0.5)
-    assert (second.label, second.score) == (PED, pytest.approx(0.4))
+    assert (second.label, second.score) == pytest.approx((PED, 0.4))
     assert (first.age, first.hits, first.frames_since_update) == (0, 1, 0)
     np.testing.assert_allclose(first.box, box(1.0))
     assert len(first.uuid) == 16 and uuid.UUID(bytes=first.uuid).version == 4
@@ -156,7 +157,7 @@ def test_births_only_for_tracking_classes_unless_disabled() -> None:
     dets: list[Row] = [(BARRIER, 0.9, box(1.0))]
     assert step(tracker(), 0.0, dets) == []
     out = step(tracker(tracking_labels_only=False), 0.0, dets)
-    assert [(t.label, t.score) for t in out] == [(BARRIER, pytest.approx(0.9))]
+    assert [(t.label, t.score) for t in out] == [pytest.approx((BARRIER, 0.9))]
 
 
 def test_confirmed_track_takes_new_box_label_and_features() -> None:
@@ -165,13 +166,8 @@ def test_confirmed_track_takes_new_box_label_and_features() -> None:
     slot = trk.slot_of(1)
     out = step(trk, 0.5, slots={slot: (PED, 0.8, box(1.5, 0.2))})
     (t,) = out
-    assert (t.track_id, t.label, t.score, t.age, t.hits, t.frames_since_update) == (
-        1,
-        PED,
-        pytest.approx(0.8),
-        1,
-        2,
-        0,
+    assert (t.track_id, t.label, t.score, t.age, t.hits, t.frames_since_update) == pytest.approx(
+        (1, PED, 0.8, 1, 2, 0)
     )
     # The new box, with the velocity the track measured: (0.5, 0.2) m in 0.5 s.
     np.testing.assert_allclose(t.box, box(1.5, 0.2, vx=1.0, vy=0.4), atol=1e-12)
@@ -224,7 +220,7 @@ def test_coasting_track_moves_by_velocity_and_keeps_features() -> None:
     )
     # The slot row says "pedestrian at the origin" with a low score: the track must ignore the box.
     (t,) = trk.update(make_outputs(4, slots={slot: (PED, 0.1, box())}))
-    assert (t.label, t.score, t.hits, t.frames_since_update, t.age) == (CAR, pytest.approx(0.1), 1, 1, 1)
+    assert (t.label, t.score, t.hits, t.frames_since_update, t.age) == pytest.approx((CAR, 0.1, 1, 1, 1))
     np.testing.assert_allclose(t.box, expected, atol=1e-9)
     nxt = trk.prepare(SEC, IDENTITY)
     # Its unconfident output row (filled with Q + slot + 1) is not stored: the birth row 0's features stay.
@@ -373,7 +369,7 @@ def test_two_queries_on_one_object_make_one_track_whatever_their_class() -> None
     trk = tracker(num_slots=8)
     dets: list[Row] = [(PED, 0.6, box(10.3, 0.4)), (CAR, 0.9, box(10.0)), (CAR, 0.7, box(10.9))]
     (t,) = step(trk, 0.0, dets)
-    assert (t.score, t.label) == (pytest.approx(0.9), CAR)  # the best one is born
+    assert (t.score, t.label) == pytest.approx((0.9, CAR))  # the best one is born
     assert trk.duplicate_births == 2 and trk.dropped_births == 0
     np.testing.assert_array_equal(trk.last_changes.birth_rows, [1])
 
@@ -454,7 +450,7 @@ def test_last_changes_name_births_refreshed_and_ended_slots() -> None:
     assert len(trk.last_changes.refreshed) == 0
 
 
-def mirror(emb: np.ndarray, out: DecoderOutputs, changes: FrameChanges) -> np.ndarray:
+def mirror(emb: NDArray[np.float32], out: DecoderOutputs, changes: FrameChanges) -> NDArray[np.float32]:
     """FrameChanges' documented recipe, applied to a copy of the slot embeddings."""
     q = out.num_detections(len(emb))
     emb = emb.copy()

@@ -1,9 +1,11 @@
 import copy
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
+from numpy.typing import NDArray
 
 from syncl_ros.config import ConfigError, parse, resolve
 from syncl_ros.geometry import ego_to_image, project
@@ -16,11 +18,12 @@ def rig() -> RigSpec:
 
 
 @pytest.fixture(scope="module")
-def raw() -> dict:
-    return yaml.safe_load(resolve("rig_nuscenes").read_text())
+def raw() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(resolve("rig_nuscenes").read_text())
+    return data
 
 
-def in_image(rig: RigSpec, channel: str, point: np.ndarray) -> bool:
+def in_image(rig: RigSpec, channel: str, point: NDArray[np.float64]) -> bool:
     cam = rig.camera(channel)
     uv, depth = project(ego_to_image(cam.intrinsics(), cam.to_base()), point[None])
     u, v = uv[0]
@@ -76,14 +79,14 @@ def test_camera_lookup_error(rig: RigSpec) -> None:
         rig.camera("CAM_TOP")
 
 
-def test_duplicated_channel_rejected(raw: dict) -> None:
+def test_duplicated_channel_rejected(raw: dict[str, Any]) -> None:
     data = copy.deepcopy(raw)
     data["cameras"][1]["channel"] = "CAM_FRONT"
     with pytest.raises(ConfigError, match=r"rig\.yaml: duplicated camera channel.*CAM_FRONT"):
         parse(RigSpec, data, "rig.yaml")
 
 
-def test_rig_field_errors(raw: dict) -> None:
+def test_rig_field_errors(raw: dict[str, Any]) -> None:
     data = copy.deepcopy(raw)
     data["cameras"][2]["fx"] = -3.0
     with pytest.raises(ConfigError) as info:

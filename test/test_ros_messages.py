@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 import pytest
 import rclpy  # noqa: F401  make setup installs it: a missing rclpy fails, never skips
+from numpy.typing import NDArray
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from syncl_ros.msg import TrackedObject3D, TrackedObject3DArray
@@ -39,7 +40,7 @@ STAMP = 1_533_151_603_512_404_000
 
 
 def track(track_id: int, class_name: str, box: list[float], **kw: object) -> Track:
-    fields: dict = dict(score=0.8, age=3, hits=3, frames_since_update=0)
+    fields: dict[str, Any] = dict(score=0.8, age=3, hits=3, frames_since_update=0)
     fields.update(kw)
     return Track(
         track_id=track_id,
@@ -70,7 +71,8 @@ Msg = TypeVar("Msg")
 
 def roundtrip(msg: Msg) -> Msg:
     """Through CDR, as a subscriber would see it."""
-    return deserialize_message(serialize_message(msg), type(msg))
+    out: Msg = deserialize_message(serialize_message(msg), type(msg))
+    return out
 
 
 # -------------------------------------------------------------------- stamps
@@ -138,7 +140,7 @@ def test_tracks_to_detections() -> None:
 # ------------------------------------------------------------------- markers
 
 
-def by_key(markers: list) -> dict:
+def by_key(markers: list[Marker]) -> dict[tuple[str, int, int], Marker]:
     return {(m.ns, m.id, m.action): m for m in markers}
 
 
@@ -268,7 +270,7 @@ def test_a_raw_image_is_converted_only_when_its_fields_match_the_camera_info() -
     assert prepare_camera_image(good, "raw", cfg, (1600, 900)).problem is None
 
 
-def raw_image(encoding: str, channels: int, pad: int = 0) -> tuple[Image, np.ndarray]:
+def raw_image(encoding: str, channels: int, pad: int = 0) -> tuple[Image, NDArray[np.uint8]]:
     h, w = 4, 5
     pixels = np.arange(h * w * channels, dtype=np.uint8).reshape(h, w, channels)
     rows = np.concatenate([pixels.reshape(h, -1), np.full((h, pad), 99, np.uint8)], axis=1)

@@ -46,7 +46,7 @@ DOMAIN = 1 + os.getpid() % 200
 
 def typestore() -> Any:
     store = get_typestore(Stores.ROS2_JAZZY)
-    types: dict = {}
+    types: dict[str, Any] = {}
     for name in ("TrackedObject3D", "TrackedObject3DArray"):
         types.update(get_types_from_msg((MSG_DIR / f"{name}.msg").read_text(), f"syncl_ros/msg/{name}"))
     types.update(get_types_from_msg("int32 value\n", "fake_pkg/msg/Nope"))  # importable nowhere
@@ -188,13 +188,13 @@ def listener() -> Iterator[Listener]:
     sub.close()
 
 
-def start_player(bag: Path, *args: str) -> subprocess.Popen:
+def start_player(bag: Path, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(DOMAIN))
     cmd = [sys.executable, "-m", "syncl_ros.ros.play_cli", str(bag), "--wait-for-subscribers", "10", *args]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def finish(player: subprocess.Popen, listener: Listener, timeout_s: float = 20.0) -> tuple[str, str]:
+def finish(player: subprocess.Popen[str], listener: Listener, timeout_s: float = 20.0) -> tuple[str, str]:
     listener.spin_until(lambda: player.poll() is not None, timeout_s)
     if player.poll() is None:
         player.kill()

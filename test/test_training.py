@@ -97,7 +97,7 @@ def test_two_process_ddp_step_keeps_replicas_identical() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctx = mp.get_context("spawn")
-    queue: mp.Queue = ctx.Queue()
+    queue: mp.Queue[list[float]] = ctx.Queue()
     procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, queue)) for r in range(2)]
     for p in procs:
         p.start()

@@ -26,7 +26,7 @@ CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_B
 
 
 @pytest.fixture(scope="module")
-def dataroot(tmp_path_factory) -> Path:
+def dataroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
     args = argparse.ArgumentParser()
     cli.configure_parser(args)
@@ -37,11 +37,11 @@ def dataroot(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def nusc(dataroot) -> NuScenes:
+def nusc(dataroot: Path) -> NuScenes:
     return NuScenes(version=VERSION, dataroot=str(dataroot), verbose=False)
 
 
-def test_loads_with_expected_counts(nusc):
+def test_loads_with_expected_counts(nusc: NuScenes) -> None:
     rig = load_rig("rig_nuscenes")
     samples_per_scene = int(DURATION * rig.keyframe_rate_hz)
     frames_per_scene = samples_per_scene * 6
@@ -59,12 +59,12 @@ def test_loads_with_expected_counts(nusc):
             assert os.path.exists(nusc.get_sample_data_path(sd_token))
 
 
-def test_scene_names_put_scenes_in_the_split(nusc):
+def test_scene_names_put_scenes_in_the_split(nusc: NuScenes) -> None:
     names = [s["name"] for s in nusc.scene]
     assert names == create_splits_scenes(verbose=False)[SPLIT][:SCENES]
 
 
-def test_chains_timestamps_and_key_frames(nusc, dataroot):
+def test_chains_timestamps_and_key_frames(nusc: NuScenes, dataroot: Path) -> None:
     rig = load_rig("rig_nuscenes")
     for scene in nusc.scene:
         sample = nusc.get("sample", scene["first_sample_token"])
@@ -115,7 +115,7 @@ def test_chains_timestamps_and_key_frames(nusc, dataroot):
         assert len(set(offsets.values())) == 6
 
 
-def test_calibration_is_the_rig_in_nuscenes_conventions(nusc):
+def test_calibration_is_the_rig_in_nuscenes_conventions(nusc: NuScenes) -> None:
     rig = load_rig("rig_nuscenes")
     sample = nusc.sample[0]
     for ch in CHANNELS:
@@ -131,7 +131,7 @@ def test_calibration_is_the_rig_in_nuscenes_conventions(nusc):
         assert sd["width"] == 1600 and sd["height"] == 900
 
 
-def test_annotations_project_onto_their_rendered_objects(nusc, dataroot):
+def test_annotations_project_onto_their_rendered_objects(nusc: NuScenes, dataroot: Path) -> None:
     """Box centers, moved to each camera with the devkit's records, land on that object's pixels."""
     rig = load_rig("rig_nuscenes")
     scene = nusc.scene[0]
@@ -180,7 +180,7 @@ def test_annotations_project_onto_their_rendered_objects(nusc, dataroot):
     assert corner_total >= 20 and corner_hits / corner_total > 0.8
 
 
-def test_visibility_and_lidar_counts_are_consistent(nusc, dataroot):
+def test_visibility_and_lidar_counts_are_consistent(nusc: NuScenes, dataroot: Path) -> None:
     anns = nusc.sample_annotation
     levels = {a["visibility_token"] for a in anns}
     assert {"1", "4"} <= levels
@@ -211,7 +211,7 @@ def test_visibility_and_lidar_counts_are_consistent(nusc, dataroot):
     assert checked >= 5
 
 
-def test_annotation_fields(nusc):
+def test_annotation_fields(nusc: NuScenes) -> None:
     categories = {c["name"] for c in nusc.category}
     used = {a["category_name"] for a in nusc.sample_annotation}
     assert used <= categories and {"vehicle.car", "human.pedestrian.adult"} <= used
@@ -234,7 +234,7 @@ def test_annotation_fields(nusc):
     assert np.all(np.isfinite(nusc.box_velocity(some["token"])))
 
 
-def test_same_seed_gives_identical_files(dataroot, tmp_path):
+def test_same_seed_gives_identical_files(dataroot: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     write_dataset(again, SCENES, SEED, SPLIT, DURATION, workers=1, progress=False)
     for name in sorted(os.listdir(dataroot / VERSION)):
@@ -245,7 +245,7 @@ def test_same_seed_gives_identical_files(dataroot, tmp_path):
     assert filecmp.cmp(sweeps[3], again / "sweeps" / "CAM_BACK" / sweeps[3].name, shallow=False)
 
 
-def test_other_split_and_seed_give_other_worlds(tmp_path):
+def test_other_split_and_seed_give_other_worlds(tmp_path: Path) -> None:
     assert scene_seed(SEED, "train", 0) != scene_seed(SEED, "val", 0)
     assert scene_seed(SEED, "val", 0) != scene_seed(SEED + 1, "val", 0)
     with pytest.raises(ValueError, match="scenes"):

@@ -1,6 +1,7 @@
 """The simulated lidar: occlusion-aware point counts and the nuScenes point layout."""
 
 import numpy as np
+from numpy.typing import NDArray
 
 from syncl_ros.data.synth.lidar import BEAM_ELEVATIONS_DEG, MAX_RANGE, scan
 from syncl_ros.geometry import Transform
@@ -8,16 +9,18 @@ from syncl_ros.geometry import Transform
 LIDAR_HEIGHT = 1.84
 
 
-def pose(yaw: float = -np.pi / 2) -> np.ndarray:
+def pose(yaw: float = -np.pi / 2) -> NDArray[np.float64]:
     """The lidar at the origin, 1.84 m up, x axis to the right of a car facing +x (as in nuScenes)."""
     return Transform.from_xy_yaw(0.0, 0.0, yaw, LIDAR_HEIGHT).matrix()
 
 
-def box(x, y, length=4.5, w=1.9, h=1.7, yaw=0.0):
+def box(
+    x: float, y: float, length: float = 4.5, w: float = 1.9, h: float = 1.7, yaw: float = 0.0
+) -> list[float]:
     return [x, y, h / 2, length, w, h, yaw, 0.0, 0.0]
 
 
-def test_hidden_object_gets_no_points_and_visible_ones_do():
+def test_hidden_object_gets_no_points_and_visible_ones_do() -> None:
     boxes = np.array(
         [
             box(8.0, 0.0, length=6.0, w=3.0, h=3.5),  # big truck ahead
@@ -36,7 +39,7 @@ def test_hidden_object_gets_no_points_and_visible_ones_do():
     assert alone.counts(ids[1:])[0] > 0
 
 
-def test_point_layout_and_frame():
+def test_point_layout_and_frame() -> None:
     sweep = scan(pose(), np.array([box(10.0, 0.0)]), np.array([0]), np.array([0]), np.random.default_rng(1))
     pts = sweep.points
     assert pts.dtype == np.float32 and pts.shape[1] == 5

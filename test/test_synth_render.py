@@ -1,12 +1,15 @@
 """The rasterizer: per-pixel depth order, near-plane clipping, visibility, resolutions."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from syncl_ros.data.synth.lidar import _ray_box
 from syncl_ros.data.synth.render import rasterize, render
 from syncl_ros.data.synth.views import render_camera, render_frame
-from syncl_ros.data.synth.world import simulate
+from syncl_ros.data.synth.world import Scene, simulate
 from syncl_ros.data.synth.writer import visibility_level
 from syncl_ros.geometry import Transform, optical_to_body, scaled_intrinsics
 from syncl_ros.rig import load_rig
@@ -16,24 +19,26 @@ K = np.array([[250.0, 0.0, 160.0], [0.0, 250.0, 90.0], [0.0, 0.0, 1.0]])
 CAM_HEIGHT = 1.5
 
 
-def camera(yaw: float = 0.0, x: float = 0.0, y: float = 0.0) -> np.ndarray:
+def camera(yaw: float = 0.0, x: float = 0.0, y: float = 0.0) -> NDArray[np.float64]:
     """world -> optical frame of a camera at (x, y, 1.5) looking along ``yaw``."""
     cam_to_world = Transform(optical_to_body(yaw), np.array([x, y, CAM_HEIGHT]))
     return cam_to_world.inverse().matrix()
 
 
-def box(x, y, length=4.5, w=1.9, h=1.7, yaw=0.0):
+def box(
+    x: float, y: float, length: float = 4.5, w: float = 1.9, h: float = 1.7, yaw: float = 0.0
+) -> list[float]:
     return [x, y, h / 2, length, w, h, yaw, 0.0, 0.0]
 
 
-def pixel(point_world, world_to_cam=None):
+def pixel(point_world: Sequence[float], world_to_cam: NDArray[np.float64] | None = None) -> tuple[int, int]:
     m = camera() if world_to_cam is None else world_to_cam
     p = m[:3, :3] @ np.asarray(point_world, dtype=float) + m[:3, 3]
     uv = K @ p / p[2]
     return round(uv[1]), round(uv[0])
 
 
-def test_near_object_occludes_far_one_and_visibility_drops():
+def test_near_object_occludes_far_one_and_visibility_drops() -> None:
     boxes = np.array([box(10.0, 0.6), box(20.0, 0.3, length=7.0, w=2.5, h=2.9)])
     ids = np.array([7, 3])
     alone = rasterize(K, camera(), W, H, boxes[1:], np.array([1]), ids[1:])
@@ -55,7 +60,7 @@ def test_near_object_occludes_far_one_and_visibility_drops():
     assert np.array_equal(swapped.rgb, both.rgb)
 
 
-def test_matches_a_ray_cast_even_for_interpenetrating_boxes():
+def test_matches_a_ray_cast_even_for_interpenetrating_boxes() -> None:
     # Two boxes crossing in an X (no drawing order is right for both) and a third behind.
     boxes = np.array(
         [
@@ -88,7 +93,7 @@ def test_matches_a_ray_cast_even_for_interpenetrating_boxes():
     np.testing.assert_allclose(1.0 / frame.inv_depth[both], depth[both], rtol=2e-3)
 
 
-def test_objects_behind_the_camera_do_not_draw():
+def test_objects_behind_the_camera_do_not_draw() -> None:
     frame = rasterize(
         K, camera(), W, H, np.array([box(-8.0, 0.0), box(-3.0, 2.0)]), np.array([0, 0]), np.array([0, 1])
     )
@@ -96,7 +101,7 @@ def test_objects_behind_the_camera_do_not_draw():
     assert frame.alone == {}
 
 
-def test_box_crossing_the_camera_plane_is_clipped():
+def test_box_crossing_the_camera_plane_is_clipped() -> None:
     # A bus alongside, from 6 m behind to 5 m ahead of the camera, 2 m to the left.
     bus = np.array([box(-0.5, 3.5, length=11.0, w=2.5, h=3.2)])
     frame = rasterize(K, camera(), W, H, bus, np.array([2]), np.array([5]))
@@ -108,7 +113,7 @@ def test_box_crossing_the_camera_plane_is_clipped():
     assert frame.alone[5] == mask.sum()
 
 
-def test_ground_and_sky():
+def test_ground_and_sky() -> None:
     none = np.zeros(0, dtype=np.int64)
     rgb, inst = render(K, camera(), W, H, np.zeros((0, 9)), none, none)
     assert (inst == -1).all()
@@ -118,11 +123,11 @@ def test_ground_and_sky():
 
 
 @pytest.fixture(scope="module")
-def scene():
+def scene() -> Scene:
     return simulate(5, duration_s=4.0)
 
 
-def test_model_resolution_matches_full_resolution(scene):
+def test_model_resolution_matches_full_resolution(scene: Scene) -> None:
     rig = load_rig("rig_nuscenes")
     cam = rig.camera("CAM_FRONT")
     t = 2 * 10**9
@@ -140,7 +145,7 @@ def test_model_resolution_matches_full_resolution(scene):
     assert (crop.instance == ref.instance[70:198]).mean() > 0.99
 
 
-def test_render_frame_renders_all_cameras_at_their_capture_times(scene):
+def test_render_frame_renders_all_cameras_at_their_capture_times(scene: Scene) -> None:
     rig = load_rig("rig_nuscenes")
     frames = render_frame(scene, rig, 10**9, width=176, height=99)
     assert len(frames) == 6

@@ -6,17 +6,17 @@ import pytest
 from syncl_ros.boxes import corners
 from syncl_ros.data.synth.actors import CLASSES, MEAN_LWH
 from syncl_ros.data.synth.kinematics import Path, ProfileBuilder
-from syncl_ros.data.synth.world import EGO_FRONT, EGO_REAR, EGO_WIDTH, _overlap, simulate
+from syncl_ros.data.synth.world import EGO_FRONT, EGO_REAR, EGO_WIDTH, Scene, _overlap, simulate
 
 SEEDS = (1, 2, 3, 4, 5, 6)
 
 
 @pytest.fixture(scope="module")
-def scenes():
+def scenes() -> list[Scene]:
     return [simulate(seed, duration_s=20.0, start_ns=10**15) for seed in SEEDS]
 
 
-def test_same_seed_same_world():
+def test_same_seed_same_world() -> None:
     a, b = simulate(11, 20.0), simulate(11, 20.0)
     for t in (0, 3_141_592_000, 19_000_000_000):
         assert np.array_equal(a.objects_at(t)[2], b.objects_at(t)[2])
@@ -25,7 +25,7 @@ def test_same_seed_same_world():
     assert other.num_objects != a.num_objects or not np.allclose(other.objects_at(0)[2], a.objects_at(0)[2])
 
 
-def test_velocity_is_time_derivative_of_position(scenes):
+def test_velocity_is_time_derivative_of_position(scenes: list[Scene]) -> None:
     for scene in scenes[:3]:
         for t in np.arange(0.5, 20.0, 1.7):
             t_ns = scene.start_ns + int(t * 1e9)
@@ -36,7 +36,7 @@ def test_velocity_is_time_derivative_of_position(scenes):
             np.testing.assert_allclose(box[:, 7:9], numeric, atol=1e-3)
 
 
-def test_ego_pose_is_smooth_and_planar(scenes):
+def test_ego_pose_is_smooth_and_planar(scenes: list[Scene]) -> None:
     for scene in scenes:
         times = scene.start_ns + np.arange(0, 20_000_000_001, 50_000_000)
         poses = [scene.ego_pose(int(t)) for t in times]
@@ -48,7 +48,7 @@ def test_ego_pose_is_smooth_and_planar(scenes):
         assert np.abs(np.diff(yaw)).max() < 0.05  # no heading jumps at 20 Hz
 
 
-def test_boxes_stand_on_the_ground_with_plausible_sizes(scenes):
+def test_boxes_stand_on_the_ground_with_plausible_sizes(scenes: list[Scene]) -> None:
     for scene in scenes:
         _, classes, boxes = scene.objects_at(scene.start_ns + 5 * 10**9)
         np.testing.assert_allclose(boxes[:, 2], boxes[:, 5] / 2.0)
@@ -56,7 +56,7 @@ def test_boxes_stand_on_the_ground_with_plausible_sizes(scenes):
         assert np.all((rel > 0.75) & (rel < 1.25))
 
 
-def test_density_and_class_mix(scenes):
+def test_density_and_class_mix(scenes: list[Scene]) -> None:
     seen = np.zeros(len(CLASSES), dtype=int)
     for scene in scenes:
         counts = []
@@ -74,7 +74,7 @@ def test_density_and_class_mix(scenes):
     assert seen[CLASSES.index("pedestrian")] > seen[CLASSES.index("bus")]
 
 
-def test_objects_move_stop_and_park(scenes):
+def test_objects_move_stop_and_park(scenes: list[Scene]) -> None:
     speeds = []
     for scene in scenes:
         for t in np.arange(0.0, 20.0, 1.0):
@@ -87,7 +87,7 @@ def test_objects_move_stop_and_park(scenes):
     assert {"vehicle.moving", "vehicle.parked", "pedestrian.moving", "cycle.with_rider"} <= attrs
 
 
-def test_no_two_objects_overlap(scenes):
+def test_no_two_objects_overlap(scenes: list[Scene]) -> None:
     for scene in scenes:
         for t in np.arange(0.0, 20.0, 0.5):
             t_ns = scene.start_ns + int(t * 1e9)
@@ -109,7 +109,7 @@ def test_no_two_objects_overlap(scenes):
             assert not _overlap(fp, np.broadcast_to(ego, fp.shape), np.zeros(len(fp))).any()
 
 
-def test_objects_enter_and_leave_the_surroundings(scenes):
+def test_objects_enter_and_leave_the_surroundings(scenes: list[Scene]) -> None:
     for scene in scenes[:3]:
         inside = []
         for t in np.arange(0.0, 20.0, 1.0):
@@ -122,7 +122,7 @@ def test_objects_enter_and_leave_the_surroundings(scenes):
         assert changed.sum() >= 5
 
 
-def test_path_offsets_reversal_and_profiles():
+def test_path_offsets_reversal_and_profiles() -> None:
     path = Path.build(0.0, 0.0, 0.0, [(10.0, 0.0), (np.pi / 2 * 20.0, 1 / 20.0), (10.0, 0.0)])
     x, y, h = path.eval(np.array([10.0 + np.pi / 2 * 20.0 + 10.0]))
     np.testing.assert_allclose([x[0], y[0], h[0]], [30.0, 30.0, np.pi / 2], atol=1e-9)
@@ -139,7 +139,7 @@ def test_path_offsets_reversal_and_profiles():
     assert v[-1] == pytest.approx(10.0)
 
 
-def test_corners_follow_the_heading():
+def test_corners_follow_the_heading() -> None:
     # Sanity check of the box convention the world relies on.
     box = np.array([[0.0, 0.0, 1.0, 4.0, 2.0, 2.0, np.pi / 2, 0.0, 0.0]])
     c = corners(box)[0]

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test
 
 
 def payload_model(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)["model"]
+    state: dict[str, torch.Tensor] = torch.load(path, weights_only=True)["model"]
+    return state
 
 
 def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> None:

@@ -126,6 +126,7 @@ def test_inputs_are_checked(export_dir: Path) -> None:
         backend.decode(feats, eye, slots, np.ones(5, bool))
 
 
+@pytest.mark.slow  # exports or benchmarks a whole model: seconds
 def test_auto_on_cpu_picks_onnxruntime_and_exports_into_the_cache(ckpt: Path, tmp_path: Path) -> None:
     backend = create_backend("auto", ckpt, cache_dir=tmp_path)
     assert backend.name == "onnxruntime" and backend.device == "cpu"
@@ -230,6 +231,7 @@ def test_busy_config_loads_both_trackers() -> None:
     assert busy.greedy.score == 0.0 and busy.greedy.max_detections == EXP.tracker.greedy.max_detections
 
 
+@pytest.mark.slow  # exports or benchmarks a whole model: seconds
 def test_bench_cli(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     bench_cli.configure_parser(parser)

@@ -396,6 +396,7 @@ def bench(argv: list[str]) -> int:
     return bench_cli.main(parser.parse_args(["early-exit", *argv]))
 
 
+@pytest.mark.slow  # exports or benchmarks a whole model: seconds
 def test_bench_times_each_exit_layer(plain: tuple[Path, Path], tmp_path: Path) -> None:
     import json
 

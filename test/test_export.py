@@ -126,6 +126,7 @@ def test_onnx_files_match_the_manifest_shapes(small: tuple[Path, Path]) -> None:
             assert dims == {s["name"]: s["shape"] for s in specs}
 
 
+@pytest.mark.slow  # exports or benchmarks a whole model: seconds
 def test_export_is_deterministic(small: tuple[Path, Path], tmp_path: Path) -> None:
     ckpt, out = small
     again = export_model(ckpt, tmp_path / "again")
@@ -134,6 +135,7 @@ def test_export_is_deterministic(small: tuple[Path, Path], tmp_path: Path) -> No
     assert again.manifest == read_manifest(out)
 
 
+@pytest.mark.slow  # exports or benchmarks a whole model: seconds
 def test_graphs_stay_within_tensorrt_parser_support(
     tiny_default: Path, reanchored: tuple[Path, Path], depth_pe: tuple[Path, Path]
 ) -> None:

@@ -266,6 +266,22 @@ def test_a_camera_missing_in_the_synchronizer_is_left_out_of_the_frame(node: Any
     assert processed(node) == 2
 
 
+def test_a_frames_missing_cameras_are_counted_with_the_frame(node: Any) -> None:
+    """Diagnostics read while a frame is tracked never show its missing cameras without it."""
+    seen: list[tuple[int, int]] = []
+    track = node.pipeline.frames.track
+
+    def observed_track(inputs: Any) -> Any:
+        c = counts(node)
+        seen.append((c["frames.processed"], c["frames.without.missing.CAM_BACK_RIGHT"]))
+        return track(inputs)
+
+    node.pipeline.frames.track = observed_track
+    send_frame(node, 10**18, skip=("CAM_BACK_RIGHT",))
+    assert seen == [(0, 0)]
+    assert processed(node) == 1 and counts(node)["frames.without.missing.CAM_BACK_RIGHT"] == 1
+
+
 def test_out_of_order_image_is_discarded(node: Any) -> None:
     send_frame(node, 10**18 + PERIOD_NS)
     old = CompressedImage(format="jpeg", data=JPEG)

@@ -38,6 +38,22 @@ def test_waiting_jobs_run_in_order_and_the_oldest_is_dropped(depth: int, kept: l
     assert done == [0, *kept] and worker.replaced == 4 - len(kept) and worker.done == 1 + len(kept)
 
 
+def test_jobs_in_flight_count_the_one_running_and_those_waiting() -> None:
+    worker, _, entered, gate = held_worker(2)
+    assert worker.in_flight() == 0
+    worker.submit(0)
+    assert entered.wait(30.0)
+    worker.submit(1)
+    worker.submit(2)
+    assert worker.in_flight() == 3
+    worker.submit(3)  # replaces 1
+    assert worker.in_flight() == 3
+    gate.set()
+    assert worker.wait_idle(30.0)
+    worker.stop()
+    assert worker.in_flight() == 0
+
+
 def test_a_failing_job_is_reported_and_the_next_one_runs() -> None:
     worker, done, _, gate = held_worker(1)
     gate.set()

@@ -269,7 +269,6 @@ class LivePipeline:
         assemble_ms = (time.perf_counter() - start) * 1000.0
         # Between assembly and tracking: ego poses back after a long gap start the tracker over.
         self._ego_gap(frame.stamp_ns, extrapolated)
-        self._degraded(inputs.missing, frame.anchor)
         resets, nonfinite = self.tracker.resets, self.tracker.nonfinite_rows
         result = self.frames.track(inputs)
         self._tracker_events(frame.stamp_ns, resets, nonfinite)
@@ -283,6 +282,9 @@ class LivePipeline:
         self.latency["receive_to_publish"].add(receive_to_publish_ms)
         if self.settings.latency_log:
             self._log_latency(stages, receive_to_publish_ms)
+        # Counted with the frame, not before tracking: a snapshot of the counters never shows a
+        # frame's missing cameras without the frame itself.
+        self._degraded(inputs.missing, frame.anchor)
         self.counters.add("frames.processed")
         self.health.processed(now, without=inputs.missing)
 
@@ -412,7 +414,7 @@ class LivePipeline:
             "counts": dict(self.counts),
             # The worker thread adds stages while this runs: iterate over a snapshot (one C-level copy).
             "latency": {k: v.summary() for k, v in list(self.latency.items())},
-            "worker": {"replaced_while_busy": self.worker.replaced},
+            "worker": {"replaced_while_busy": self.worker.replaced, "in_flight": self.worker.in_flight()},
             "tracker": {
                 "method": self.experiment.tracker.method,
                 "live": tracker.num_live,

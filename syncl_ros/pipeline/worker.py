@@ -44,6 +44,11 @@ class LatestWorker:
         with self._cond:
             return not self._jobs and not self._busy
 
+    def in_flight(self) -> int:
+        """Jobs submitted and not yet done: waiting in the mailbox or being handled."""
+        with self._cond:
+            return len(self._jobs) + int(self._busy)
+
     def wait_idle(self, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: not self._jobs and not self._busy, timeout)

@@ -27,7 +27,7 @@ from typing import Any
 
 from syncl_ros.ros.bench_node import proc_stats, synthetic_bag
 from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
-from syncl_ros.ros.soak_accounting import PublishedFrame
+from syncl_ros.ros.soak_accounting import PublishedFrame, node_values
 
 RSS_EVERY_S = 2.0
 FIRST_FRAME_TIMEOUT_S = 300.0  # model load + a first frame on a loaded machine
@@ -133,14 +133,19 @@ def _sample(node: Any, until: float) -> tuple[list[tuple[float, float]], float]:
 
 
 def _drain(listener: Listener) -> None:
-    """Wait until no frame came for DRAIN_S and /diagnostics was published after the last one."""
-    deadline = time.monotonic() + 30.0
+    """Wait until no frame came for DRAIN_S and a /diagnostics published after the last one says
+    that the worker holds no frame (on a loaded machine one can take longer than DRAIN_S)."""
+    deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline:
         last = listener.frames[-1].arrival_s if listener.frames else 0.0
         quiet = time.monotonic() - last >= DRAIN_S
-        if quiet and listener.diag_at > last + 1.0:
+        if quiet and listener.diag_at > last + 1.0 and _worker_idle(listener.diag):
             return
         time.sleep(0.2)
+
+
+def _worker_idle(diag: dict[str, dict[str, str]]) -> bool:
+    return node_values(diag)[0].get("worker.in_flight") == "0"
 
 
 def run_soak(args: argparse.Namespace, model: Path, bag: Path, tmp: Path) -> dict[str, Any]:

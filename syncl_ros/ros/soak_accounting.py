@@ -127,6 +127,13 @@ def fault_rows(
     return rows, left_out
 
 
+def node_values(diag: Mapping[str, Mapping[str, str]]) -> tuple[Mapping[str, str], Mapping[str, str]]:
+    """The node's pipeline and input statuses from one /diagnostics array (by status name)."""
+    pipeline = next((v for k, v in diag.items() if k.endswith("pipeline")), {})
+    inputs = next((v for k, v in diag.items() if k.endswith("input")), {})
+    return pipeline, inputs
+
+
 def _count(values: Mapping[str, str], key: str) -> int:
     return int(float(values.get(key, "0")))
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from syncl_ros.rig import CAMERA_CHANNELS
-from syncl_ros.ros.soak_accounting import checks, fault_rows
+from syncl_ros.ros.soak_accounting import checks, fault_rows, node_values
 
 MS = 1_000_000
 # The node's defaults (sync_center_ms, a 12 Hz rig): an image's rig cycle is its stamp minus the
@@ -49,14 +49,8 @@ def _rss(run: dict[str, Any], warmup_s: float) -> dict[str, Any]:
     }
 
 
-def _counters(diag: dict[str, dict[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
-    pipeline = next((v for k, v in diag.items() if k.endswith("pipeline")), {})
-    inputs = next((v for k, v in diag.items() if k.endswith("input")), {})
-    return pipeline, inputs
-
-
 def summarize(run: dict[str, Any], args: argparse.Namespace, model: Path) -> dict[str, Any]:
-    pipeline, inputs = _counters(run["diag"])
+    pipeline, inputs = node_values(run["diag"])
     rows, left_out = fault_rows(run["faults"], run["frames"], CENTER_NS, TOLERANCE_NS)
     books = checks(run["faults"], run["frames"], left_out, pipeline, inputs, CAMERA_CHANNELS, ANCHOR)
     seconds = run["seconds"] or 1.0

@@ -16,10 +16,10 @@ unconfigured; configure can be requested again once the file is fixed.
 QoS, on purpose:
 - images and CameraInfo: sensor-data (best effort, keep last 5): matches both
   best-effort camera drivers and reliable publishers such as bag players;
-- /tf: reliable, keep all: a node that falls behind its callbacks (a loaded machine) still gets
-  every transform, late, instead of its reader silently overwriting the oldest (keep last 100
-  lost 200 of 300 transforms sent while the executor was busy); /tf_static: reliable, transient
-  local (latched);
+- /tf: reliable, keep all, and each /tf callback also takes every message waiting behind its
+  own: a node that falls behind its callbacks (a loaded machine) neither loses transforms (keep
+  last 100 lost 200 of 300 sent while the executor was busy) nor works through an ever longer
+  queue of old ones; /tf_static: reliable, transient local (latched);
   odometry: sensor-data;
 - outputs: reliable, keep last 10 (RViz and recorders get every frame);
   /diagnostics: reliable, keep last 10.
@@ -70,6 +70,7 @@ MS = 1_000_000
 S = 1_000_000_000
 RELIABLE_10 = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 TF_QOS = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_ALL)
+TF_TAKE_MAX = 1000  # /tf messages taken in one callback at most: the other callbacks get their turn
 TF_STATIC_QOS = QoSProfile(
     depth=1,
     reliability=ReliabilityPolicy.RELIABLE,
@@ -87,6 +88,7 @@ class TrackerNode(LifecycleNode):
         self.settings: NodeSettings = declare_and_read(self)
         self.pipeline: LivePipeline | None = None
         self._subs: list[Any] = []
+        self._tf_sub: Any = None
         self._timers: list[Any] = []
         self._pubs: list[Any] = []
         self.stamps_on_clock: bool | None = None  # frame stamps on the node's clock (None: no frame yet)
@@ -134,7 +136,8 @@ class TrackerNode(LifecycleNode):
                     CameraInfo, info_topic, functools.partial(self._on_info, ch), qos_profile_sensor_data
                 )
             )
-        self._subs.append(self.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS))
+        self._tf_sub = self.create_subscription(TFMessage, "/tf", self._on_tf_stream, TF_QOS)
+        self._subs.append(self._tf_sub)
         self._subs.append(
             self.create_subscription(
                 TFMessage, "/tf_static", lambda m: self._on_tf(m, static=True), TF_STATIC_QOS
@@ -185,6 +188,17 @@ class TrackerNode(LifecycleNode):
             self._live().counters.add(f"camera_info.{channel}.invalid", f"{channel}: bad CameraInfo: {err}")
             return
         self._live().add_camera_info(channel, info)
+
+    def _on_tf_stream(self, msg: TFMessage) -> None:
+        """/tf: this message and every one already waiting behind it. rclpy's executor takes one
+        message per subscription per turn, so with slow callbacks (images on a loaded machine) a
+        topic as busy as /tf would fall ever further behind in its keep-all reader."""
+        self._on_tf(msg)
+        for _ in range(TF_TAKE_MAX):
+            waiting = take_waiting(self._tf_sub)
+            if waiting is None:
+                return
+            self._on_tf(waiting)
 
     def _on_tf(self, msg: TFMessage, static: bool = False) -> None:
         transforms, errors = tf_message_to_tf(msg)
@@ -319,3 +333,11 @@ def main(args: Sequence[str] | None = None) -> int:
         node.destroy_node()
         try_shutdown()
     return 0
+
+
+def take_waiting(sub: Any) -> Any | None:
+    """The next message waiting in a subscription's reader, or None. rclpy has no public call for
+    this; it is the take its executor makes (rclpy 3 to 7)."""
+    with sub.handle:
+        taken = sub.handle.take_message(sub.msg_type, sub.raw)
+    return None if taken is None else taken[0]

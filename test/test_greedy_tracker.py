@@ -26,7 +26,7 @@ def tracker(**settings: Any) -> GreedyTracker:
 
 def outputs(dets: list[tuple[str, float, list[float]]]) -> DecoderOutputs:
     """Detection rows (class, score, box); every other row scores 0."""
-    n = QUERIES + SLOTS
+    n = max(QUERIES, len(dets)) + SLOTS
     scores = np.zeros((n, NUM_CLASSES), dtype=np.float32)
     boxes = np.zeros((n, 9))
     boxes[:, 3:6] = 1.0
@@ -62,6 +62,18 @@ def test_moving_object_keeps_its_id_and_new_objects_get_new_ids() -> None:
     assert second[0].track_id == ids["car"]
     assert second[1].track_id not in {tr.track_id for tr in first}
     assert second[0].hits == 2 and second[0].age == 1
+
+
+def test_a_crowd_of_moving_objects_keeps_its_ids() -> None:
+    # 100 cars 6 m apart on a grid, all driving 8 m/s at once: each step moves a car 4 m, more than
+    # halfway to its neighbour's old place, so only the motion model matches them.
+    grid = [(6.0 * (k % 10), 6.0 * (k // 10)) for k in range(100)]
+    t = tracker(greedy={"max_detections": 100})
+    first = step(t, 0, [("car", 0.9, car(x, y, vx=8.0)) for x, y in grid])
+    for frame in range(1, 6):
+        later = step(t, frame, [("car", 0.9, car(x + 4.0 * frame, y, vx=8.0)) for x, y in grid])
+        assert [tr.track_id for tr in later] == [tr.track_id for tr in first]
+    assert t.num_live == 100
 
 
 def test_class_and_distance_gate_the_match() -> None:

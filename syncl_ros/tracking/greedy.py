@@ -126,49 +126,54 @@ class GreedyTracker:
         self.resets += 1
         self.last_reset_reason = reason
 
-    def _motion(self, state: _State, world_box: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Expected world displacement of ``state`` over this frame interval."""
-        measured = state.hits >= 2 and self.config.measured_velocity > 0.0
-        velocity = state.velocity if measured else world_box[box_ops.VX : box_ops.VY + 1]
-        return np.asarray(velocity * self._dt_s)
-
     def _assign(
         self, world: NDArray[np.float64], boxes: NDArray[np.float64], labels: NDArray[np.int64]
     ) -> dict[int, int]:
-        """Detection index -> track id; matched tracks take the detection's state."""
-        by_id = {s.track_id: s for s in self._tracks}
-        free = set(by_id)
+        """Detection index -> track id; matched tracks take the detection's state. Each detection,
+        best score first, claims the nearest free track of its class within the class distance,
+        its distances to every track computed at once (a frame may hold hundreds of both)."""
+        tracks = list(self._tracks)  # tracks born below are not claimed in their own frame
+        centers = np.array([s.center for s in tracks], np.float64).reshape(-1, 2)
+        labels_t = np.array([s.label for s in tracks], np.int64)
+        # Expected displacement over this interval: a track seen twice moves by its measured
+        # velocity, a younger one by the detection's (the only velocity it has).
+        own_motion = np.array([s.velocity for s in tracks], np.float64).reshape(-1, 2) * self._dt_s
+        measured = np.array([s.hits >= 2 for s in tracks], bool) & (self.config.measured_velocity > 0.0)
+        free = np.ones(len(tracks), bool)
         claimed: dict[int, int] = {}
+        matched: list[int] = []  # detection indices that claimed a track, in claim order
         for i, (box, lab) in enumerate(zip(world, labels, strict=True)):
+            motion = np.where(measured[:, None], own_motion, box[box_ops.VX : box_ops.VY + 1] * self._dt_s)
+            dist = np.linalg.norm(box[: box_ops.Y + 1] - motion - centers, axis=1)
             limit = self.config.greedy.distances[DETECTION_CLASSES[int(lab)]]
-            best, best_d = None, limit
-            for tid in free:
-                state = by_id[tid]
-                d = float(np.linalg.norm(box[: box_ops.Y + 1] - self._motion(state, box) - state.center))
-                if state.label == lab and d <= best_d:
-                    best, best_d = tid, d
-            if best is None:
+            candidates = np.flatnonzero(free & (labels_t == lab) & (dist <= limit))
+            if candidates.size == 0:
                 claimed[i] = self._birth(boxes[i], box, int(lab))
                 continue
-            free.discard(best)
-            self._confirm(by_id[best], boxes[i], box)
-            claimed[i] = best
+            j = int(candidates[np.argmin(dist[candidates])])
+            free[j] = False
+            matched.append(i)
+            claimed[i] = tracks[j].track_id
+        by_id = {s.track_id: s for s in tracks}
+        self._confirm([by_id[claimed[i]] for i in matched], boxes[matched], world[matched])
         return claimed
 
-    def _confirm(self, state: _State, model_box: NDArray[np.float64], world_box: NDArray[np.float64]) -> None:
+    def _confirm(
+        self, states: list[_State], model_boxes: NDArray[np.float64], world_boxes: NDArray[np.float64]
+    ) -> None:
+        """The claimed tracks take their detections' boxes, with velocities measured since each
+        track's last confirmation (all at once: the geometry is per call, not per box)."""
         now = self._last_ns or 0
+        seen_xy = np.array([s.seen_xy for s in states], np.float64).reshape(-1, 2)
+        seen_ns = np.array([s.seen_ns for s in states], np.int64)
         measured = with_track_velocity(
-            model_box[None],
-            self._pose,
-            now,
-            state.seen_xy[None],
-            np.array([state.seen_ns]),
-            self.config.measured_velocity,
-        )[0]
-        state.box = measured
-        state.center, state.seen_xy, state.seen_ns = world_box[:2].copy(), world_box[:2].copy(), now
-        state.velocity = box_ops.transform_boxes(measured[None], self._pose)[0, box_ops.VX : box_ops.VY + 1]
-        state.age, state.hits, state.missed = state.age + 1, state.hits + 1, 0
+            model_boxes, self._pose, now, seen_xy, seen_ns, self.config.measured_velocity
+        )
+        velocities = box_ops.transform_boxes(measured, self._pose)[:, box_ops.VX : box_ops.VY + 1]
+        for state, box, world_box, velocity in zip(states, measured, world_boxes, velocities, strict=True):
+            state.box, state.velocity = box, velocity
+            state.center, state.seen_xy, state.seen_ns = world_box[:2].copy(), world_box[:2].copy(), now
+            state.age, state.hits, state.missed = state.age + 1, state.hits + 1, 0
 
     def _birth(self, model_box: NDArray[np.float64], world_box: NDArray[np.float64], label: int) -> int:
         tid, self._next_id = self._next_id, self._next_id + 1

@@ -59,6 +59,9 @@ class Check:
     expected: int  # from the soak's own records
     counted: int  # the node's counter
     exact: bool = True  # False: the node may count more (natural occurrences too)
+    # False: the books' guess at a count's reason, shown but not a condition of "every fault
+    # counted" (the totals it splits are checked exactly elsewhere).
+    gating: bool = True
 
     @property
     def ok(self) -> bool:
@@ -165,9 +168,14 @@ def checks(
             expected = left_out.get((reason, cam), 0)
             counted = _count(pipeline, f"counts.frames.without.{reason}.{cam}")
             if expected or counted:  # natural misses (a late image) are counted too
-                out.append(
-                    Check(f"injected {reason} images left out, {cam}", expected, counted, reason != "missing")
-                )
+                what = f"injected {reason} images left out, {cam}"
+                if reason == "missing":
+                    out.append(Check(what, expected, counted, exact=False))
+                else:
+                    # A bad image that reaches the node after its frame went out is left out as
+                    # `missing` (truly: it was not there), and a frame can hold two faults of one
+                    # camera: the reason is the books' guess; the frame totals below are exact.
+                    out.append(Check(what, expected, counted, gating=False))
     for cam in channels:
         without = sum(cam not in f.cameras for f in frames)
         counted = _sum(pipeline, "counts.frames.without.", f".{cam}")

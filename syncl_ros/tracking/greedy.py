@@ -108,8 +108,9 @@ class GreedyTracker:
         order = order[: self.config.greedy.max_detections]
         world = box_ops.transform_boxes(outputs.boxes[order], self._pose)
         claimed = self._assign(world, outputs.boxes[order], label[order])
+        seen = set(claimed.values())
         for state in self._tracks:
-            if state.track_id not in claimed.values():
+            if state.track_id not in seen:
                 state.center = state.center + state.velocity * self._dt_s
                 state.missed += 1
                 state.age += 1
@@ -142,6 +143,7 @@ class GreedyTracker:
         free = np.ones(len(tracks), bool)
         claimed: dict[int, int] = {}
         matched: list[int] = []  # detection indices that claimed a track, in claim order
+        matched_tracks: list[_State] = []
         for i, (box, lab) in enumerate(zip(world, labels, strict=True)):
             motion = np.where(measured[:, None], own_motion, box[box_ops.VX : box_ops.VY + 1] * self._dt_s)
             dist = np.linalg.norm(box[: box_ops.Y + 1] - motion - centers, axis=1)
@@ -153,9 +155,9 @@ class GreedyTracker:
             j = int(candidates[np.argmin(dist[candidates])])
             free[j] = False
             matched.append(i)
+            matched_tracks.append(tracks[j])
             claimed[i] = tracks[j].track_id
-        by_id = {s.track_id: s for s in tracks}
-        self._confirm([by_id[claimed[i]] for i in matched], boxes[matched], world[matched])
+        self._confirm(matched_tracks, boxes[matched], world[matched])
         return claimed
 
     def _confirm(

@@ -24,10 +24,13 @@ from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.ros.messages import ns_to_stamp
 from syncl_ros.ros.node import TrackerNode
+from syncl_ros.ros.player import TF_DEPTH
 
 pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
 
-PLAYER_TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+PLAYER_TF_QOS = QoSProfile(
+    depth=TF_DEPTH, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+)
 SENT = 300  # three times the keep-last depth that /tf readers commonly use
 
 

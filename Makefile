@@ -9,11 +9,16 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 setup:
 	@scripts/setup_env.sh
 
+# Two workers, each test file on one of them (its module fixtures built once); each worker on its
+# own ROS domain (test/conftest.py). TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: setup
-	$(PY) -m pytest -q test
+	$(PYTEST) test
 
 test-fast: setup  # the unit tests only (no processes, datasets or training): under a minute
-	$(PY) -m pytest -q -m "not slow" test
+	$(PYTEST) -m "not slow" test
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,14 @@ import pytest
 # Shared test helpers (e.g. training_fixtures) live next to the tests.
 sys.path.insert(0, str(Path(__file__).parent))
 
+# Under pytest-xdist (`make test`: two workers) each worker's nodes, players and recorders talk on
+# a ROS domain of their own, so that two DDS tests running at once never see each other's topics.
+# Set before any test creates a ROS context; child processes inherit it. 210+ stays clear of the
+# domains test_ros_player draws (1-200) and within Fast DDS's port range (0-232).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw"):
+    os.environ["ROS_DOMAIN_ID"] = str(210 + int(_WORKER[2:]))
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that needs the synthetic dataset below is slow: building it takes most of a minute."""

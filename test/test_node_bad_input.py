@@ -4,24 +4,19 @@ backend and tracker); messages are handed to its subscription callbacks."""
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-import rclpy  # make setup installs it: a missing rclpy fails, never skips
-import torch
 from geometry_msgs.msg import TransformStamped
-from rclpy.parameter import Parameter
+from node_fixtures import active_node, untrained_model
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
-from training_fixtures import TINY_MODEL
 
-from syncl_ros.experiment import Experiment
-from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.geometry import Transform
-from syncl_ros.model.network import TrackerNet
 from syncl_ros.rig import load_rig
 from syncl_ros.ros.messages import ns_to_stamp, transform_to_msg
 from syncl_ros.ros.node import TrackerNode
@@ -35,32 +30,15 @@ JPEG = cv2.imencode(".jpg", np.full((900, 1600, 3), 90, np.uint8))[1].tobytes()
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    exp = Experiment("bad-input", model=TINY_MODEL)
-    return save_checkpoint(tmp_path_factory.mktemp("m") / "m.pt", TrackerNet(TINY_MODEL), exp, {})
+    return untrained_model(tmp_path_factory.mktemp("m") / "bad-input.pt")
 
 
 @pytest.fixture()
-def node(model: Path, request: pytest.FixtureRequest) -> Any:
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    settings = {"image_transport": "compressed", **getattr(request, "param", {})}
-    params = [
-        Parameter("model", value=str(model)),
-        Parameter("backend", value="torch"),
-        Parameter("tf_wait_ms", value=20.0),
-        Parameter("max_wait_ms", value=50.0),
-        *(Parameter(k, value=v) for k, v in settings.items()),
-    ]
-    n = TrackerNode(context=context, parameter_overrides=params)
-    n.trigger_configure()
-    n.trigger_activate()
-    n._on_tf(static_tf(), static=True)
-    yield n
-    assert n.pipeline is not None  # activated above
-    n.pipeline.stop()
-    n.destroy_node()
-    rclpy.shutdown(context=context)
+def node(model: Path, request: pytest.FixtureRequest) -> Iterator[TrackerNode]:
+    settings = {"image_transport": "compressed", "tf_wait_ms": 20.0, "max_wait_ms": 50.0}
+    with active_node(model, {**settings, **getattr(request, "param", {})}) as n:
+        n._on_tf(static_tf(), static=True)
+        yield n
 
 
 def static_tf() -> TFMessage:

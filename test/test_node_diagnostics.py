@@ -4,19 +4,14 @@ the pipeline ERROR), its lost frames are counted, and both go back to OK when it
 again; stamp-to-publish latency is shown only for stamps on the node's clock. Real rclpy node,
 backend and tracker, in-process (as test_node_bad_input)."""
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import rclpy  # make setup installs it: a missing rclpy fails, never skips
-import torch
-from rclpy.parameter import Parameter
+from node_fixtures import active_node, untrained_model
 from test_node_bad_input import RIG, send_frame, static_tf
-from training_fixtures import TINY_MODEL
 
-from syncl_ros.experiment import Experiment
-from syncl_ros.experiment.checkpoint import save_checkpoint
-from syncl_ros.model.network import TrackerNet
 from syncl_ros.pipeline.health import ERROR, OK, WARN
 from syncl_ros.ros.node import TrackerNode
 
@@ -26,35 +21,22 @@ START_NS = 10**18  # 2001: stamps of a bag replayed without /clock
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    exp = Experiment("diag", model=TINY_MODEL)
-    return save_checkpoint(tmp_path_factory.mktemp("m") / "m.pt", TrackerNet(TINY_MODEL), exp, {})
+    return untrained_model(tmp_path_factory.mktemp("m") / "diag.pt")
 
 
 @pytest.fixture()
-def node(model: Path, request: pytest.FixtureRequest) -> Any:
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    min_frame_cameras = getattr(request, "param", 1)
-    params = [
-        Parameter("min_frame_cameras", value=min_frame_cameras),
-        Parameter("model", value=str(model)),
-        Parameter("backend", value="torch"),
-        Parameter("tf_wait_ms", value=20.0),
-        Parameter("max_wait_ms", value=50.0),
-        Parameter("process_period_s", value=0.0),
-        Parameter("camera_timeout_s", value=0.3),
-        Parameter("frame_timeout_s", value=0.3),
-    ]
-    n = TrackerNode(context=context, parameter_overrides=params)
-    n.trigger_configure()
-    n.trigger_activate()
-    n._on_tf(static_tf(), static=True)
-    yield n
-    assert n.pipeline is not None  # activated above
-    n.pipeline.stop()
-    n.destroy_node()
-    rclpy.shutdown(context=context)
+def node(model: Path, request: pytest.FixtureRequest) -> Iterator[TrackerNode]:
+    params = {
+        "min_frame_cameras": getattr(request, "param", 1),
+        "tf_wait_ms": 20.0,
+        "max_wait_ms": 50.0,
+        "process_period_s": 0.0,
+        "camera_timeout_s": 0.3,
+        "frame_timeout_s": 0.3,
+    }
+    with active_node(model, params) as n:
+        n._on_tf(static_tf(), static=True)
+        yield n
 
 
 def status(node: Any, name: str) -> tuple[int, str, dict[str, str]]:

@@ -11,17 +11,12 @@ from pathlib import Path
 
 import pytest
 import rclpy  # make setup installs it: a missing rclpy fails, never skips
-import torch
 from geometry_msgs.msg import TransformStamped
+from node_fixtures import active_node, untrained_model
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
-from training_fixtures import TINY_MODEL
 
-from syncl_ros.experiment import Experiment
-from syncl_ros.experiment.checkpoint import save_checkpoint
-from syncl_ros.model.network import TrackerNet
 from syncl_ros.ros.messages import ns_to_stamp
 from syncl_ros.ros.node import TrackerNode
 from syncl_ros.ros.player import TF_DEPTH
@@ -36,19 +31,8 @@ SENT = 300  # three times the keep-last depth that /tf readers commonly use
 
 @pytest.fixture()
 def node(tmp_path: Path) -> Iterator[TrackerNode]:
-    torch.manual_seed(0)
-    model = save_checkpoint(tmp_path / "m.pt", TrackerNet(TINY_MODEL), Experiment("tf", model=TINY_MODEL), {})
-    context = rclpy.context.Context()
-    rclpy.init(context=context)
-    params = [Parameter("model", value=str(model)), Parameter("backend", value="torch")]
-    n = TrackerNode(context=context, parameter_overrides=params)
-    n.trigger_configure()
-    n.trigger_activate()
-    yield n
-    assert n.pipeline is not None
-    n.pipeline.stop()
-    n.destroy_node()
-    rclpy.shutdown(context=context)
+    with active_node(untrained_model(tmp_path / "tf.pt"), {}) as n:
+        yield n
 
 
 def nan_tf(i: int) -> TFMessage:

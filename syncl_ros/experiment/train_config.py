@@ -38,6 +38,19 @@ class AidsConfig:
 
 
 @dataclass(frozen=True)
+class AugConfig:
+    """Whole-scene BEV augmentation of each clip (training/bev_aug.py); all off by default."""
+
+    bev_flip: bool = False  # mirror the scene across the x axis, half of the clips
+    bev_rotate_deg: float = field(default=0.0, metadata={"min": 0.0, "max": 180.0})  # uniform within ±
+    bev_scale: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5})  # uniform within 1 ± this
+
+    @property
+    def enabled(self) -> bool:
+        return self.bev_flip or self.bev_rotate_deg > 0.0 or self.bev_scale > 0.0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     clip_length: int = field(default=3, metadata={"min": 1})  # T consecutive key frames per sample
     batch_size: int = field(default=1, metadata={"min": 1})  # clips per step and process
@@ -72,3 +85,4 @@ class TrainConfig:
     workers: int = field(default=1, metadata=_NONNEG)
     syncl: SynCLConfig = field(default_factory=SynCLConfig)
     aids: AidsConfig = field(default_factory=AidsConfig)
+    aug: AugConfig = field(default_factory=AugConfig)

@@ -22,6 +22,8 @@ Per frame and decoder layer:
   - instance-aware contrastive loss between the C-decoder's matched detection
     embeddings (through train-only projection layers) and the slot embeddings of
     the same objects (`syncl.contrastive`);
+- BEV augmentation (`train.aug`, off by default): the whole clip's scene flipped,
+  turned and scaled in the model frame (`syncl_ros.training.bev_aug`);
 - convergence aids: dense heatmap/depth losses, the lidar-supervised
   per-pixel depth distribution, Co-DETR-style one-to-many dense box
   supervision, query denoising.
@@ -48,6 +50,7 @@ from syncl_ros.inference.torch_backend import to_decoder_outputs
 from syncl_ros.model.network import DecoderTensors, DenseOutput, TrackerNet
 from syncl_ros.tracking.interface import DecoderOutputs, TrackSlots
 from syncl_ros.tracking.query_tracker import QueryTracker
+from syncl_ros.training.bev_aug import augment_clip, draw
 from syncl_ros.training.coaux import AuxBoxHead, aux_loss, aux_targets
 from syncl_ros.training.data import FrameSample
 from syncl_ros.training.denoising import DenoisingQueries, make_denoising
@@ -154,7 +157,9 @@ class ClipPass:
         self.records: list[FrameRecord] = []
 
     def run(self, clip: list[FrameSample]) -> dict[str, torch.Tensor]:
-        cfg = self.exp.model
+        cfg, aug = self.exp.model, self.exp.train.aug
+        if aug.enabled:  # drawn from the run's generator: a resumed run draws the same
+            clip = augment_clip(clip, draw(aug, self.gen), cfg.pc_range)
         memory = SlotMemory.empty(cfg.num_slots, cfg.embed_dim, self.device)
         totals: dict[str, torch.Tensor] = {}
         for sample in clip:

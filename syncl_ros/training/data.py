@@ -48,6 +48,8 @@ class ClipDataset(Dataset[list[FrameSample]]):
     With a (built) `cache` of the same frames, samples carry the cached encoder
     features instead of images, and no image is decoded. With `depth_targets`,
     samples carry the lidar depth of each feature cell (dense depth supervision).
+    `gt_range` widens the range of the kept ground truth (for BEV augmentation, which cuts
+    it to the detection range after moving the scene).
     """
 
     def __init__(
@@ -58,8 +60,10 @@ class ClipDataset(Dataset[list[FrameSample]]):
         min_points: int = 1,
         cache: FeatureCache | None = None,
         depth_targets: bool = False,
+        gt_range: tuple[float, ...] | None = None,
     ) -> None:
         self.frames, self.cfg, self.min_points, self.cache = frames, cfg, min_points, cache
+        self.gt_range = gt_range or cfg.pc_range
         self.depth_targets = depth_targets
         self.clips = frames.clips(length)
         if not self.clips:
@@ -75,7 +79,7 @@ class ClipDataset(Dataset[list[FrameSample]]):
     def _sample(self, index: int, ids: dict[str, int]) -> FrameSample:
         frame = self.frames[index]
         l2i, i2l = frame_geometry(frame, self.cfg)
-        keep = in_range(frame.boxes, self.cfg.pc_range) & (frame.num_points >= self.min_points)
+        keep = in_range(frame.boxes, self.gt_range) & (frame.num_points >= self.min_points)
         instances = [ids.setdefault(tok, len(ids)) for tok, k in zip(frame.instances, keep, strict=True) if k]
         return FrameSample(
             images=None if self.cache is not None else frame_images(frame, self.cfg),

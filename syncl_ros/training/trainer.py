@@ -33,6 +33,7 @@ from syncl_ros.experiment.checkpoint import load_across_switches, read_checkpoin
 from syncl_ros.inference.backend import default_cache_dir
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.pipeline.feature_cache import FeatureCache
+from syncl_ros.training.bev_aug import gt_range
 from syncl_ros.training.clip_pass import TrainingModel
 from syncl_ros.training.data import ClipDataset, Indexed, collate_indexed
 from syncl_ros.training.metrics_log import open_metrics_log
@@ -229,7 +230,10 @@ class Trainer:
         frames = self.cache.frames if self.cache is not None else self._frames()
         t = self.exp.train
         depth = t.aids.depth_weight > 0 and not t.freeze_encoder  # lidar only where it is supervised
-        return ClipDataset(frames, self.exp.model, t.clip_length, cache=self.cache, depth_targets=depth)
+        kept = gt_range(self.exp.model.pc_range, t.aug)  # wider than the detection range when augmenting
+        return ClipDataset(
+            frames, self.exp.model, t.clip_length, cache=self.cache, depth_targets=depth, gt_range=kept
+        )
 
     def _loader(self, data: ClipDataset, epoch: int, done_steps: int) -> DataLoader[Any]:
         """Batches of (clip indices, clips) of `epoch`, after the `done_steps` already trained."""

@@ -39,15 +39,23 @@ class AidsConfig:
 
 @dataclass(frozen=True)
 class AugConfig:
-    """Whole-scene BEV augmentation of each clip (training/bev_aug.py); all off by default."""
+    """Augmentation of each clip, all off by default: the whole scene in BEV
+    (training/bev_aug.py) and each camera's image (training/image_aug.py, needs images)."""
 
     bev_flip: bool = False  # mirror the scene across the x axis, half of the clips
     bev_rotate_deg: float = field(default=0.0, metadata={"min": 0.0, "max": 180.0})  # uniform within ±
     bev_scale: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5})  # uniform within 1 ± this
+    image_zoom: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5})  # uniform within 1 ± this
+    image_shift: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5})  # of width/height, within ±
+    image_flip: bool = False  # mirror a camera's image left-right, half of the clips
 
     @property
-    def enabled(self) -> bool:
+    def bev(self) -> bool:
         return self.bev_flip or self.bev_rotate_deg > 0.0 or self.bev_scale > 0.0
+
+    @property
+    def image(self) -> bool:
+        return self.image_flip or self.image_zoom > 0.0 or self.image_shift > 0.0
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def draw(cfg: AugConfig, generator: torch.Generator) -> BevAug:
 
 def gt_range(pc_range: tuple[float, ...], cfg: AugConfig) -> tuple[float, ...]:
     """The range whose boxes an augmentation within `cfg` can move into `pc_range`."""
-    if not cfg.enabled:
+    if not cfg.bev:
         return tuple(pc_range)
     lo, hi = np.asarray(pc_range[:3], dtype=np.float64), np.asarray(pc_range[3:], dtype=np.float64)
     grow = 1.0 / (1.0 - cfg.bev_scale)  # the largest zoom-out

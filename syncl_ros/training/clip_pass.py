@@ -22,8 +22,9 @@ Per frame and decoder layer:
   - instance-aware contrastive loss between the C-decoder's matched detection
     embeddings (through train-only projection layers) and the slot embeddings of
     the same objects (`syncl.contrastive`);
-- BEV augmentation (`train.aug`, off by default): the whole clip's scene flipped,
-  turned and scaled in the model frame (`syncl_ros.training.bev_aug`);
+- augmentation (`train.aug`, off by default): the whole clip's scene flipped, turned
+  and scaled in the model frame (`syncl_ros.training.bev_aug`), each camera's image
+  zoomed, shifted and mirrored with its geometry (`syncl_ros.training.image_aug`);
 - convergence aids: dense heatmap/depth losses, the lidar-supervised
   per-pixel depth distribution, Co-DETR-style one-to-many dense box
   supervision, query denoising.
@@ -56,6 +57,7 @@ from syncl_ros.training.data import FrameSample
 from syncl_ros.training.denoising import DenoisingQueries, make_denoising
 from syncl_ros.training.dense import dense_loss, dense_targets
 from syncl_ros.training.depth_loss import depth_distribution_loss, depth_errors
+from syncl_ros.training.image_aug import augment_images, draw_images
 from syncl_ros.training.losses import box_l1_loss, sigmoid_focal_loss
 from syncl_ros.training.syncl.c_decoder import c_decode
 from syncl_ros.training.syncl.contrastive import ContrastiveProjector, kernel_contrastive_loss
@@ -101,6 +103,8 @@ class TrainingModel(nn.Module):
         cfg = experiment.model
         if experiment.train.aids.depth_weight > 0 and not cfg.depth_distribution:
             raise ValueError("train.aids.depth_weight supervises model.depth_distribution: turn it on")
+        if experiment.train.aug.image and experiment.train.freeze_encoder:
+            raise ValueError("train.aug.image_* warps images; freeze_encoder trains on cached features")
         self.net = TrackerNet(cfg)
         self.train_only = nn.ModuleDict(
             {
@@ -158,8 +162,12 @@ class ClipPass:
 
     def run(self, clip: list[FrameSample]) -> dict[str, torch.Tensor]:
         cfg, aug = self.exp.model, self.exp.train.aug
-        if aug.enabled:  # drawn from the run's generator: a resumed run draws the same
+        # drawn from the run's generator, once per clip: a resumed run draws the same
+        if aug.bev:
             clip = augment_clip(clip, draw(aug, self.gen), cfg.pc_range)
+        if aug.image:
+            cameras = draw_images(aug, clip[0].lidar2img.shape[0], self.gen)
+            clip = [augment_images(s, cameras) for s in clip]
         memory = SlotMemory.empty(cfg.num_slots, cfg.embed_dim, self.device)
         totals: dict[str, torch.Tensor] = {}
         for sample in clip:

@@ -20,9 +20,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="scenes take the official names of this split, so the devkit assigns them to it",
     )
     p.add_argument("--duration", type=float, default=20.0, help="scene length in seconds (default 20)")
-    p.add_argument(
-        "--workers", type=int, default=DEFAULT_WORKERS, help="render processes (default: up to 4)"
-    )
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="render processes (default: up to 4)")
     p.add_argument(
         "--no-sweeps",
         action="store_true",

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,15 @@ def test_console_script_is_installed() -> None:
     assert script is not None
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "synth" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["track", "train"])
+def test_a_dataroot_without_tables_is_a_clear_error(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [str(tmp_path), "--out", str(tmp_path / "out.json")] if command == "track" else []
+    if command == "train":
+        args = ["--config", "tiny", "--dataroot", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert main([command, *args]) == 2
+    err = capsys.readouterr().err
+    assert f"syncl {command}: no" in err and "v1.0-trainval" in err and str(tmp_path) in err

@@ -118,6 +118,9 @@ class NuScenesFrames:
         if nusc is None:
             from nuscenes.nuscenes import NuScenes
 
+            tables = Path(dataroot) / version
+            if not tables.is_dir():  # the devkit would only fail an assert
+                raise FileNotFoundError(f"no nuScenes tables at {tables} (check DATAROOT and --version)")
             nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
         self.nusc = nusc
         self.model_frame = model_frame

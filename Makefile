@@ -22,6 +22,7 @@ test-fast: setup  # the unit tests only (no processes, datasets or training): un
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 # the layering contracts in .importlinter; a full parse takes a second, a cache can go stale
 	$(VENV)/bin/lint-imports --no-cache

@@ -4,6 +4,7 @@ In a ROS 2 workspace, colcon builds the package with CMakeLists.txt instead
 (messages, nodes, launch and config). Name, version and license must match
 package.xml (a test checks it).
 """
+
 from glob import glob
 
 from setuptools import find_packages, setup

@@ -4,6 +4,7 @@ The rosidl_generator_py export files shipped in the ros-jazzy-* wheels name the
 include directories of the machine that built the wheels; cmake then fails with
 "Imported target ... includes non-existent path". Idempotent.
 """
+
 import re
 import sys
 import sysconfig

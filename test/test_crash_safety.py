@@ -211,7 +211,7 @@ def synth(work: Path) -> Outcome:
     """Two 1.5 s val scenes with every camera sweep, by two worker processes."""
     job = Job(work / "synth")
     rig = small_rig(work / "rig.yaml")
-    args = ("--scenes", 2, "--duration", 1.5, "--split", "val", "--workers", 2, "--rig", rig)
+    args = ("--scenes", 2, "--duration", 1.5, "--split", "val", "--workers", 2, "--rig", rig, "--no-progress")
     reference, result = job.folder / "reference", job.folder / "dataset"
     timing = job.run(syncl("synth", reference, *args), "reference", watched=reference)
     kills = job.crash_then_finish(syncl("synth", result, *args), timing, rng_for("synth"))

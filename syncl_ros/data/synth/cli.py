@@ -29,6 +29,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rig", default="rig_nuscenes", help="rig config name or YAML path (default rig_nuscenes)"
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -46,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
             args.workers,
             args.rig,
             sweeps=not args.no_sweeps,
+            progress=not args.no_progress,
         )
     except ValueError as err:
         print(f"syncl synth: {err}", file=sys.stderr)

@@ -75,9 +75,10 @@ def test_console_script_is_installed() -> None:
 def test_a_dataroot_without_tables_is_a_clear_error(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = [str(tmp_path), "--out", str(tmp_path / "out.json")] if command == "track" else []
-    if command == "train":
-        args = ["--config", "tiny", "--dataroot", str(tmp_path), "--out", str(tmp_path / "run")]
+    args = {
+        "track": [str(tmp_path), "--out", str(tmp_path / "out.json")],
+        "train": ["--config", "tiny", "--dataroot", str(tmp_path), "--out", str(tmp_path / "run")],
+    }[command]
     assert main([command, *args]) == 2
     err = capsys.readouterr().err
     assert f"syncl {command}: no" in err and "v1.0-trainval" in err and str(tmp_path) in err

@@ -69,6 +69,7 @@ from syncl_ros.atomic import remove_stale_partials, replace_dir
 from syncl_ros.boxes import VX, VY, YAW, H, L, W, X, Y, Z, from_nuscenes
 from syncl_ros.classes import DETECTION_CLASSES, label_of_category
 from syncl_ros.data import rosmsgs
+from syncl_ros.data.tables import require_tables
 from syncl_ros.geometry import Transform, yaw_quaternion
 from syncl_ros.rig import CAMERA_CHANNELS
 
@@ -625,7 +626,8 @@ def convert_scene(
 ) -> ConvertStats:
     """Write scene ``scene_name`` of the nuScenes dataset at ``dataroot`` to the bag ``out``.
 
-    Raises FileExistsError if ``out`` exists and ``overwrite`` is false, and
+    Raises FileExistsError if ``out`` exists and ``overwrite`` is false,
+    FileNotFoundError if ``dataroot`` holds no ``version`` tables, and
     ConvertError if the scene is unknown or its data is incomplete. A failed
     conversion leaves nothing new behind: no partial bag, and an existing
     ``out`` untouched.
@@ -633,8 +635,6 @@ def convert_scene(
     from nuscenes.nuscenes import NuScenes
 
     _check_out(Path(out), overwrite)  # fail before the slow table load
-    tables = Path(dataroot) / version
-    if not tables.is_dir():
-        raise ConvertError(f"no nuScenes tables at {tables} (check DATAROOT and --version)")
+    require_tables(dataroot, version)
     nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
     return convert_loaded_scene(nusc, scene_name, out, storage, topics, overwrite, progress, clock_hz)

@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.classes import label_of_category
+from syncl_ros.data.tables import require_tables
 from syncl_ros.geometry import Transform
 from syncl_ros.rig import CAMERA_CHANNELS
 
@@ -118,9 +119,7 @@ class NuScenesFrames:
         if nusc is None:
             from nuscenes.nuscenes import NuScenes
 
-            tables = Path(dataroot) / version
-            if not tables.is_dir():  # the devkit would only fail an assert
-                raise FileNotFoundError(f"no nuScenes tables at {tables} (check DATAROOT and --version)")
+            require_tables(dataroot, version)
             nusc = NuScenes(version=version, dataroot=str(dataroot), verbose=False)
         self.nusc = nusc
         self.model_frame = model_frame

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from syncl_ros.config import ConfigError
+from syncl_ros.data.tables import require_tables
 from syncl_ros.experiment import load_experiment
 
 
@@ -56,11 +57,9 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         exp = load_experiment(args.config, args.overrides)
+        require_tables(args.dataroot, args.version)
     except (ConfigError, FileNotFoundError) as err:
         print(f"syncl train: {err}", file=sys.stderr)
-        return 2
-    if not (args.dataroot / args.version).is_dir():
-        print(f"syncl train: no {args.version} tables under {args.dataroot}", file=sys.stderr)
         return 2
     spec = RunSpec(
         args.dataroot,

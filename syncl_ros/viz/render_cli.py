@@ -20,6 +20,7 @@ import cv2
 from tqdm import tqdm
 
 from syncl_ros.atomic import write_atomic
+from syncl_ros.data.tables import require_tables
 from syncl_ros.viz.overlay import Image
 from syncl_ros.viz.sources import TRACKS_TOPIC, SourceError, load_tracks
 
@@ -121,8 +122,10 @@ def render_scene(
 def main(args: argparse.Namespace) -> int:
     from nuscenes.nuscenes import NuScenes
 
-    if not (args.dataroot / args.version).is_dir():
-        print(f"syncl render: no {args.version} tables under {args.dataroot}", file=sys.stderr)
+    try:
+        require_tables(args.dataroot, args.version)
+    except FileNotFoundError as err:
+        print(f"syncl render: {err}", file=sys.stderr)
         return 2
     nusc = NuScenes(args.version, str(args.dataroot), verbose=False)
     try:

@@ -188,9 +188,9 @@ def test_swapped_ids_raise_ids(
     assert metrics["overall"]["recall"] == pytest.approx(1.0)
 
 
-def test_dropped_tracks_lower_recall(
-    score: Score, gt_results: dict[str, Any], gt_scored: tuple[dict[str, Any], Path]
-) -> None:
+@pytest.fixture(scope="session")
+def dropped_scored(score: Score, gt_results: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """The ground truth with every third track left out, scored."""
     # Whole tracks are dropped: gaps inside a track would be filled back in by
     # the devkit's interpolation and cost nothing.
     ids = sorted({b["tracking_id"] for boxes in gt_results["results"].values() for b in boxes})
@@ -198,7 +198,13 @@ def test_dropped_tracks_lower_recall(
     thinned = copy.deepcopy(gt_results)
     for token, boxes in thinned["results"].items():
         thinned["results"][token] = [b for b in boxes if b["tracking_id"] not in dropped]
-    metrics, _ = score(thinned, "drop")
+    return score(thinned, "drop")
+
+
+def test_dropped_tracks_lower_recall(
+    dropped_scored: tuple[dict[str, Any], Path], gt_scored: tuple[dict[str, Any], Path]
+) -> None:
+    metrics, _ = dropped_scored
     perfect = gt_scored[0]["overall"]
     assert metrics["overall"]["recall"] < perfect["recall"]
     assert metrics["overall"]["fn"] > 0
@@ -381,3 +387,37 @@ def test_syncl_command_runs_eval(
     assert json.loads((out / "metrics.json").read_text())["overall"]["amota"] == pytest.approx(1.0)
     assert not list(out.glob("*.png"))
     assert "overall" in capsys.readouterr().out
+
+
+# ------------------------------------------------------ side-by-side table
+
+
+def test_side_by_side_table_of_eval_folders(
+    gt_scored: tuple[dict[str, Any], Path], dropped_scored: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
+    from syncl_ros.tools import side_by_side
+
+    (gt, gt_dir), (drop, drop_dir) = gt_scored, dropped_scored
+    md = tmp_path / "table.md"
+    argv = [f"two seeds={gt_dir},{drop_dir}", f"one run={drop_dir}", "--markdown", str(md)]
+    assert side_by_side.main(argv) == 0
+    rows = md.read_text().splitlines()
+    assert rows[0].startswith("| run | AMOTA | AMOTP | recall | MOTA | IDS | TP | FP |")
+    assert len(rows) == 2 + 3 + 1, "header, rule, two runs and their mean, one single run"
+    mean_amota = (gt["overall"]["amota"] + drop["overall"]["amota"]) / 2
+    lo, hi = sorted([drop["overall"]["amota"], gt["overall"]["amota"]])
+    assert rows[4].startswith(f"| **two seeds, mean (range)** | **{mean_amota:.3f} ({lo:.3f}–{hi:.3f})** |")
+    mean_tp = (gt["overall"]["tp"] + drop["overall"]["tp"]) / 2
+    assert f"| {mean_tp:.0f} |" in rows[4]
+    assert rows[5].startswith(f"| one run | {drop['overall']['amota']:.3f} |")
+
+
+def test_side_by_side_rejects_bad_arguments(
+    gt_scored: tuple[dict[str, Any], Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from syncl_ros.tools import side_by_side
+
+    assert side_by_side.main([str(gt_scored[1])]) == 2
+    assert "expected LABEL=DIR" in capsys.readouterr().err
+    assert side_by_side.main([f"x={tmp_path / 'nowhere'}"]) == 2
+    assert "no metrics.json" in capsys.readouterr().err

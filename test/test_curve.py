@@ -22,3 +22,12 @@ def test_best_run_judges_the_last_snapshot() -> None:
     assert best_run(curves) == b
     with pytest.raises(ValueError, match="no run"):
         best_run({c: []})
+
+
+def test_cli_needs_a_run_to_score(capsys: pytest.CaptureFixture[str]) -> None:
+    from syncl_ros.tools.curve import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataroot", "data/synth_dev"])
+    assert exit_info.value.code == 2
+    assert "give run folders, --greedy RUN, or both" in capsys.readouterr().err

@@ -133,5 +133,11 @@ def test_cli_prints_a_table_per_results_file(
     out = capsys.readouterr().out
     assert out.startswith("truth:\n| range | objects | matched |")
     assert "| 0–10 m |" in out and "| ≥ 35 m |" in out
+    twin = tmp_path / "other" / "truth.json"
+    twin.parent.mkdir()
+    twin.write_text(path.read_text())
+    assert range_errors.main([str(path), str(twin), *argv[1:]]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}:\n" in out and f"{twin}:\n" in out, "files of the same name keep a table each"
     assert range_errors.main([str(tmp_path / "missing.json"), "--dataroot", str(synth_val_root)]) == 2
     assert "results file not found" in capsys.readouterr().err

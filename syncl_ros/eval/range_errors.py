@@ -156,6 +156,12 @@ def format_table(name: str, rows: Sequence[Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _label(path: Path, paths: Sequence[Path]) -> str:
+    """A results file's name in the output: its stem, or its path where stems repeat."""
+    stems = [p.stem for p in paths]
+    return path.stem if stems.count(path.stem) == 1 else str(path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     doc = (__doc__ or "").split("\n")[0]
     p = argparse.ArgumentParser(prog="python -m syncl_ros.eval.range_errors", description=doc)
@@ -168,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         samples = split_sample_tokens(args.dataroot, args.version, args.split)
-        loaded = {path.stem: load_results(path)["results"] for path in args.results}
+        loaded = {_label(path, args.results): load_results(path)["results"] for path in args.results}
     except EvalError as err:
         print(f"range_errors: {err}", file=sys.stderr)
         return 2

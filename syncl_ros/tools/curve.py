@@ -169,7 +169,9 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], out: Path, scored_on: s
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", type=Path, help="run folders (from `syncl train --out`)")
+    p.add_argument(
+        "runs", nargs="*", type=Path, help="run folders (`syncl train --out`) for the query tracker"
+    )
     p.add_argument("--dataroot", type=Path, required=True)
     p.add_argument("--version", default="v1.0-trainval")
     p.add_argument("--split", default="val")
@@ -195,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--best", action="store_true", help="print the run whose last snapshot scores the highest AMOTA"
     )
     args = p.parse_args(argv)
+    if not args.runs and not args.greedy:
+        p.error("give run folders, --greedy RUN, or both")
     where = (args.dataroot, args.version, args.split)
     curves = {run.name: update_curve(run, *where, feature_cache=args.feature_cache) for run in args.runs}
     for run in args.greedy:

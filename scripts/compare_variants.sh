@@ -22,6 +22,8 @@ INIT=${INIT:?set INIT to the stage-1 detector checkpoint (scripts/train_default_
 VARIANTS=${VARIANTS:-"syncl base no_aids"}
 PY=${PYTHON:-.venv/bin/python}
 syncl() { "$PY" -m syncl_ros.cli "$@"; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 variant_args() {
     case "$1" in
@@ -37,10 +39,7 @@ variant_args() {
     esac
 }
 
-[ -d "$DATA/synth_train/v1.0-trainval" ] ||
-    syncl synth "$DATA/synth_train" --split train --scenes 80 --seed 0 --no-sweeps
-[ -d "$DATA/synth_val/v1.0-trainval" ] ||
-    syncl synth "$DATA/synth_val" --split val --scenes 12 --seed 0 --no-sweeps
+synthetic_data
 
 train_variant() {
     local name=$1 args
@@ -52,13 +51,8 @@ train_variant() {
 }
 mkdir -p "$RUNS"
 threads=$(( $(nproc) / JOBS )); [ "$threads" -ge 1 ] || threads=1
-running=0
-for v in $VARIANTS; do
-    OMP_NUM_THREADS=$threads train_variant "$v" &
-    running=$((running + 1))
-    if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
-done
-wait
+# shellcheck disable=SC2086  # one variant per word
+in_parallel "$JOBS" "$threads" train_variant $VARIANTS
 
 runs=()
 for v in $VARIANTS; do runs+=("$RUNS/$v-s$SEED"); done

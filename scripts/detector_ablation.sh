@@ -21,6 +21,8 @@ INIT=${INIT:-syncl_ros/weights/tiny_synth.pt}
 VARIANTS=${VARIANTS:-"base depth depth_pe aug"}
 PY=${PYTHON:-.venv/bin/python}
 syncl() { "$PY" -m syncl_ros.cli "$@"; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 DETECTION="--set train.clip_length=1 --set train.freeze_encoder=false --set train.track_gate_m=0
 --set train.fp_ratio=0 --set train.aids.denoising=true --set train.syncl.hybrid_matching=false
@@ -43,10 +45,7 @@ variant_args() {
     esac
 }
 
-[ -d "$DATA/synth_train/v1.0-trainval" ] ||
-    syncl synth "$DATA/synth_train" --split train --scenes 80 --seed 0 --no-sweeps
-[ -d "$DATA/synth_val/v1.0-trainval" ] ||
-    syncl synth "$DATA/synth_val" --split val --scenes 12 --seed 0 --no-sweeps
+synthetic_data
 
 train_variant() {
     local name=$1 args
@@ -58,14 +57,9 @@ train_variant() {
         --set train.snapshot_every=$((STEPS / 2)) $DETECTION $args >> "$RUNS/$name.log" 2>&1
 }
 mkdir -p "$RUNS"
-running=0
-for v in $VARIANTS; do
-    variant_args "$v" > /dev/null
-    OMP_NUM_THREADS=1 train_variant "$v" &
-    running=$((running + 1))
-    if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
-done
-wait
+for v in $VARIANTS; do variant_args "$v" > /dev/null; done  # an unknown name stops here, not midway
+# shellcheck disable=SC2086  # one variant per word
+in_parallel "$JOBS" 1 train_variant $VARIANTS
 
 runs=() greedy=()
 for v in $VARIANTS; do runs+=("$RUNS/$v") greedy+=(--greedy "$RUNS/$v"); done

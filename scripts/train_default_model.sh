@@ -37,14 +37,11 @@ OUT=${OUT:-$RUN/release}
 FEATURES=${FEATURES:-${SYNCL_CACHE_DIR:-$HOME/.cache/syncl_ros}/features}  # encoder feature caches
 PY=${PYTHON:-.venv/bin/python}
 syncl() { "$PY" -m syncl_ros.cli "$@"; }
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 # Key frames only: training and offline tracking never read the camera sweeps.
-[ -d "$DATA/synth_train/v1.0-trainval" ] ||
-    syncl synth "$DATA/synth_train" --split train --scenes 80 --seed 0 --no-sweeps
-[ -d "$DATA/synth_val/v1.0-trainval" ] ||
-    syncl synth "$DATA/synth_val" --split val --scenes 12 --seed 0 --no-sweeps
-[ -d "$DATA/synth_dev/v1.0-trainval" ] ||  # for tuning only: never trained on, never reported
-    syncl synth "$DATA/synth_dev" --split val --scenes 4 --seed 1 --no-sweeps
+synthetic_data dev
 
 PLAIN=(--set train.syncl.hybrid_matching=false --set train.syncl.gmm_filter=false
        --set train.syncl.contrastive=false)

@@ -22,10 +22,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from nuscenes import NuScenes
-from nuscenes.eval.tracking.utils import category_to_tracking_name
 from nuscenes.utils.geometry_utils import BoxVisibility
 
-from syncl_ros.eval.tracking import EvalError, load_results, split_sample_tokens, tracking_config
+from syncl_ros.eval.tracking import (
+    EvalError,
+    load_results,
+    sample_ego_xy,
+    scored_tracking_name,
+    split_sample_tokens,
+    tracking_config,
+)
 from syncl_ros.rig import CAMERA_CHANNELS
 
 MATCH_M = 2.0  # the tracking metrics' center-distance threshold
@@ -35,20 +41,16 @@ def visible_objects(nusc: NuScenes, sample_token: str) -> dict[str, list[tuple[s
     """Per camera: (tracking name, world center (2,)) of each object it sees that the tracking
     metrics score (a tracking class, within its class range of the ego, with lidar or radar points)."""
     sample = nusc.get("sample", sample_token)
-    lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
-    ego_xy = np.asarray(nusc.get("ego_pose", lidar["ego_pose_token"])["translation"][:2], float)
-    ranges = tracking_config().class_range
+    ego_xy, ranges = sample_ego_xy(nusc, sample), tracking_config().class_range
     seen: dict[str, list[tuple[str, NDArray[np.float64]]]] = {}
     for channel in CAMERA_CHANNELS:
         _, boxes, _ = nusc.get_sample_data(sample["data"][channel], box_vis_level=BoxVisibility.ANY)
         objects = []
         for box in boxes:  # in the camera frame; the annotation has the world center
             ann = nusc.get("sample_annotation", box.token)
-            name = category_to_tracking_name(ann["category_name"])
-            center = np.asarray(ann["translation"][:2], float)
-            scored = ann["num_lidar_pts"] + ann["num_radar_pts"] > 0
-            if name is not None and scored and np.hypot(*(center - ego_xy)) <= ranges[name]:
-                objects.append((name, center))
+            name = scored_tracking_name(ann, ego_xy, ranges)
+            if name is not None:
+                objects.append((name, np.asarray(ann["translation"][:2], float)))
         seen[channel] = objects
     return seen
 

@@ -29,9 +29,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from nuscenes import NuScenes
-from nuscenes.eval.tracking.utils import category_to_tracking_name
 
-from syncl_ros.eval.tracking import EvalError, load_results, split_sample_tokens, tracking_config
+from syncl_ros.eval.tracking import (
+    EvalError,
+    load_results,
+    sample_ego_xy,
+    scored_tracking_name,
+    split_sample_tokens,
+    tracking_config,
+)
 
 BIN_EDGES_M = (0.0, 10.0, 20.0, 35.0, float("inf"))
 MIN_SCORE = 0.4
@@ -59,19 +65,15 @@ class Errors:
 def scored_objects(nusc: NuScenes, sample_token: str) -> Objects:
     """The objects of a sample that the tracking metrics score."""
     sample = nusc.get("sample", sample_token)
-    lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
-    ego_xy = np.asarray(nusc.get("ego_pose", lidar["ego_pose_token"])["translation"][:2], float)
-    ranges = tracking_config().class_range
+    ego_xy, ranges = sample_ego_xy(nusc, sample), tracking_config().class_range
     names, centers = [], []
     for token in sample["anns"]:
         ann = nusc.get("sample_annotation", token)
-        name = category_to_tracking_name(ann["category_name"])
-        center = np.asarray(ann["translation"][:2], float)
-        scored = ann["num_lidar_pts"] + ann["num_radar_pts"] > 0
-        if name is not None and scored and np.hypot(*(center - ego_xy)) <= ranges[name]:
+        name = scored_tracking_name(ann, ego_xy, ranges)
+        if name is not None:
             names.append(name)
-            centers.append(center)
-    return Objects(names, np.asarray(centers, float).reshape(-1, 2), ego_xy)
+            centers.append(ann["translation"][:2])
+    return Objects(names, np.asarray(centers, float).reshape(-1, 2), np.asarray(ego_xy, float))
 
 
 def _box_name_score(box: Mapping[str, Any]) -> tuple[str, float]:

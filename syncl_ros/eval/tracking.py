@@ -28,6 +28,7 @@ from typing import Any
 from nuscenes.eval.common.config import config_factory
 from nuscenes.eval.tracking.data_classes import TrackingConfig
 from nuscenes.eval.tracking.evaluate import TrackingEval
+from nuscenes.eval.tracking.utils import category_to_tracking_name
 from nuscenes.utils.splits import create_splits_scenes
 
 from syncl_ros.atomic import atomic_open
@@ -280,6 +281,29 @@ def scene_metrics(evaluator: TrackingEval, scene_token: str) -> dict[str, Any]:
     with quiet_devkit(False):
         metrics, _ = one.evaluate()
     return {m: clean_number(metrics.compute_metric(m)) for m in METRIC_ORDER}
+
+
+# ------------------------------------------------------------ scored objects
+
+
+def sample_ego_xy(nusc: Any, sample: Mapping[str, Any]) -> tuple[float, float]:
+    """The ego's world x, y at a sample (its LIDAR_TOP pose, from which the metrics measure range)."""
+    lidar = nusc.get("sample_data", sample["data"]["LIDAR_TOP"])
+    x, y = nusc.get("ego_pose", lidar["ego_pose_token"])["translation"][:2]
+    return float(x), float(y)
+
+
+def scored_tracking_name(
+    ann: Mapping[str, Any], ego_xy: tuple[float, float], class_range: Mapping[str, float]
+) -> str | None:
+    """An annotation's tracking class if the tracking metrics score it (a tracking class, lidar or
+    radar points, within its `class_range` of the ego: `tracking_config().class_range`), else None."""
+    name = category_to_tracking_name(ann["category_name"])
+    if name is None or ann["num_lidar_pts"] + ann["num_radar_pts"] == 0:
+        return None
+    x, y = ann["translation"][:2]
+    in_range = math.hypot(x - ego_xy[0], y - ego_xy[1]) <= class_range[name]
+    return name if in_range else None
 
 
 # ------------------------------------------------------------------ oracle

@@ -83,6 +83,27 @@ def _box_name_score(box: Mapping[str, Any]) -> tuple[str, float]:
     return str(box["detection_name"]), float(box["detection_score"])
 
 
+def assign(
+    objects: Objects, boxes: Sequence[Mapping[str, Any]], min_score: float, match_m: float
+) -> NDArray[np.int64]:
+    """(len(boxes),) the object each box matches, -1 for none: boxes scoring at least `min_score`,
+    best score first, each to the nearest unmatched object of its class within `match_m`."""
+    k = len(objects.names)
+    owner = np.full(len(boxes), -1, dtype=np.int64)
+    taken = np.zeros(k, dtype=bool)
+    named = [_box_name_score(b) for b in boxes]
+    confident = [i for i, (_, s) in enumerate(named) if s >= min_score]
+    names = np.asarray(objects.names, dtype=object)
+    for i in sorted(confident, key=lambda i: -named[i][1]):  # stable: ties keep the file's order
+        d = np.asarray(boxes[i]["translation"][:2], float) - objects.centers
+        dist = np.where((names == named[i][0]) & ~taken, np.hypot(d[:, 0], d[:, 1]), np.inf)
+        j = int(np.argmin(dist)) if k else -1
+        if j >= 0 and dist[j] <= match_m:
+            taken[j] = True
+            owner[i] = j
+    return owner
+
+
 def match(objects: Objects, boxes: Sequence[Mapping[str, Any]], min_score: float, match_m: float) -> Errors:
     """Greedy matching of the confident boxes to the objects; the errors of each object's match."""
     k = len(objects.names)
@@ -90,18 +111,12 @@ def match(objects: Objects, boxes: Sequence[Mapping[str, Any]], min_score: float
     range_m = np.hypot(offset[:, 0], offset[:, 1])
     sight = offset / np.maximum(range_m, 1e-9)[:, None]  # unit line of sight, ego -> object
     range_err, lateral_err = np.full(k, np.nan), np.full(k, np.nan)
-    taken = np.zeros(k, dtype=bool)
-    confident = [(s, n, b) for b in boxes for n, s in [_box_name_score(b)] if s >= min_score]
-    names = np.asarray(objects.names, dtype=object)
-    for _, name, box in sorted(confident, key=lambda item: -item[0]):
-        d = np.asarray(box["translation"][:2], float) - objects.centers
-        dist = np.where((names == name) & ~taken, np.hypot(d[:, 0], d[:, 1]), np.inf)
-        j = int(np.argmin(dist)) if k else -1
-        if j < 0 or dist[j] > match_m:
+    for i, j in enumerate(assign(objects, boxes, min_score, match_m)):
+        if j < 0:
             continue
-        taken[j] = True
-        range_err[j] = float(d[j] @ sight[j])
-        lateral_err[j] = abs(float(d[j, 0] * sight[j, 1] - d[j, 1] * sight[j, 0]))
+        d = np.asarray(boxes[i]["translation"][:2], float) - objects.centers[j]
+        range_err[j] = float(d @ sight[j])
+        lateral_err[j] = abs(float(d[0] * sight[j, 1] - d[1] * sight[j, 0]))
     return Errors(range_m, range_err, lateral_err)
 
 
@@ -158,7 +173,7 @@ def format_table(name: str, rows: Sequence[Mapping[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _label(path: Path, paths: Sequence[Path]) -> str:
+def results_label(path: Path, paths: Sequence[Path]) -> str:
     """A results file's name in the output: its stem, or its path where stems repeat."""
     stems = [p.stem for p in paths]
     return path.stem if stems.count(path.stem) == 1 else str(path)
@@ -176,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         samples = split_sample_tokens(args.dataroot, args.version, args.split)
-        loaded = {_label(path, args.results): load_results(path)["results"] for path in args.results}
+        loaded = {results_label(path, args.results): load_results(path)["results"] for path in args.results}
     except EvalError as err:
         print(f"range_errors: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,173 @@
+"""Where a tracker's false positives lie along its tracks, and how well its scores rank them.
+
+The tracking metrics replace every box's score by the mean score of its track before they sweep
+the score threshold, so a track is kept or dropped whole: boxes that a track reports while it is
+off its object (before it finds it, between two stretches on it, after it has lost it) cost
+false positives at every threshold that keeps the track, and count in its mean score.
+
+Each reported box within its class's range of the ego (the metrics drop the others) is
+matched to the scored ground truth of its class within `match_m` (2 m, the metrics'
+distance), greedily, best score first (`range_errors.assign`). Per results file:
+
+- boxes, and the share matched;
+- tracks, and those never matched (their boxes are all false positives);
+- the false positives of the other tracks: before their first match, in gaps between matches,
+  after their last match;
+- how well a score separates matched from unmatched boxes (ROC AUC, 0.5: not at all), for the
+  box's own score and for its track's mean score (what the metrics threshold).
+
+    python -m syncl_ros.eval.track_life RESULTS.json [...] --dataroot D --split val
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from nuscenes import NuScenes
+from scipy.stats import rankdata
+
+from syncl_ros.eval.range_errors import assign, results_label, scored_objects
+from syncl_ros.eval.tracking import EvalError, load_results, split_sample_tokens, tracking_config
+
+MATCH_M = 2.0
+COLUMNS = (
+    "boxes",
+    "matched",
+    "tracks",
+    "never_matched_tracks",
+    "fp_never_matched",
+    "fp_before_first",
+    "fp_gaps",
+    "fp_after_last",
+    "auc_box_score",
+    "auc_track_mean",
+)
+
+
+def roc_auc(positive: ArrayLike, score: ArrayLike) -> float:
+    """Probability that a random positive outscores a random negative (ties count half); NaN
+    without both. The Mann-Whitney statistic, from the ranks."""
+    pos, s = np.asarray(positive, dtype=bool), np.asarray(score, dtype=float)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def check_tracking(name: str, results: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """EvalError unless every box carries a tracking id and score (detection results do not)."""
+    for boxes in results.values():
+        for box in boxes:
+            if "tracking_id" not in box or "tracking_score" not in box:
+                raise EvalError(f"{name}: boxes without tracking_id/tracking_score: not tracking results")
+
+
+def time_order(nusc: NuScenes, samples: Sequence[str]) -> list[str]:
+    """The samples by scene, then time: the order in which a track's boxes are read."""
+
+    def key(token: str) -> tuple[str, int]:
+        sample = nusc.get("sample", token)
+        return str(sample["scene_token"]), int(sample["timestamp"])
+
+    return sorted(samples, key=key)
+
+
+def track_lives(
+    nusc: NuScenes, samples: Sequence[str], results: Mapping[str, Sequence[Mapping[str, Any]]], match_m: float
+) -> dict[tuple[str, str], list[tuple[bool, float]]]:
+    """(scene, tracking id) -> (matched, score) of each of the track's boxes, in time order."""
+    lives: dict[tuple[str, str], list[tuple[bool, float]]] = defaultdict(list)
+    ranges = tracking_config().class_range
+    for token in time_order(nusc, samples):
+        objects = scored_objects(nusc, token)
+        boxes = [b for b in results.get(token, []) if _in_range(b, objects.ego_xy, ranges)]
+        owner = assign(objects, boxes, min_score=-np.inf, match_m=match_m)
+        scene = str(nusc.get("sample", token)["scene_token"])
+        for box, j in zip(boxes, owner, strict=True):
+            lives[(scene, str(box["tracking_id"]))].append((bool(j >= 0), float(box["tracking_score"])))
+    return lives
+
+
+def _in_range(box: Mapping[str, Any], ego_xy: ArrayLike, class_range: Mapping[str, float]) -> bool:
+    """Whether the metrics keep a results box: within its class's range of the ego."""
+    x, y = np.asarray(box["translation"][:2], float) - np.asarray(ego_xy, float)
+    return bool(np.hypot(x, y) <= class_range[str(box["tracking_name"])])
+
+
+def summarize(lives: Mapping[tuple[str, str], Sequence[tuple[bool, float]]]) -> dict[str, float]:
+    """The `COLUMNS` of a set of track lives."""
+    row = dict.fromkeys(COLUMNS, 0.0)
+    matched, box_score, track_mean = [], [], []
+    for life in lives.values():
+        hits = np.array([m for m, _ in life], dtype=bool)
+        scores = np.array([s for _, s in life], dtype=float)
+        matched.append(hits)
+        box_score.append(scores)
+        track_mean.append(np.full(len(life), scores.mean()))
+        row["tracks"] += 1
+        if not hits.any():
+            row["never_matched_tracks"] += 1
+            row["fp_never_matched"] += len(life)
+            continue
+        first, last = int(np.argmax(hits)), len(hits) - 1 - int(np.argmax(hits[::-1]))
+        row["fp_before_first"] += first
+        row["fp_after_last"] += len(hits) - 1 - last
+        row["fp_gaps"] += int((~hits[first:last]).sum())
+    hits_all = np.concatenate(matched) if matched else np.zeros(0, dtype=bool)
+    row["boxes"] = float(len(hits_all))
+    row["matched"] = float(hits_all.mean()) if len(hits_all) else float("nan")
+    row["auc_box_score"] = roc_auc(hits_all, np.concatenate(box_score) if box_score else [])
+    row["auc_track_mean"] = roc_auc(hits_all, np.concatenate(track_mean) if track_mean else [])
+    return row
+
+
+def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """A markdown table, one row per results file."""
+    head = (
+        "| results | boxes | matched | tracks | never matched | FP: never-matched tracks "
+        "| before first match | gaps | after last match | AUC box score | AUC track mean |"
+    )
+    lines = [head, "|---|" + "---:|" * 10]
+    for name, r in rows.items():
+        counts = " | ".join(f"{r[c]:.0f}" for c in COLUMNS[4:8])
+        lines.append(
+            f"| {name} | {r['boxes']:.0f} | {r['matched']:.3f} | {r['tracks']:.0f} "
+            f"| {r['never_matched_tracks']:.0f} | {counts} | {r['auc_box_score']:.3f} "
+            f"| {r['auc_track_mean']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    doc = (__doc__ or "").split("\n")[0]
+    p = argparse.ArgumentParser(prog="python -m syncl_ros.eval.track_life", description=doc)
+    p.add_argument("results", type=Path, nargs="+", help="nuScenes tracking results JSON")
+    p.add_argument("--dataroot", type=Path, required=True)
+    p.add_argument("--version", default="v1.0-trainval")
+    p.add_argument("--split", default="val")
+    p.add_argument("--match-m", type=float, default=MATCH_M, help=f"(default {MATCH_M} m)")
+    args = p.parse_args(argv)
+    try:
+        samples = split_sample_tokens(args.dataroot, args.version, args.split)
+        loaded = {results_label(path, args.results): load_results(path)["results"] for path in args.results}
+        for name, res in loaded.items():
+            check_tracking(name, res)
+    except EvalError as err:
+        print(f"track_life: {err}", file=sys.stderr)
+        return 2
+    nusc = NuScenes(args.version, str(args.dataroot), verbose=False)
+    rows = {name: summarize(track_lives(nusc, samples, res, args.match_m)) for name, res in loaded.items()}
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""False positives along tracks and score ranking (syncl_ros/eval/track_life.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from syncl_ros.eval import track_life
+from syncl_ros.eval.tracking import ground_truth_results, split_sample_tokens
+
+VERSION = "v1.0-trainval"
+
+
+@pytest.fixture(scope="module")
+def nusc(synth_val_root: Path) -> Any:
+    from nuscenes import NuScenes
+
+    return NuScenes(version=VERSION, dataroot=str(synth_val_root), verbose=False)
+
+
+@pytest.fixture(scope="module")
+def samples(synth_val_root: Path) -> list[str]:
+    return split_sample_tokens(synth_val_root, VERSION, "val")
+
+
+@pytest.fixture(scope="module")
+def truth(nusc: Any) -> dict[str, list[dict[str, Any]]]:
+    results: dict[str, list[dict[str, Any]]] = ground_truth_results(nusc, "val")["results"]
+    return results
+
+
+def test_roc_auc_known_values() -> None:
+    assert track_life.roc_auc([1, 1, 0, 0], [0.9, 0.8, 0.2, 0.1]) == 1.0
+    assert track_life.roc_auc([1, 1, 0, 0], [0.1, 0.2, 0.8, 0.9]) == 0.0
+    assert track_life.roc_auc([1, 0], [0.5, 0.5]) == 0.5
+    # pairs (pos, neg): (0.9 > 0.5), (0.9 > 0.1), (0.3 < 0.5), (0.3 > 0.1) -> 3 of 4
+    assert track_life.roc_auc([1, 0, 1, 0], [0.9, 0.5, 0.3, 0.1]) == pytest.approx(0.75)
+    assert np.isnan(track_life.roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_summarize_counts_each_false_positive_by_its_place_in_the_track() -> None:
+    lives = {
+        ("s", "1"): [(False, 0.3), (True, 0.9), (False, 0.4), (True, 0.8), (False, 0.2), (False, 0.2)],
+        ("s", "2"): [(False, 0.5), (False, 0.1)],
+        ("s", "3"): [(True, 0.7)],
+    }
+    row = track_life.summarize(lives)
+    assert row["boxes"] == 9 and row["matched"] == pytest.approx(3 / 9)
+    assert row["tracks"] == 3 and row["never_matched_tracks"] == 1
+    assert row["fp_never_matched"] == 2
+    assert row["fp_before_first"] == 1 and row["fp_gaps"] == 1 and row["fp_after_last"] == 2
+    # track means: 1 -> 0.4667, 2 -> 0.3, 3 -> 0.7
+    assert row["auc_track_mean"] == pytest.approx(
+        track_life.roc_auc([0, 1, 0, 1, 0, 0, 0, 0, 1], [0.4667] * 6 + [0.3, 0.3, 0.7])
+    )
+
+
+def test_ground_truth_has_no_false_positive(nusc: Any, samples: list[str], truth: dict[str, Any]) -> None:
+    row = track_life.summarize(track_life.track_lives(nusc, samples, truth, track_life.MATCH_M))
+    assert row["boxes"] > 100 and row["matched"] == 1.0
+    assert row["never_matched_tracks"] == 0
+    assert row["fp_before_first"] == row["fp_gaps"] == row["fp_after_last"] == 0
+
+
+def _drifted(nusc: Any, truth: dict[str, Any], samples: list[str]) -> tuple[dict[str, Any], int]:
+    """The ground truth with the second half of its longest track moved 6 m, the moved boxes' count."""
+    order = track_life.time_order(nusc, samples)
+    boxes_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    moved = copy.deepcopy(truth)
+    for token in order:
+        for box in moved.get(token, []):
+            boxes_of[box["tracking_id"]].append(box)
+    longest = max(boxes_of.values(), key=len)
+    tail = longest[len(longest) // 2 :]
+    for box in tail:
+        box["translation"][0] += 6.0
+    return moved, len(tail)
+
+
+def test_a_track_that_drifts_off_its_object_counts_after_its_last_match(
+    nusc: Any, samples: list[str], truth: dict[str, Any]
+) -> None:
+    moved, n = _drifted(nusc, truth, samples)
+    assert n >= 3
+    row = track_life.summarize(track_life.track_lives(nusc, samples, moved, track_life.MATCH_M))
+    base = track_life.summarize(track_life.track_lives(nusc, samples, truth, track_life.MATCH_M))
+    # A moved box out of its class range is dropped, as the metrics drop it, so at most n count.
+    assert 0 < row["fp_after_last"] <= n
+    assert row["fp_before_first"] == row["fp_gaps"] == row["never_matched_tracks"] == 0
+    assert row["boxes"] * row["matched"] == pytest.approx(base["boxes"] - n)
+
+
+def test_cli_prints_a_row_per_file_and_refuses_detection_results(
+    synth_val_root: Path, truth: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "truth.json"
+    good.write_text(json.dumps({"meta": {}, "results": truth}))
+    assert track_life.main([str(good), "--dataroot", str(synth_val_root)]) == 0
+    out = capsys.readouterr().out
+    assert "| truth | " in out and "| 1.000 |" in out
+    untracked = [{k: v for k, v in b.items() if k != "tracking_id"} for bs in truth.values() for b in bs]
+    detection = {untracked[0]["sample_token"]: untracked[:1]}
+    bad = tmp_path / "det.json"
+    bad.write_text(json.dumps({"meta": {}, "results": detection}))
+    assert track_life.main([str(bad), "--dataroot", str(synth_val_root)]) == 2
+    assert "not tracking results" in capsys.readouterr().err

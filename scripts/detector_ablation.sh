@@ -8,7 +8,8 @@
 #   scripts/detector_ablation.sh                          # every variant, one after the other
 #   VARIANTS="base depth" STEPS=3000 JOBS=2 scripts/detector_ablation.sh
 #
-# INIT defaults to the shipped model. Re-running resumes each run from RUNS/<variant>/last.pt.
+# INIT defaults to the stage-1 detector (checkpoints/stage1_detector.pt), where the shipped model
+# started its tracking stage. Re-running resumes each run from RUNS/<variant>/last.pt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data}
@@ -17,7 +18,7 @@ STEPS=${STEPS:-3000}
 LR=${LR:-0.0002}
 SEED=${SEED:-0}
 JOBS=${JOBS:-1}
-INIT=${INIT:-syncl_ros/weights/tiny_synth.pt}
+INIT=${INIT:-checkpoints/stage1_detector.pt}
 VARIANTS=${VARIANTS:-"base depth depth_pe aug"}
 PY=${PYTHON:-.venv/bin/python}
 syncl() { "$PY" -m syncl_ros.cli "$@"; }

@@ -31,7 +31,8 @@ def _slots(cfg: ModelConfig, b: int = 1) -> tuple[torch.Tensor, torch.Tensor, to
 
 
 def test_the_shipped_model_decodes_as_before_the_switches() -> None:
-    """Outputs recorded at commit 001fc39 (before the depth switches) for the same weights and inputs."""
+    """Outputs recorded with the code of commit 001fc39 (before the depth switches) for the shipped
+    weights (their sha256 is in the file) and the same inputs."""
     net, exp, _ = load_model(DEFAULT_MODEL)  # strict: no key was added to a model with the switches off
     cfg = exp.model
     assert cfg.position_embedding == "frustum" and not cfg.depth_distribution

@@ -2,6 +2,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,30 @@ def synth_val_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth_val")
     write_dataset(root, scenes=2, seed=7, split="val", duration_s=2.5, workers=2, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def val_nusc(synth_val_root: Path) -> Any:
+    """The devkit's view of the shared synthetic val split."""
+    from nuscenes import NuScenes
+
+    return NuScenes(version="v1.0-trainval", dataroot=str(synth_val_root), verbose=False)
+
+
+@pytest.fixture(scope="session")
+def val_samples(synth_val_root: Path) -> list[str]:
+    from syncl_ros.eval.tracking import split_sample_tokens
+
+    return split_sample_tokens(synth_val_root, "v1.0-trainval", "val")
+
+
+@pytest.fixture(scope="session")
+def val_truth(val_nusc: Any) -> dict[str, list[dict[str, Any]]]:
+    """The split's ground truth as tracking results (every scored box, score 1)."""
+    from syncl_ros.eval.tracking import ground_truth_results
+
+    results: dict[str, list[dict[str, Any]]] = ground_truth_results(val_nusc, "val")["results"]
+    return results
 
 
 # The one honest skip: the "TensorRT is missing" path cannot run where TensorRT is installed.

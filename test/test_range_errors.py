@@ -10,34 +10,13 @@ import numpy as np
 import pytest
 
 from syncl_ros.eval import range_errors
-from syncl_ros.eval.tracking import ground_truth_results, split_sample_tokens
-
-VERSION = "v1.0-trainval"
 
 
-@pytest.fixture(scope="module")
-def nusc(synth_val_root: Path) -> Any:
-    from nuscenes import NuScenes
-
-    return NuScenes(version=VERSION, dataroot=str(synth_val_root), verbose=False)
-
-
-@pytest.fixture(scope="module")
-def samples(synth_val_root: Path) -> list[str]:
-    return split_sample_tokens(synth_val_root, VERSION, "val")
-
-
-@pytest.fixture(scope="module")
-def truth(nusc: Any) -> dict[str, list[dict[str, Any]]]:
-    results: dict[str, list[dict[str, Any]]] = ground_truth_results(nusc, "val")["results"]
-    return results
-
-
-def _moved(nusc: Any, truth: dict[str, Any], along: float, across: float) -> dict[str, Any]:
+def _moved(val_nusc: Any, val_truth: dict[str, Any], along: float, across: float) -> dict[str, Any]:
     """The ground truth with each box moved `along` its line of sight from the ego and `across` it."""
-    moved = copy.deepcopy(truth)
+    moved = copy.deepcopy(val_truth)
     for token, boxes in moved.items():
-        ego = range_errors.scored_objects(nusc, token).ego_xy
+        ego = range_errors.scored_objects(val_nusc, token).ego_xy
         for box in boxes:
             xy = np.asarray(box["translation"][:2]) - ego
             u = xy / np.linalg.norm(xy)
@@ -51,22 +30,22 @@ def _objects_in_bins(rows: list[dict[str, float]]) -> list[dict[str, float]]:
     return with_objects
 
 
-def test_ground_truth_has_no_error(nusc: Any, samples: list[str], truth: dict[str, Any]) -> None:
-    rows = range_errors.range_table(nusc, samples, truth)
+def test_ground_truth_has_no_error(val_nusc: Any, val_samples: list[str], val_truth: dict[str, Any]) -> None:
+    rows = range_errors.range_table(val_nusc, val_samples, val_truth)
     for row in _objects_in_bins(rows):
         assert row["matched"] == pytest.approx(1.0)
         assert row["range_abs_m"] == pytest.approx(0.0, abs=1e-6)
         assert row["lateral_m"] == pytest.approx(0.0, abs=1e-6)
     total = sum(r["objects"] for r in rows)
-    scored = sum(len(range_errors.scored_objects(nusc, t).names) for t in samples)
+    scored = sum(len(range_errors.scored_objects(val_nusc, t).names) for t in val_samples)
     assert total == scored > 0
 
 
 @pytest.mark.parametrize(("along", "across"), [(1.5, 0.0), (-2.5, 0.0), (0.0, 1.0), (1.0, -2.0)])
 def test_moved_boxes_split_into_range_and_lateral_error(
-    nusc: Any, samples: list[str], truth: dict[str, Any], along: float, across: float
+    val_nusc: Any, val_samples: list[str], val_truth: dict[str, Any], along: float, across: float
 ) -> None:
-    rows = range_errors.range_table(nusc, samples, _moved(nusc, truth, along, across))
+    rows = range_errors.range_table(val_nusc, val_samples, _moved(val_nusc, val_truth, along, across))
     for row in _objects_in_bins(rows):
         # Greedy matching may hand a moved box to a neighbour of the same class (a group of
         # pedestrians); the medians stay those of the move.
@@ -92,9 +71,9 @@ def test_boxes_beyond_the_match_distance_are_not_matched() -> None:
 
 
 def test_unconfident_and_wrong_class_boxes_are_left_out(
-    nusc: Any, samples: list[str], truth: dict[str, Any]
+    val_nusc: Any, val_samples: list[str], val_truth: dict[str, Any]
 ) -> None:
-    low, renamed = copy.deepcopy(truth), copy.deepcopy(truth)
+    low, renamed = copy.deepcopy(val_truth), copy.deepcopy(val_truth)
     for boxes in low.values():
         for box in boxes:
             box["tracking_score"] = 0.39
@@ -102,9 +81,9 @@ def test_unconfident_and_wrong_class_boxes_are_left_out(
         for box in boxes:
             box["tracking_name"] = "motorcycle_sidecar"  # a class no object has
     for results in (low, renamed):
-        rows = range_errors.range_table(nusc, samples, results)
+        rows = range_errors.range_table(val_nusc, val_samples, results)
         assert all(r["matched"] == 0.0 for r in _objects_in_bins(rows))
-    rows = range_errors.range_table(nusc, samples, low, min_score=0.3)
+    rows = range_errors.range_table(val_nusc, val_samples, low, min_score=0.3)
     assert all(r["matched"] == pytest.approx(1.0) for r in _objects_in_bins(rows))
 
 
@@ -120,20 +99,20 @@ def test_the_best_scored_box_takes_the_object() -> None:
 
 
 def test_cli_prints_a_table_per_results_file(
-    synth_val_root: Path, truth: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    synth_val_root: Path, val_truth: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import json
 
     from syncl_ros.eval.tracking import results_meta
 
-    path = tmp_path / "truth.json"
-    path.write_text(json.dumps({"meta": results_meta(), "results": truth}))
+    path = tmp_path / "val_truth.json"
+    path.write_text(json.dumps({"meta": results_meta(), "results": val_truth}))
     argv = [str(path), "--dataroot", str(synth_val_root), "--split", "val"]
     assert range_errors.main(argv) == 0
     out = capsys.readouterr().out
-    assert out.startswith("truth:\n| range | objects | matched |")
+    assert out.startswith("val_truth:\n| range | objects | matched |")
     assert "| 0–10 m |" in out and "| ≥ 35 m |" in out
-    twin = tmp_path / "other" / "truth.json"
+    twin = tmp_path / "other" / "val_truth.json"
     twin.parent.mkdir()
     twin.write_text(path.read_text())
     assert range_errors.main([str(path), str(twin), *argv[1:]]) == 0

@@ -12,27 +12,6 @@ import numpy as np
 import pytest
 
 from syncl_ros.eval import track_life
-from syncl_ros.eval.tracking import ground_truth_results, split_sample_tokens
-
-VERSION = "v1.0-trainval"
-
-
-@pytest.fixture(scope="module")
-def nusc(synth_val_root: Path) -> Any:
-    from nuscenes import NuScenes
-
-    return NuScenes(version=VERSION, dataroot=str(synth_val_root), verbose=False)
-
-
-@pytest.fixture(scope="module")
-def samples(synth_val_root: Path) -> list[str]:
-    return split_sample_tokens(synth_val_root, VERSION, "val")
-
-
-@pytest.fixture(scope="module")
-def truth(nusc: Any) -> dict[str, list[dict[str, Any]]]:
-    results: dict[str, list[dict[str, Any]]] = ground_truth_results(nusc, "val")["results"]
-    return results
 
 
 def test_roc_auc_known_values() -> None:
@@ -61,18 +40,20 @@ def test_summarize_counts_each_false_positive_by_its_place_in_the_track() -> Non
     )
 
 
-def test_ground_truth_has_no_false_positive(nusc: Any, samples: list[str], truth: dict[str, Any]) -> None:
-    row = track_life.summarize(track_life.track_lives(nusc, samples, truth, track_life.MATCH_M))
+def test_ground_truth_has_no_false_positive(
+    val_nusc: Any, val_samples: list[str], val_truth: dict[str, Any]
+) -> None:
+    row = track_life.summarize(track_life.track_lives(val_nusc, val_samples, val_truth, track_life.MATCH_M))
     assert row["boxes"] > 100 and row["matched"] == 1.0
     assert row["never_matched_tracks"] == 0
     assert row["fp_before_first"] == row["fp_gaps"] == row["fp_after_last"] == 0
 
 
-def _drifted(nusc: Any, truth: dict[str, Any], samples: list[str]) -> tuple[dict[str, Any], int]:
+def _drifted(val_nusc: Any, val_truth: dict[str, Any], val_samples: list[str]) -> tuple[dict[str, Any], int]:
     """The ground truth with the second half of its longest track moved 6 m, the moved boxes' count."""
-    order = track_life.time_order(nusc, samples)
+    order = track_life.time_order(val_nusc, val_samples)
     boxes_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    moved = copy.deepcopy(truth)
+    moved = copy.deepcopy(val_truth)
     for token in order:
         for box in moved.get(token, []):
             boxes_of[box["tracking_id"]].append(box)
@@ -84,12 +65,12 @@ def _drifted(nusc: Any, truth: dict[str, Any], samples: list[str]) -> tuple[dict
 
 
 def test_a_track_that_drifts_off_its_object_counts_after_its_last_match(
-    nusc: Any, samples: list[str], truth: dict[str, Any]
+    val_nusc: Any, val_samples: list[str], val_truth: dict[str, Any]
 ) -> None:
-    moved, n = _drifted(nusc, truth, samples)
+    moved, n = _drifted(val_nusc, val_truth, val_samples)
     assert n >= 3
-    row = track_life.summarize(track_life.track_lives(nusc, samples, moved, track_life.MATCH_M))
-    base = track_life.summarize(track_life.track_lives(nusc, samples, truth, track_life.MATCH_M))
+    row = track_life.summarize(track_life.track_lives(val_nusc, val_samples, moved, track_life.MATCH_M))
+    base = track_life.summarize(track_life.track_lives(val_nusc, val_samples, val_truth, track_life.MATCH_M))
     # A moved box out of its class range is dropped, as the metrics drop it, so at most n count.
     assert 0 < row["fp_after_last"] <= n
     assert row["fp_before_first"] == row["fp_gaps"] == row["never_matched_tracks"] == 0
@@ -97,14 +78,14 @@ def test_a_track_that_drifts_off_its_object_counts_after_its_last_match(
 
 
 def test_cli_prints_a_row_per_file_and_refuses_detection_results(
-    synth_val_root: Path, truth: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    synth_val_root: Path, val_truth: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    good = tmp_path / "truth.json"
-    good.write_text(json.dumps({"meta": {}, "results": truth}))
+    good = tmp_path / "val_truth.json"
+    good.write_text(json.dumps({"meta": {}, "results": val_truth}))
     assert track_life.main([str(good), "--dataroot", str(synth_val_root)]) == 0
     out = capsys.readouterr().out
-    assert "| truth | " in out and "| 1.000 |" in out
-    untracked = [{k: v for k, v in b.items() if k != "tracking_id"} for bs in truth.values() for b in bs]
+    assert "| val_truth | " in out and "| 1.000 |" in out
+    untracked = [{k: v for k, v in b.items() if k != "tracking_id"} for bs in val_truth.values() for b in bs]
     detection = {untracked[0]["sample_token"]: untracked[:1]}
     bad = tmp_path / "det.json"
     bad.write_text(json.dumps({"meta": {}, "results": detection}))

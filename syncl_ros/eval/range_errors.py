@@ -179,19 +179,30 @@ def results_label(path: Path, paths: Sequence[Path]) -> str:
     return path.stem if stems.count(path.stem) == 1 else str(path)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    doc = (__doc__ or "").split("\n")[0]
-    p = argparse.ArgumentParser(prog="python -m syncl_ros.eval.range_errors", description=doc)
-    p.add_argument("results", type=Path, nargs="+", help="nuScenes tracking or detection results JSON")
+def add_results_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """The arguments of a tool that reads results files of one split: files, dataroot, version, split."""
+    p.add_argument("results", type=Path, nargs="+", help=what)
     p.add_argument("--dataroot", type=Path, required=True)
     p.add_argument("--version", default="v1.0-trainval")
     p.add_argument("--split", default="val")
+
+
+def load_split_results(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    """The split's sample tokens and each results file's boxes by its label; EvalError if unusable."""
+    samples = split_sample_tokens(args.dataroot, args.version, args.split)
+    loaded = {results_label(path, args.results): load_results(path)["results"] for path in args.results}
+    return samples, loaded
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    doc = (__doc__ or "").split("\n")[0]
+    p = argparse.ArgumentParser(prog="python -m syncl_ros.eval.range_errors", description=doc)
+    add_results_arguments(p, "nuScenes tracking or detection results JSON")
     p.add_argument("--min-score", type=float, default=MIN_SCORE, help=f"(default {MIN_SCORE})")
     p.add_argument("--match-m", type=float, default=MATCH_M, help=f"(default {MATCH_M} m)")
     args = p.parse_args(argv)
     try:
-        samples = split_sample_tokens(args.dataroot, args.version, args.split)
-        loaded = {results_label(path, args.results): load_results(path)["results"] for path in args.results}
+        samples, loaded = load_split_results(args)
     except EvalError as err:
         print(f"range_errors: {err}", file=sys.stderr)
         return 2

@@ -25,7 +25,6 @@ import argparse
 import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,8 +32,8 @@ from numpy.typing import ArrayLike
 from nuscenes import NuScenes
 from scipy.stats import rankdata
 
-from syncl_ros.eval.range_errors import assign, results_label, scored_objects
-from syncl_ros.eval.tracking import EvalError, load_results, split_sample_tokens, tracking_config
+from syncl_ros.eval.range_errors import add_results_arguments, assign, load_split_results, scored_objects
+from syncl_ros.eval.tracking import EvalError, tracking_config
 
 MATCH_M = 2.0
 COLUMNS = (
@@ -149,15 +148,11 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     doc = (__doc__ or "").split("\n")[0]
     p = argparse.ArgumentParser(prog="python -m syncl_ros.eval.track_life", description=doc)
-    p.add_argument("results", type=Path, nargs="+", help="nuScenes tracking results JSON")
-    p.add_argument("--dataroot", type=Path, required=True)
-    p.add_argument("--version", default="v1.0-trainval")
-    p.add_argument("--split", default="val")
+    add_results_arguments(p, "nuScenes tracking results JSON")
     p.add_argument("--match-m", type=float, default=MATCH_M, help=f"(default {MATCH_M} m)")
     args = p.parse_args(argv)
     try:
-        samples = split_sample_tokens(args.dataroot, args.version, args.split)
-        loaded = {results_label(path, args.results): load_results(path)["results"] for path in args.results}
+        samples, loaded = load_split_results(args)
         for name, res in loaded.items():
             check_tracking(name, res)
     except EvalError as err:

@@ -199,6 +199,7 @@ def test_the_node_process_stays_up_unconfigured_after_a_failed_start(good: Path,
         rclpy.shutdown(context=context)
         stop(proc)
     assert proc.stderr is not None
-    errors = [line for line in proc.stderr.read().splitlines() if "ERROR" in line]
+    stderr = proc.stderr.read()
+    errors = [line for line in stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and f"model {path}: truncated" in errors[0], errors
-    assert proc.returncode == 0
+    assert proc.returncode == 0, stderr

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,14 +23,8 @@ from numpy.typing import NDArray
 from nuscenes import NuScenes
 from nuscenes.utils.geometry_utils import BoxVisibility
 
-from syncl_ros.eval.tracking import (
-    EvalError,
-    load_results,
-    sample_ego_xy,
-    scored_tracking_name,
-    split_sample_tokens,
-    tracking_config,
-)
+from syncl_ros.eval.results_cli import add_results_arguments, load_split_results
+from syncl_ros.eval.tracking import EvalError, sample_ego_xy, scored_tracking_name, tracking_config
 from syncl_ros.rig import CAMERA_CHANNELS
 
 MATCH_M = 2.0  # the tracking metrics' center-distance threshold
@@ -94,14 +87,10 @@ def format_rows(rows: Mapping[str, Mapping[str, float]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m syncl_ros.eval.by_camera", description=__doc__.split("\n")[0])
-    p.add_argument("results", type=Path, nargs="+", help="nuScenes tracking results JSON files")
-    p.add_argument("--dataroot", type=Path, required=True)
-    p.add_argument("--version", default="v1.0-trainval")
-    p.add_argument("--split", default="val")
+    add_results_arguments(p, "nuScenes tracking results JSON files")
     args = p.parse_args(argv)
     try:
-        samples = split_sample_tokens(args.dataroot, args.version, args.split)
-        loaded = {path.stem: load_results(path)["results"] for path in args.results}
+        samples, loaded = load_split_results(args)
     except EvalError as err:
         print(f"by_camera: {err}", file=sys.stderr)
         return 2

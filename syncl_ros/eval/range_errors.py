@@ -23,21 +23,14 @@ import itertools
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from nuscenes import NuScenes
 
-from syncl_ros.eval.tracking import (
-    EvalError,
-    load_results,
-    sample_ego_xy,
-    scored_tracking_name,
-    split_sample_tokens,
-    tracking_config,
-)
+from syncl_ros.eval.results_cli import add_results_arguments, load_split_results
+from syncl_ros.eval.tracking import EvalError, sample_ego_xy, scored_tracking_name, tracking_config
 
 BIN_EDGES_M = (0.0, 10.0, 20.0, 35.0, float("inf"))
 MIN_SCORE = 0.4
@@ -171,27 +164,6 @@ def format_table(name: str, rows: Sequence[Mapping[str, float]]) -> str:
             f"| {row['range_signed_m']:+.2f} m | {row['lateral_m']:.2f} m |"
         )
     return "\n".join(lines)
-
-
-def results_label(path: Path, paths: Sequence[Path]) -> str:
-    """A results file's name in the output: its stem, or its path where stems repeat."""
-    stems = [p.stem for p in paths]
-    return path.stem if stems.count(path.stem) == 1 else str(path)
-
-
-def add_results_arguments(p: argparse.ArgumentParser, what: str) -> None:
-    """The arguments of a tool that reads results files of one split: files, dataroot, version, split."""
-    p.add_argument("results", type=Path, nargs="+", help=what)
-    p.add_argument("--dataroot", type=Path, required=True)
-    p.add_argument("--version", default="v1.0-trainval")
-    p.add_argument("--split", default="val")
-
-
-def load_split_results(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
-    """The split's sample tokens and each results file's boxes by its label; EvalError if unusable."""
-    samples = split_sample_tokens(args.dataroot, args.version, args.split)
-    loaded = {results_label(path, args.results): load_results(path)["results"] for path in args.results}
-    return samples, loaded
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,8 +32,9 @@ from numpy.typing import ArrayLike
 from nuscenes import NuScenes
 from scipy.stats import rankdata
 
-from syncl_ros.eval.range_errors import add_results_arguments, assign, load_split_results, scored_objects
-from syncl_ros.eval.tracking import EvalError, tracking_config
+from syncl_ros.eval.range_errors import assign, scored_objects
+from syncl_ros.eval.results_cli import add_results_arguments, load_split_results
+from syncl_ros.eval.tracking import EvalError, in_class_range, tracking_config
 
 MATCH_M = 2.0
 COLUMNS = (
@@ -87,18 +88,18 @@ def track_lives(
     ranges = tracking_config().class_range
     for token in time_order(nusc, samples):
         objects = scored_objects(nusc, token)
-        boxes = [b for b in results.get(token, []) if _in_range(b, objects.ego_xy, ranges)]
+        ego = (float(objects.ego_xy[0]), float(objects.ego_xy[1]))
+        # the metrics drop results boxes beyond their class's range of the ego
+        boxes = [
+            b
+            for b in results.get(token, [])
+            if in_class_range(b["translation"][:2], ego, ranges, str(b["tracking_name"]))
+        ]
         owner = assign(objects, boxes, min_score=-np.inf, match_m=match_m)
         scene = str(nusc.get("sample", token)["scene_token"])
         for box, j in zip(boxes, owner, strict=True):
             lives[(scene, str(box["tracking_id"]))].append((bool(j >= 0), float(box["tracking_score"])))
     return lives
-
-
-def _in_range(box: Mapping[str, Any], ego_xy: ArrayLike, class_range: Mapping[str, float]) -> bool:
-    """Whether the metrics keep a results box: within its class's range of the ego."""
-    x, y = np.asarray(box["translation"][:2], float) - np.asarray(ego_xy, float)
-    return bool(np.hypot(x, y) <= class_range[str(box["tracking_name"])])
 
 
 def summarize(lives: Mapping[tuple[str, str], Sequence[tuple[bool, float]]]) -> dict[str, float]:

@@ -21,7 +21,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -301,9 +301,15 @@ def scored_tracking_name(
     name = category_to_tracking_name(ann["category_name"])
     if name is None or ann["num_lidar_pts"] + ann["num_radar_pts"] == 0:
         return None
-    x, y = ann["translation"][:2]
-    in_range = math.hypot(x - ego_xy[0], y - ego_xy[1]) <= class_range[name]
-    return name if in_range else None
+    return name if in_class_range(ann["translation"][:2], ego_xy, class_range, name) else None
+
+
+def in_class_range(
+    xy: Sequence[float], ego_xy: tuple[float, float], class_range: Mapping[str, float], name: str
+) -> bool:
+    """Whether a world point lies within class `name`'s range of the ego, as the metrics filter
+    both the ground truth and the results."""
+    return math.hypot(xy[0] - ego_xy[0], xy[1] - ego_xy[1]) <= class_range[name]
 
 
 # ------------------------------------------------------------------ oracle

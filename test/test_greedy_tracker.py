@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 from syncl_ros.classes import LABEL_OF, NUM_CLASSES
 from syncl_ros.geometry import Transform
@@ -127,21 +128,31 @@ def walker(x: float) -> list[float]:
     return [x, 0, 0, 0.6, 0.6, 1.7, 0, 0, 0]  # a one-frame detector's box: no velocity
 
 
-def test_measured_velocity_carries_a_track_over_a_missed_frame() -> None:
-    # A pedestrian at 1.8 m/s: 0.9 m per frame (within the 1 m gate), unseen at frame 2, then 1.8 m on.
+def walker_ids(**settings: Any) -> list[int]:
+    """Track ids of a pedestrian at 1.8 m/s: 0.9 m per frame (within the 1 m gate), unseen at
+    frame 2, then 1.8 m on; the last report's velocity is checked when it is measured."""
     frames = {0: 0.0, 1: 0.9, 3: 2.7}
-    ids = {}
-    for weight in (1.0, 0.0):
-        t = tracker(measured_velocity=weight)
-        seen = []
-        for f in range(4):
-            dets = [("pedestrian", 0.9, walker(frames[f]))] if f in frames else []
-            seen += step(t, f, dets)
-        ids[weight] = [tr.track_id for tr in seen]
-        if weight == 1.0:
-            np.testing.assert_allclose(seen[-1].box[7:], [1.8, 0.0], atol=1e-9)  # measured, reported
-    assert len(set(ids[1.0])) == 1, "measured motion predicts where the walker reappears"
-    assert len(set(ids[0.0])) == 2, "the detections' zero velocity loses it"
+    t = tracker(**settings)
+    seen = []
+    for f in range(4):
+        dets = [("pedestrian", 0.9, walker(frames[f]))] if f in frames else []
+        seen += step(t, f, dets)
+    if t.config.greedy_measured_velocity == 1.0:
+        np.testing.assert_allclose(seen[-1].box[7:], [1.8, 0.0], atol=1e-9)  # measured, reported
+    return [tr.track_id for tr in seen]
+
+
+def test_measured_velocity_carries_a_track_over_a_missed_frame() -> None:
+    assert len(set(walker_ids(measured_velocity=1.0))) == 1, "measured motion predicts the walker"
+    assert len(set(walker_ids(measured_velocity=0.0))) == 2, "the detections' zero velocity loses it"
+
+
+def test_the_greedy_trackers_own_velocity_share_overrides_the_shared_one() -> None:
+    own_on = walker_ids(measured_velocity=0.0, greedy={"measured_velocity": 1.0})
+    own_off = walker_ids(measured_velocity=1.0, greedy={"measured_velocity": 0.0})
+    assert (len(set(own_on)), len(set(own_off))) == (1, 2)
+    with pytest.raises(ValueError, match="greedy.measured_velocity"):
+        GreedyConfig(measured_velocity=1.5)
 
 
 def test_a_backward_jump_or_a_long_gap_starts_over_and_ids_keep_counting() -> None:

@@ -56,6 +56,14 @@ class GreedyConfig:
         150, "greedy tracker: detections considered per frame, best first", **_NONNEG
     )
     max_age: int = setting(3, "greedy tracker: frames a track may go unmatched before it ends", **_NONNEG)
+    # Its own setting because the two trackers tune apart: linking detections of a one-frame
+    # network needs measured motion more than track queries that carry their own.
+    measured_velocity: float | None = setting(
+        None,
+        "greedy tracker: share of a track's velocity measured from its motion; unset: the query "
+        "tracker's measured_velocity",
+        **_PROB,
+    )
     # Largest center distance (m) for a match, per class.
     distances: dict[str, float] = field(default_factory=lambda: dict(MATCH_DISTANCE_M))
 
@@ -63,6 +71,9 @@ class GreedyConfig:
         _check_probability("greedy.score", self.score)
         _check_int("greedy.max_detections", self.max_detections, 0)
         _check_int("greedy.max_age", self.max_age, 0)
+        if self.measured_velocity is not None:
+            _check_probability("greedy.measured_velocity", self.measured_velocity)
+            object.__setattr__(self, "measured_velocity", float(self.measured_velocity))
         missing = sorted(set(MATCH_DISTANCE_M) - set(self.distances))
         if missing or not all(_is_number(d) and d > 0 for d in self.distances.values()):
             expected = f"a positive distance for each of {sorted(MATCH_DISTANCE_M)}"
@@ -183,3 +194,9 @@ class TrackerConfig:
             "duplicate_distance_m",
         ):
             object.__setattr__(self, name, float(getattr(self, name)))
+
+    @property
+    def greedy_measured_velocity(self) -> float:
+        """The greedy tracker's measured-velocity share: its own if set, else the shared one."""
+        own = self.greedy.measured_velocity
+        return self.measured_velocity if own is None else own

@@ -139,7 +139,7 @@ class GreedyTracker:
         # Expected displacement over this interval: a track seen twice moves by its measured
         # velocity, a younger one by the detection's (the only velocity it has).
         own_motion = np.array([s.velocity for s in tracks], np.float64).reshape(-1, 2) * self._dt_s
-        measured = np.array([s.hits >= 2 for s in tracks], bool) & (self.config.measured_velocity > 0.0)
+        measured = np.array([s.hits >= 2 for s in tracks], bool) & (self.config.greedy_measured_velocity > 0.0)
         free = np.ones(len(tracks), bool)
         claimed: dict[int, int] = {}
         matched: list[int] = []  # detection indices that claimed a track, in claim order
@@ -169,7 +169,7 @@ class GreedyTracker:
         seen_xy = np.array([s.seen_xy for s in states], np.float64).reshape(-1, 2)
         seen_ns = np.array([s.seen_ns for s in states], np.int64)
         measured = with_track_velocity(
-            model_boxes, self._pose, now, seen_xy, seen_ns, self.config.measured_velocity
+            model_boxes, self._pose, now, seen_xy, seen_ns, self.config.greedy_measured_velocity
         )
         velocities = box_ops.transform_boxes(measured, self._pose)[:, box_ops.VX : box_ops.VY + 1]
         for state, box, world_box, velocity in zip(states, measured, world_boxes, velocities, strict=True):

@@ -151,7 +151,7 @@ def test_the_greedy_trackers_own_velocity_share_overrides_the_shared_one() -> No
     own_on = walker_ids(measured_velocity=0.0, greedy={"measured_velocity": 1.0})
     own_off = walker_ids(measured_velocity=1.0, greedy={"measured_velocity": 0.0})
     assert (len(set(own_on)), len(set(own_off))) == (1, 2)
-    with pytest.raises(ValueError, match="greedy.measured_velocity"):
+    with pytest.raises(ValueError, match=r"greedy\.measured_velocity"):
         GreedyConfig(measured_velocity=1.5)
 
 

@@ -139,7 +139,8 @@ class GreedyTracker:
         # Expected displacement over this interval: a track seen twice moves by its measured
         # velocity, a younger one by the detection's (the only velocity it has).
         own_motion = np.array([s.velocity for s in tracks], np.float64).reshape(-1, 2) * self._dt_s
-        measured = np.array([s.hits >= 2 for s in tracks], bool) & (self.config.greedy_measured_velocity > 0.0)
+        uses_measured = self.config.greedy_measured_velocity > 0.0
+        measured = np.array([s.hits >= 2 for s in tracks], bool) & uses_measured
         free = np.ones(len(tracks), bool)
         claimed: dict[int, int] = {}
         matched: list[int] = []  # detection indices that claimed a track, in claim order

@@ -18,9 +18,10 @@
 #      same stage without SynCL's C-decoder, query filter and contrastive loss), each in
 #      $RUN/track_VARIANT_sSEED from the same detector, data and number of steps.
 # Learning curves of the tracking runs are scored on the development split (query tracker).
-# The tracking run with the best last development score is tuned there (QUERY_GRID) and so is
-# the detector with the greedy tracker (GREEDY_GRID); whichever scores higher on the
-# development split is released with its tuned settings (RELEASE=path overrides the choice).
+# Every tracking run's query tracker is tuned there (QUERY_GRID); the run that tunes best is
+# released (RELEASE=path overrides the choice), and its detections linked by the greedy tracker
+# are tuned there too (GREEDY_GRID). The release stores both tuned settings; its stored method
+# is whichever of the two trackers scores higher on the development split.
 # Extra arguments go to every `syncl train` call (e.g. --device cuda, --set KEY=VALUE).
 # Re-running resumes: datasets and feature caches that exist are kept, each run continues from
 # its last.pt and each learning curve scores only new snapshots.
@@ -32,7 +33,7 @@ DET_CYCLES=${DET_CYCLES:-"7000:0.0005:0:300 6000:0.0003:1:100 6000:0.0002:2:100 
 TRACK_STEPS=${TRACK_STEPS:-14400}
 TRACK_RUNS=${TRACK_RUNS:-"syncl:0 plain:0 syncl:1 plain:1"}
 QUERY_GRID=${QUERY_GRID:-"tracker.method=queries tracker.birth_score=0.3,0.4 tracker.measured_velocity=0,0.5 tracker.max_missed=1,3 tracker.output_score=0.2,0.4"}
-GREEDY_GRID=${GREEDY_GRID:-"tracker.method=greedy tracker.greedy.score=0.3,0.4,0.5 tracker.greedy.max_age=2,3"}
+GREEDY_GRID=${GREEDY_GRID:-"tracker.method=greedy tracker.greedy.score=0.3,0.4,0.5 tracker.greedy.max_age=2,3 tracker.greedy.measured_velocity=0.5,1.0"}
 OUT=${OUT:-$RUN/release}
 FEATURES=${FEATURES:-${SYNCL_CACHE_DIR:-$HOME/.cache/syncl_ros}/features}  # encoder feature caches
 PY=${PYTHON:-.venv/bin/python}
@@ -74,8 +75,8 @@ done
 curve() { "$PY" -m syncl_ros.tools.curve "$@"; }
 curve "${runs[@]}" --dataroot "$DATA/synth_val" "${greedy[@]}" --plot "$RUN/learning_curve.png"
 # The tracking runs share the detector's frozen encoder: score their decoders on cached features.
-best_run=$(curve "${tracking[@]}" --dataroot "$DATA/synth_dev" --feature-cache "$FEATURES" \
-    --plot "$RUN/tracking_curve.png" --best)
+curve "${tracking[@]}" --dataroot "$DATA/synth_dev" --feature-cache "$FEATURES" \
+    --plot "$RUN/tracking_curve.png"
 mkdir -p "$RUN"
 tune() {  # CKPT GRID LOG: prints the best setting's --set arguments, its dev AMOTA on the last line
     local grid=() item
@@ -84,19 +85,24 @@ tune() {  # CKPT GRID LOG: prints the best setting's --set arguments, its dev AM
         --feature-cache "$FEATURES" |
         tee "$3" | sed -n 's/^best: //p; s/^best_amota: //p'
 }
-mapfile -t query < <(tune "$best_run/last.pt" "$QUERY_GRID" "$RUN/tune_queries.log")
-mapfile -t greedy_best < <(tune "$DETECTOR" "$GREEDY_GRID" "$RUN/tune_greedy.log")
 if [ -z "${RELEASE:-}" ]; then
-    if awk "BEGIN { exit !(${query[1]} > ${greedy_best[1]}) }"; then
-        RELEASE="$best_run/last.pt" best=${query[0]}
-    else
-        RELEASE="$DETECTOR" best=${greedy_best[0]}
-    fi
+    best_amota=-1
+    for run in "${tracking[@]}"; do  # every run tuned alike: snapshots at fixed settings swing
+        mapfile -t tuned < <(tune "$run/last.pt" "$QUERY_GRID" "$run/tune_queries.log")
+        if awk "BEGIN { exit !(${tuned[1]} > $best_amota) }"; then
+            RELEASE=$run/last.pt best_amota=${tuned[1]} query=("${tuned[@]}")
+        fi
+    done
 else
-    best=""
+    mapfile -t query < <(tune "$RELEASE" "$QUERY_GRID" "$RUN/tune_queries.log")
 fi
-# shellcheck disable=SC2086  # $best is a list of --set KEY=VALUE arguments
-syncl release "$RELEASE" "$OUT/tiny_synth.pt" $best \
+mapfile -t greedy_best < <(tune "$RELEASE" "$GREEDY_GRID" "$RUN/tune_greedy.log")
+# The stored method is the better tracker; the other one's settings travel too (--tracker).
+greedy_settings=${greedy_best[0]//--set tracker.method=greedy/}
+query_settings=${query[0]//--set tracker.method=queries/}
+if awk "BEGIN { exit !(${query[1]} > ${greedy_best[1]}) }"; then method=queries; else method=greedy; fi
+# shellcheck disable=SC2086  # the settings are lists of --set KEY=VALUE arguments
+syncl release "$RELEASE" "$OUT/tiny_synth.pt" --set tracker.method=$method $query_settings $greedy_settings \
     --note "data=syncl synth seed 0: 80 train scenes; scored on 12 val scenes (seed 0); tracker tuned on 4 dev scenes (seed 1)"
 for tracker in queries greedy; do
     syncl track "$DATA/synth_val" --split val --model "$OUT/tiny_synth.pt" --tracker "$tracker" \

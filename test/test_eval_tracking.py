@@ -348,6 +348,29 @@ def test_cli_prints_table(
     assert (tmp_path / "o" / f"bev_{scene}.png").is_file()
 
 
+def test_cli_scores_each_scene_on_its_own(
+    dataroot: Path, gt_results: dict[str, Any], nusc: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ground truth of one scene and nothing in the other: each scene's own figures show it."""
+    kept, emptied = sorted(nusc.scene, key=lambda s: s["name"])
+    results = copy.deepcopy(gt_results)
+    emptied_samples = set(_scene_order(nusc)[nusc.scene.index(emptied)])
+    for token in emptied_samples:
+        results["results"][token] = []
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(results))
+    out = tmp_path / "o"
+    argv = [str(path), "--dataroot", str(dataroot), "--out", str(out), "--no-plots", "--per-scene"]
+    assert cli.main(_parse(argv)) == 0
+    per_scene = json.loads((out / "metrics.json").read_text())["per_scene"]
+    assert list(per_scene) == [kept["name"], emptied["name"]]
+    assert per_scene[kept["name"]]["amota"] == pytest.approx(1.0) and per_scene[kept["name"]]["fn"] == 0
+    assert per_scene[emptied["name"]]["recall"] == 0.0 and per_scene[emptied["name"]]["tp"] == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert next(line for line in printed if line.startswith(kept["name"])).split()[1] == "1.000"
+    assert any(line.startswith("scene AMOTA: median") for line in printed)
+
+
 def test_cli_missing_sample_exits_non_zero_without_traceback(
     dataroot: Path, gt_results: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

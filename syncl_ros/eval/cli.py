@@ -1,4 +1,4 @@
-"""`syncl eval RESULTS --dataroot D --version V --split S --out DIR`.
+"""`syncl eval RESULTS --dataroot D --version V --split S --out DIR [--per-scene]`.
 
 Scores a nuScenes tracking results JSON with the official devkit, writes
 DIR/metrics.json (plus the devkit's metrics_summary.json and
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,8 +20,10 @@ from syncl_ros.eval.tracking import (
     EvalError,
     check_split,
     load_results,
+    per_scene_metrics,
     run_tracking_eval,
     scene_metrics,
+    write_metrics,
 )
 
 AMOTA_PNG = "amota_per_class.png"
@@ -46,6 +49,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val", help="split to score, e.g. val, mini_val (default: %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="output folder for metrics and plots")
     p.add_argument("--scene", help="scene name for the bird's-eye view (default: first scene of the split)")
+    p.add_argument(
+        "--per-scene",
+        action="store_true",
+        help="also score each scene on its own (metrics.json 'per_scene', a printed table)",
+    )
     p.add_argument("--no-plots", action="store_true", help="write metrics only")
     p.add_argument("--render-curves", action="store_true", help="also keep the devkit's PDF metric curves")
     p.add_argument("--verbose", action="store_true", help="show the devkit's own progress output")
@@ -66,6 +74,22 @@ def format_table(metrics: Mapping[str, Any]) -> str:
         lines.append(f"{name:<12}" + "".join(f"{_cell(values[k], s):>8}" for k, _, s in COLUMNS))
         if i == 0:
             lines.append("-" * len(header))
+    return "\n".join(lines)
+
+
+PER_SCENE_COLUMNS = tuple(c for c in COLUMNS if c[0] in ("amota", "mota", "recall", "ids", "fp", "fn"))
+
+
+def format_scene_table(per_scene: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per scene, then the spread of their AMOTA."""
+    header = f"{'scene':<14}" + "".join(f"{h:>8}" for _, h, _ in PER_SCENE_COLUMNS)
+    lines = [header, "-" * len(header)]
+    for name, values in per_scene.items():
+        lines.append(f"{name:<14}" + "".join(f"{_cell(values[k], s):>8}" for k, _, s in PER_SCENE_COLUMNS))
+    amota = sorted(v["amota"] for v in per_scene.values() if v["amota"] is not None)
+    if amota:
+        median = statistics.median(amota)
+        lines.append(f"scene AMOTA: median {median:.3f}, min {amota[0]:.3f}, max {amota[-1]:.3f}")
     return "\n".join(lines)
 
 
@@ -117,6 +141,10 @@ def main(args: argparse.Namespace) -> int:
         _drop_empty_plot_dir(args.out)
         print(f"nuScenes tracking metrics, split {args.split} ({args.version}), {args.results}")
         print(format_table(metrics))
+        if args.per_scene:
+            metrics["per_scene"] = per_scene_metrics(evaluator, args.dataroot, args.version)
+            write_metrics(metrics, args.out / "metrics.json")
+            print(format_scene_table(metrics["per_scene"]))
         written = [args.out / "metrics.json"]
         if not args.no_plots:
             written += write_plots(args, metrics, evaluator)

@@ -8,6 +8,8 @@ summary into a small JSON-friendly dict:
     {"overall": {metric: value}, "per_class": {class: {metric: value}},
      "split", "version", "results_path", "eval_time_s", "meta"}
 
+and, when asked for, "per_scene": {scene name: {metric: value}}.
+
 Metric keys are the devkit's lowercase names (amota, amotp, motar, recall,
 gt, mota, motp, mt, ml, faf, tp, fp, fn, ids, frag, tid, lgd); a value is
 None where the devkit gives NaN (e.g. a class with no ground truth).
@@ -281,6 +283,16 @@ def scene_metrics(evaluator: TrackingEval, scene_token: str) -> dict[str, Any]:
     with quiet_devkit(False):
         metrics, _ = one.evaluate()
     return {m: clean_number(metrics.compute_metric(m)) for m in METRIC_ORDER}
+
+
+def per_scene_metrics(
+    evaluator: TrackingEval, dataroot: str | os.PathLike[str], version: str
+) -> dict[str, dict[str, Any]]:
+    """Each evaluated scene's overall metrics, keyed by scene name, in name order: how far one
+    scene's figures stray from the split's (a single scene is a noisy measure)."""
+    names = {s["token"]: s["name"] for s in _read_table(Path(dataroot), version, "scene")}
+    tokens = sorted(evaluator.tracks_gt, key=lambda t: names[t])
+    return {names[t]: scene_metrics(evaluator, t) for t in tokens}
 
 
 # ------------------------------------------------------------ scored objects

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The detector's levers on and off at equal compute: each variant continues the detection stage
 # (single key frames, encoder live) from the same detector for the same number of steps, with the
-# same seed and schedule, and differs from "base" only in its switches. Scores every run's
-# snapshots on the val split with the greedy tracker (AMOTA and detection mAP, tools/curve.py)
-# and writes the range-error table of each run's last weights (eval/range_errors.py).
+# same seed and schedule, and differs from "base" only in its switches ("data": only in its
+# training set, three times the scenes). Scores every run's snapshots on the val split with the
+# greedy tracker (AMOTA and detection mAP, tools/curve.py) and writes the range-error table of
+# each run's last weights (eval/range_errors.py).
 #
 #   scripts/detector_ablation.sh                          # every variant, one after the other
 #   VARIANTS="base depth" STEPS=3000 JOBS=2 scripts/detector_ablation.sh
@@ -19,7 +20,7 @@ LR=${LR:-0.0002}
 SEED=${SEED:-0}
 JOBS=${JOBS:-1}
 INIT=${INIT:-checkpoints/stage1_detector.pt}
-VARIANTS=${VARIANTS:-"base depth depth_pe aug"}
+VARIANTS=${VARIANTS:-"base depth depth_pe aug data"}
 PY=${PYTHON:-.venv/bin/python}
 syncl() { "$PY" -m syncl_ros.cli "$@"; }
 # shellcheck source=scripts/lib.sh
@@ -42,17 +43,28 @@ variant_args() {
             echo "--set train.aug.bev_flip=true --set train.aug.bev_rotate_deg=22.5"
             echo "--set train.aug.bev_scale=0.05 --set train.aug.image_zoom=0.06"
             echo "--set train.aug.image_flip=true" ;;
+        data) ;;  # the same switches on three times the scenes (variant_data)
         *) echo "detector_ablation: unknown variant $1" >&2; return 2 ;;
     esac
 }
 
+# variant_data NAME: the training set of a variant. "data" trains on 240 scenes of the same seed:
+# the 80 of every other variant (a scene is a function of seed, split and index) and 160 more.
+variant_data() {
+    if [ "$1" = data ]; then echo "$DATA/synth_train240"; else echo "$DATA/synth_train"; fi
+}
+
 synthetic_data
+case " $VARIANTS " in
+    *" data "*) [ -d "$DATA/synth_train240/v1.0-trainval" ] ||
+        syncl synth "$DATA/synth_train240" --split train --scenes 240 --seed 0 --no-sweeps ;;
+esac
 
 train_variant() {
     local name=$1 args
     args=$(variant_args "$name")
     # shellcheck disable=SC2086  # the --set words are meant to split
-    syncl train --config tiny --dataroot "$DATA/synth_train" --out "$RUNS/$name" --resume --no-progress \
+    syncl train --config tiny --dataroot "$(variant_data "$name")" --out "$RUNS/$name" --resume --no-progress \
         --init "$INIT" --max-steps "$STEPS" --set train.seed="$SEED" --set train.lr="$LR" \
         --set train.warmup_steps=100 --set train.checkpoint_every=250 \
         --set train.snapshot_every=$((STEPS / 2)) $DETECTION $args >> "$RUNS/$name.log" 2>&1

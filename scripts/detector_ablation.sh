@@ -48,16 +48,19 @@ variant_args() {
     esac
 }
 
-# variant_data NAME: the training set of a variant. "data" trains on 240 scenes of the same seed:
-# the 80 of every other variant (a scene is a function of seed, split and index) and 160 more.
+# The "data" variant's training set: 240 scenes of the same seed, the 80 of every other variant
+# (a scene is a function of seed, split and index) and 160 more.
+MORE_SCENES=240
+MORE_DATA="$DATA/synth_train$MORE_SCENES"
 variant_data() {
-    if [ "$1" = data ]; then echo "$DATA/synth_train240"; else echo "$DATA/synth_train"; fi
+    if [ "$1" = data ]; then echo "$MORE_DATA"; else echo "$DATA/synth_train"; fi
 }
 
+for v in $VARIANTS; do variant_args "$v" > /dev/null; done  # an unknown name stops here, not midway
 synthetic_data
 case " $VARIANTS " in
-    *" data "*) [ -d "$DATA/synth_train240/v1.0-trainval" ] ||
-        syncl synth "$DATA/synth_train240" --split train --scenes 240 --seed 0 --no-sweeps ;;
+    *" data "*) [ -d "$MORE_DATA/v1.0-trainval" ] ||
+        syncl synth "$MORE_DATA" --split train --scenes "$MORE_SCENES" --seed 0 --no-sweeps ;;
 esac
 
 train_variant() {
@@ -70,7 +73,6 @@ train_variant() {
         --set train.snapshot_every=$((STEPS / 2)) $DETECTION $args >> "$RUNS/$name.log" 2>&1
 }
 mkdir -p "$RUNS"
-for v in $VARIANTS; do variant_args "$v" > /dev/null; done  # an unknown name stops here, not midway
 # shellcheck disable=SC2086  # one variant per word
 in_parallel "$JOBS" 1 train_variant $VARIANTS
 

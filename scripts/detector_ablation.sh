@@ -43,31 +43,26 @@ variant_args() {
             echo "--set train.aug.bev_flip=true --set train.aug.bev_rotate_deg=22.5"
             echo "--set train.aug.bev_scale=0.05 --set train.aug.image_zoom=0.06"
             echo "--set train.aug.image_flip=true" ;;
-        data) ;;  # the same switches on three times the scenes (variant_data)
+        data) ;;  # the same switches on three times the scenes (variant_scenes)
         *) echo "detector_ablation: unknown variant $1" >&2; return 2 ;;
     esac
 }
 
 # The "data" variant's training set: 240 scenes of the same seed, the 80 of every other variant
-# (a scene is a function of seed, split and index) and 160 more.
-MORE_SCENES=240
-MORE_DATA="$DATA/synth_train$MORE_SCENES"
-variant_data() {
-    if [ "$1" = data ]; then echo "$MORE_DATA"; else echo "$DATA/synth_train"; fi
+# and 160 more.
+variant_scenes() {
+    if [ "$1" = data ]; then echo 240; else echo 80; fi
 }
 
 for v in $VARIANTS; do variant_args "$v" > /dev/null; done  # an unknown name stops here, not midway
 synthetic_data
-case " $VARIANTS " in
-    *" data "*) [ -d "$MORE_DATA/v1.0-trainval" ] ||
-        syncl synth "$MORE_DATA" --split train --scenes "$MORE_SCENES" --seed 0 --no-sweeps ;;
-esac
+for v in $VARIANTS; do train_set "$(variant_scenes "$v")" > /dev/null; done  # all written first
 
 train_variant() {
     local name=$1 args
     args=$(variant_args "$name")
     # shellcheck disable=SC2086  # the --set words are meant to split
-    syncl train --config tiny --dataroot "$(variant_data "$name")" --out "$RUNS/$name" --resume --no-progress \
+    syncl train --config tiny --dataroot "$(train_set "$(variant_scenes "$name")")" --out "$RUNS/$name" --resume --no-progress \
         --init "$INIT" --max-steps "$STEPS" --set train.seed="$SEED" --set train.lr="$LR" \
         --set train.warmup_steps=100 --set train.checkpoint_every=250 \
         --set train.snapshot_every=$((STEPS / 2)) $DETECTION $args >> "$RUNS/$name.log" 2>&1

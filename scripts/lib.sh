@@ -1,10 +1,20 @@
 # Shared by the training scripts; source it after setting DATA and defining syncl().
 
+# train_set SCENES: prints the path of the training set of SCENES scenes of seed 0, written
+# once. The 80 of the default recipe are $DATA/synth_train; a larger set is $DATA/synth_trainN and
+# holds those 80 and more (a scene is a function of seed, split and index).
+train_set() {
+    local scenes=$1 path="$DATA/synth_train"
+    if [ "$scenes" != 80 ]; then path="$DATA/synth_train$scenes"; fi
+    [ -d "$path/v1.0-trainval" ] ||
+        syncl synth "$path" --split train --scenes "$scenes" --seed 0 --no-sweeps >&2
+    echo "$path"
+}
+
 # synthetic_data [dev]: the 80 training and 12 val scenes of seed 0 (with "dev", also the 4
 # development scenes of seed 1, for tuning only), each written once.
 synthetic_data() {
-    [ -d "$DATA/synth_train/v1.0-trainval" ] ||
-        syncl synth "$DATA/synth_train" --split train --scenes 80 --seed 0 --no-sweeps
+    train_set 80 > /dev/null
     [ -d "$DATA/synth_val/v1.0-trainval" ] ||
         syncl synth "$DATA/synth_val" --split val --scenes 12 --seed 0 --no-sweeps
     if [ "${1:-}" = dev ]; then  # never trained on, never reported

@@ -11,9 +11,11 @@
 # Two stages, as PF-Track trains from a pretrained single-frame detector:
 #   1. detection: single key frames (clip_length 1), so every object is new-born and supervises
 #      the detection queries on every step; DET_CYCLES cosine cycles, each STEPS:LR:SEED:WARMUP
-#      and each from the last one's weights (written to $RUN/det, $RUN/det2, $RUN/det3, ...);
+#      or STEPS:LR:SEED:WARMUP:SCENES (a training set of SCENES scenes instead of 80) and each
+#      from the last one's weights (written to $RUN/det, $RUN/det2, $RUN/det3, ...);
 #   2. tracking (config/tiny.yaml): the detector's image encoder frozen and its features cached
-#      on disk once, the decoder trained on 5-frame clips under the runtime tracker's rules.
+#      on disk once, the decoder trained on 5-frame clips under the runtime tracker's rules, on
+#      TRACK_SCENES training scenes.
 #      TRACK_RUNS lists VARIANT:SEED runs, VARIANT "syncl" (the full strategy) or "plain" (the
 #      same stage without SynCL's C-decoder, query filter and contrastive loss), each in
 #      $RUN/track_VARIANT_sSEED from the same detector, data and number of steps.
@@ -31,6 +33,7 @@ DATA=${DATA:-data}
 RUN=${RUN:-runs/tiny}
 DET_CYCLES=${DET_CYCLES:-"7000:0.0005:0:300 6000:0.0003:1:100 6000:0.0002:2:100 8000:0.0002:3:100"}
 TRACK_STEPS=${TRACK_STEPS:-14400}
+TRACK_SCENES=${TRACK_SCENES:-80}
 TRACK_RUNS=${TRACK_RUNS:-"syncl:0 plain:0 syncl:1 plain:1"}
 QUERY_GRID=${QUERY_GRID:-"tracker.method=queries tracker.birth_score=0.3,0.4 tracker.measured_velocity=0,0.5 tracker.max_missed=1,3 tracker.output_score=0.2,0.4"}
 GREEDY_GRID=${GREEDY_GRID:-"tracker.method=greedy tracker.greedy.score=0.3,0.4,0.5 tracker.greedy.max_age=2,3 tracker.greedy.measured_velocity=0.5,1.0"}
@@ -50,12 +53,12 @@ DETECTION=(--set train.clip_length=1 --set train.freeze_encoder=false --set trai
            --set train.fp_ratio=0 --set train.aids.denoising=true "${PLAIN[@]}")
 init=() cycle=0 runs=() greedy=()
 for spec in $DET_CYCLES; do
-    IFS=: read -r steps lr seed warmup <<< "$spec"
+    IFS=: read -r steps lr seed warmup scenes <<< "$spec"
     cycle=$((cycle + 1))
     out="$RUN/det"
     if [ "$cycle" -gt 1 ]; then out="$RUN/det$cycle"; fi
-    syncl train --config tiny --dataroot "$DATA/synth_train" --out "$out" --resume --no-progress \
-        "${init[@]}" --max-steps "$steps" --set train.snapshot_every=$((steps / 2)) \
+    syncl train --config tiny --dataroot "$(train_set "${scenes:-80}")" --out "$out" --resume \
+        --no-progress "${init[@]}" --max-steps "$steps" --set train.snapshot_every=$((steps / 2)) \
         --set train.lr="$lr" --set train.warmup_steps="$warmup" --set train.seed="$seed" \
         --set train.checkpoint_every=250 "${DETECTION[@]}" "$@"
     init=(--init "$out/last.pt") runs+=("$out") greedy+=(--greedy "$out")
@@ -66,8 +69,8 @@ for spec in $TRACK_RUNS; do
     IFS=: read -r variant seed <<< "$spec"
     out="$RUN/track_${variant}_s$seed" extra=()
     if [ "$variant" = plain ]; then extra=("${PLAIN[@]}"); fi
-    syncl train --config tiny --dataroot "$DATA/synth_train" --out "$out" --resume --no-progress \
-        --init "$DETECTOR" --feature-cache "$FEATURES" --max-steps "$TRACK_STEPS" --set train.seed="$seed" \
+    syncl train --config tiny --dataroot "$(train_set "$TRACK_SCENES")" --out "$out" --resume \
+        --no-progress --init "$DETECTOR" --feature-cache "$FEATURES" --max-steps "$TRACK_STEPS" --set train.seed="$seed" \
         --set train.snapshot_every=$((TRACK_STEPS / 8)) "${extra[@]}" "$@"
     tracking+=("$out")
 done
@@ -103,7 +106,7 @@ query_settings=${query[0]//--set tracker.method=queries/}
 if awk "BEGIN { exit !(${query[1]} > ${greedy_best[1]}) }"; then method=queries; else method=greedy; fi
 # shellcheck disable=SC2086  # the settings are lists of --set KEY=VALUE arguments
 syncl release "$RELEASE" "$OUT/tiny_synth.pt" --set tracker.method=$method $query_settings $greedy_settings \
-    --note "data=syncl synth seed 0: 80 train scenes; scored on 12 val scenes (seed 0); tracker tuned on 4 dev scenes (seed 1)"
+    --note "data=syncl synth seed 0: detection cycles $DET_CYCLES (STEPS:LR:SEED:WARMUP[:SCENES], 80 train scenes unless given), tracking stage on $TRACK_SCENES train scenes; scored on 12 val scenes (seed 0); tracker tuned on 4 dev scenes (seed 1)"
 for tracker in queries greedy; do
     syncl track "$DATA/synth_val" --split val --model "$OUT/tiny_synth.pt" --tracker "$tracker" \
         --out "$OUT/val_results_$tracker.json" --no-progress

@@ -59,10 +59,11 @@ synthetic_data
 for v in $VARIANTS; do train_set "$(variant_scenes "$v")" > /dev/null; done  # all written first
 
 train_variant() {
-    local name=$1 args
+    local name=$1 args data
     args=$(variant_args "$name")
+    data=$(train_set "$(variant_scenes "$name")")
     # shellcheck disable=SC2086  # the --set words are meant to split
-    syncl train --config tiny --dataroot "$(train_set "$(variant_scenes "$name")")" --out "$RUNS/$name" --resume --no-progress \
+    syncl train --config tiny --dataroot "$data" --out "$RUNS/$name" --resume --no-progress \
         --init "$INIT" --max-steps "$STEPS" --set train.seed="$SEED" --set train.lr="$LR" \
         --set train.warmup_steps=100 --set train.checkpoint_every=250 \
         --set train.snapshot_every=$((STEPS / 2)) $DETECTION $args >> "$RUNS/$name.log" 2>&1

@@ -70,8 +70,8 @@ for spec in $TRACK_RUNS; do
     out="$RUN/track_${variant}_s$seed" extra=()
     if [ "$variant" = plain ]; then extra=("${PLAIN[@]}"); fi
     syncl train --config tiny --dataroot "$(train_set "$TRACK_SCENES")" --out "$out" --resume \
-        --no-progress --init "$DETECTOR" --feature-cache "$FEATURES" --max-steps "$TRACK_STEPS" --set train.seed="$seed" \
-        --set train.snapshot_every=$((TRACK_STEPS / 8)) "${extra[@]}" "$@"
+        --no-progress --init "$DETECTOR" --feature-cache "$FEATURES" --max-steps "$TRACK_STEPS" \
+        --set train.seed="$seed" --set train.snapshot_every=$((TRACK_STEPS / 8)) "${extra[@]}" "$@"
     tracking+=("$out")
 done
 

@@ -85,9 +85,27 @@ def test_cli_prints_a_row_per_file_and_refuses_detection_results(
     assert track_life.main([str(good), "--dataroot", str(synth_val_root)]) == 0
     out = capsys.readouterr().out
     assert "| val_truth | " in out and "| 1.000 |" in out
+    assert "| val_truth | 9+ |" in out  # the table by place along the track follows
     untracked = [{k: v for k, v in b.items() if k != "tracking_id"} for bs in val_truth.values() for b in bs]
     detection = {untracked[0]["sample_token"]: untracked[:1]}
     bad = tmp_path / "det.json"
     bad.write_text(json.dumps({"meta": {}, "results": detection}))
     assert track_life.main([str(bad), "--dataroot", str(synth_val_root)]) == 2
     assert "not tracking results" in capsys.readouterr().err
+
+
+def test_by_age_bins_boxes_by_their_place_along_the_track() -> None:
+    lives = {
+        ("s", "1"): [(True, 0.9), (True, 0.7), (False, 0.3)] + [(True, 0.6)] * 7,  # 10 boxes
+        ("s", "2"): [(False, 0.5), (False, 0.1)],
+    }
+    rows = {(r["low"], r["high"]): r for r in track_life.by_age(lives)}
+    first = rows[(0.0, 0.0)]
+    assert first["boxes"] == 2 and first["matched"] == 0.5
+    assert first["score_matched"] == pytest.approx(0.9) and first["score_unmatched"] == pytest.approx(0.5)
+    third = rows[(2.0, 2.0)]
+    assert third["boxes"] == 1 and third["matched"] == 0.0 and np.isnan(third["score_matched"])
+    assert rows[(4.0, 7.0)]["boxes"] == 4 and rows[(8.0, float("inf"))]["boxes"] == 2
+    assert sum(r["boxes"] for r in rows.values()) == 12
+    table = track_life.format_age_table({"run": track_life.by_age(lives)})
+    assert "| run | 1 | 2 | 0.500 | 0.900 | 0.500 |" in table and "| run | 9+ | 2 |" in table

@@ -14,7 +14,11 @@ distance), greedily, best score first (`range_errors.assign`). Per results file:
 - the false positives of the other tracks: before their first match, in gaps between matches,
   after their last match;
 - how well a score separates matched from unmatched boxes (ROC AUC, 0.5: not at all), for the
-  box's own score and for its track's mean score (what the metrics threshold).
+  box's own score and for its track's mean score (what the metrics threshold);
+- by the box's place along its track (its first, second, ... box; `AGE_BINS`): boxes, the share
+  matched, and the mean score of matched and of unmatched boxes. A tracker whose carried
+  tracks score lower than its new ones, or whose short false tracks score like true ones,
+  shows it here.
 
     python -m syncl_ros.eval.track_life RESULTS.json [...] --dataroot D --split val
 """
@@ -49,6 +53,8 @@ COLUMNS = (
     "auc_box_score",
     "auc_track_mean",
 )
+
+AGE_BINS = ((0, 0), (1, 1), (2, 2), (3, 3), (4, 7), (8, None))  # box index along its track, inclusive
 
 
 def roc_auc(positive: ArrayLike, score: ArrayLike) -> float:
@@ -129,6 +135,49 @@ def summarize(lives: Mapping[tuple[str, str], Sequence[tuple[bool, float]]]) -> 
     return row
 
 
+def by_age(lives: Mapping[tuple[str, str], Sequence[tuple[bool, float]]]) -> list[dict[str, float]]:
+    """Per `AGE_BINS` bin: boxes, share matched, mean score of matched and of unmatched boxes (NaN: none)."""
+    rows = []
+    for low, high in AGE_BINS:
+        picked = [box for life in lives.values() for box in life[low : None if high is None else high + 1]]
+        hits = np.array([m for m, _ in picked], dtype=bool)
+        scores = np.array([s for _, s in picked], dtype=float)
+        rows.append(
+            {
+                "low": float(low),
+                "high": float("inf") if high is None else float(high),
+                "boxes": float(len(picked)),
+                "matched": float(hits.mean()) if len(picked) else float("nan"),
+                "score_matched": float(scores[hits].mean()) if hits.any() else float("nan"),
+                "score_unmatched": float(scores[~hits].mean()) if (~hits).any() else float("nan"),
+            }
+        )
+    return rows
+
+
+def _place(low: float, high: float) -> str:
+    """A bin of 0-based box indices as 1-based places: "1", "5-8", "9+"."""
+    first = int(low) + 1
+    if high == low:
+        return str(first)
+    return f"{first}+" if high == float("inf") else f"{first}-{int(high) + 1}"
+
+
+def format_age_table(rows: Mapping[str, Sequence[Mapping[str, float]]]) -> str:
+    """A markdown table: one row per results file and place along the track."""
+    lines = [
+        "| results | box along its track | boxes | matched | mean score, matched | mean score, unmatched |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, bins in rows.items():
+        for r in bins:
+            lines.append(
+                f"| {name} | {_place(r['low'], r['high'])} | {r['boxes']:.0f} | {r['matched']:.3f} "
+                f"| {r['score_matched']:.3f} | {r['score_unmatched']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     """A markdown table, one row per results file."""
     head = (
@@ -160,8 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"track_life: {err}", file=sys.stderr)
         return 2
     nusc = NuScenes(args.version, str(args.dataroot), verbose=False)
-    rows = {name: summarize(track_lives(nusc, samples, res, args.match_m)) for name, res in loaded.items()}
-    print(format_table(rows))
+    lives = {name: track_lives(nusc, samples, res, args.match_m) for name, res in loaded.items()}
+    print(format_table({name: summarize(life) for name, life in lives.items()}))
+    print()
+    print(format_age_table({name: by_age(life) for name, life in lives.items()}))
     return 0
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from syncl_ros.eval import track_life
+from syncl_ros.eval.range_errors import scored_objects
 
 
 def test_roc_auc_known_values() -> None:
@@ -109,3 +110,32 @@ def test_by_age_bins_boxes_by_their_place_along_the_track() -> None:
     assert sum(r["boxes"] for r in rows.values()) == 12
     table = track_life.format_age_table({"run": track_life.by_age(lives)})
     assert "| run | 1 | 2 | 0.500 | 0.900 | 0.500 |" in table and "| run | 9+ | 2 |" in table
+
+
+def test_duplicates_counts_a_second_track_on_one_object(
+    val_nusc: Any, val_samples: list[str], val_truth: dict[str, Any]
+) -> None:
+    assert track_life.duplicates(val_nusc, val_samples, val_truth, track_life.MATCH_M) == 0
+    token = next(t for t in val_samples if len(val_truth.get(t, [])) >= 2)
+    doubled = copy.deepcopy(val_truth)
+    objects = scored_objects(val_nusc, token)
+    kept = [dict(b) for b in track_life.scored_boxes(objects, val_truth, token)]
+    twins = []
+    for box in kept:
+        twin = copy.deepcopy(box)
+        twin["tracking_id"] = f"twin-{box['tracking_id']}"
+        twin["tracking_score"] = 0.5 * float(box["tracking_score"])
+        twin["translation"][0] += 1.0  # still within the 2 m match distance
+        twins.append(twin)
+    far = copy.deepcopy(kept[0])
+    far["tracking_id"] = "far"
+    same = objects.centers[np.asarray(objects.names) == far["tracking_name"]]
+    # a place 4-30 m from the box, farther than 2 m from every object of its class
+    for dx in np.arange(4.0, 30.0, 0.5):
+        spot = np.asarray(far["translation"][:2], float) + np.array([dx, 0.0])
+        if np.hypot(*(same - spot).T).min() > 2.5:
+            break
+    far["translation"][0] = float(spot[0])
+    doubled[token] = [*doubled[token], *twins, far]
+    # each twin sits on an object its original matched; the far box is near no object
+    assert track_life.duplicates(val_nusc, val_samples, doubled, track_life.MATCH_M) == len(twins)

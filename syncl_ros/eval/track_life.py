@@ -15,6 +15,7 @@ distance), greedily, best score first (`range_errors.assign`). Per results file:
   after their last match;
 - how well a score separates matched from unmatched boxes (ROC AUC, 0.5: not at all), for the
   box's own score and for its track's mean score (what the metrics threshold);
+- duplicates: unmatched boxes on an object that another box matched (two tracks on one object);
 - by the box's place along its track (its first, second, ... box; `AGE_BINS`): boxes, the share
   matched, and the mean score of matched and of unmatched boxes. A tracker whose carried
   tracks score lower than its new ones, or whose short false tracks score like true ones,
@@ -36,7 +37,7 @@ from numpy.typing import ArrayLike
 from nuscenes import NuScenes
 from scipy.stats import rankdata
 
-from syncl_ros.eval.range_errors import assign, scored_objects
+from syncl_ros.eval.range_errors import Objects, assign, scored_objects
 from syncl_ros.eval.results_cli import add_results_arguments, load_split_results
 from syncl_ros.eval.tracking import EvalError, in_class_range, tracking_config
 
@@ -52,6 +53,7 @@ COLUMNS = (
     "fp_after_last",
     "auc_box_score",
     "auc_track_mean",
+    "duplicates",
 )
 
 AGE_BINS = ((0, 0), (1, 1), (2, 2), (3, 3), (4, 7), (8, None))  # box index along its track, inclusive
@@ -86,21 +88,27 @@ def time_order(nusc: NuScenes, samples: Sequence[str]) -> list[str]:
     return sorted(samples, key=key)
 
 
+def scored_boxes(
+    objects: Objects, results: Mapping[str, Sequence[Mapping[str, Any]]], token: str
+) -> list[Mapping[str, Any]]:
+    """The sample's results boxes that the metrics keep: those within their class's range of the ego."""
+    ranges = tracking_config().class_range
+    ego = (float(objects.ego_xy[0]), float(objects.ego_xy[1]))
+    return [
+        b
+        for b in results.get(token, [])
+        if in_class_range(b["translation"][:2], ego, ranges, str(b["tracking_name"]))
+    ]
+
+
 def track_lives(
     nusc: NuScenes, samples: Sequence[str], results: Mapping[str, Sequence[Mapping[str, Any]]], match_m: float
 ) -> dict[tuple[str, str], list[tuple[bool, float]]]:
     """(scene, tracking id) -> (matched, score) of each of the track's boxes, in time order."""
     lives: dict[tuple[str, str], list[tuple[bool, float]]] = defaultdict(list)
-    ranges = tracking_config().class_range
     for token in time_order(nusc, samples):
         objects = scored_objects(nusc, token)
-        ego = (float(objects.ego_xy[0]), float(objects.ego_xy[1]))
-        # the metrics drop results boxes beyond their class's range of the ego
-        boxes = [
-            b
-            for b in results.get(token, [])
-            if in_class_range(b["translation"][:2], ego, ranges, str(b["tracking_name"]))
-        ]
+        boxes = scored_boxes(objects, results, token)
         owner = assign(objects, boxes, min_score=-np.inf, match_m=match_m)
         scene = str(nusc.get("sample", token)["scene_token"])
         for box, j in zip(boxes, owner, strict=True):
@@ -108,9 +116,30 @@ def track_lives(
     return lives
 
 
+def duplicates(
+    nusc: NuScenes, samples: Sequence[str], results: Mapping[str, Sequence[Mapping[str, Any]]], match_m: float
+) -> int:
+    """Unmatched boxes within `match_m` of an object of their class that a better box matched:
+    a second track on one object."""
+    count = 0
+    for token in samples:
+        objects = scored_objects(nusc, token)
+        boxes = scored_boxes(objects, results, token)
+        owner = assign(objects, boxes, min_score=-np.inf, match_m=match_m)
+        taken = np.unique(owner[owner >= 0])
+        names = np.asarray(objects.names, dtype=object)[taken]
+        for box, j in zip(boxes, owner, strict=True):
+            if j >= 0:
+                continue
+            d = np.hypot(*(objects.centers[taken] - np.asarray(box["translation"][:2], float)).T)
+            count += int(((names == box["tracking_name"]) & (d <= match_m)).any())
+    return count
+
+
 def summarize(lives: Mapping[tuple[str, str], Sequence[tuple[bool, float]]]) -> dict[str, float]:
     """The `COLUMNS` of a set of track lives."""
     row = dict.fromkeys(COLUMNS, 0.0)
+    row["duplicates"] = float("nan")  # needs the objects' positions: `duplicates`
     matched, box_score, track_mean = [], [], []
     for life in lives.values():
         hits = np.array([m for m, _ in life], dtype=bool)
@@ -182,15 +211,15 @@ def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     """A markdown table, one row per results file."""
     head = (
         "| results | boxes | matched | tracks | never matched | FP: never-matched tracks "
-        "| before first match | gaps | after last match | AUC box score | AUC track mean |"
+        "| before first match | gaps | after last match | AUC box score | AUC track mean | duplicates |"
     )
-    lines = [head, "|---|" + "---:|" * 10]
+    lines = [head, "|---|" + "---:|" * 11]
     for name, r in rows.items():
         counts = " | ".join(f"{r[c]:.0f}" for c in COLUMNS[4:8])
         lines.append(
             f"| {name} | {r['boxes']:.0f} | {r['matched']:.3f} | {r['tracks']:.0f} "
             f"| {r['never_matched_tracks']:.0f} | {counts} | {r['auc_box_score']:.3f} "
-            f"| {r['auc_track_mean']:.3f} |"
+            f"| {r['auc_track_mean']:.3f} | {r['duplicates']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -210,7 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     nusc = NuScenes(args.version, str(args.dataroot), verbose=False)
     lives = {name: track_lives(nusc, samples, res, args.match_m) for name, res in loaded.items()}
-    print(format_table({name: summarize(life) for name, life in lives.items()}))
+    rows = {
+        name: {**summarize(lives[name]), "duplicates": duplicates(nusc, samples, res, args.match_m)}
+        for name, res in loaded.items()
+    }
+    print(format_table(rows))
     print()
     print(format_age_table({name: by_age(life) for name, life in lives.items()}))
     return 0

@@ -41,10 +41,22 @@ def test_summarize_counts_each_false_positive_by_its_place_in_the_track() -> Non
     )
 
 
+def _matches(nusc: Any, samples: list[str], results: dict[str, Any]) -> list[track_life.SampleMatch]:
+    return track_life.match_samples(nusc, samples, results, track_life.MATCH_M)
+
+
+def _summary(nusc: Any, samples: list[str], results: dict[str, Any]) -> dict[str, float]:
+    return track_life.summarize(track_life.track_lives(_matches(nusc, samples, results)))
+
+
+def _duplicates(nusc: Any, samples: list[str], results: dict[str, Any]) -> int:
+    return track_life.duplicates(_matches(nusc, samples, results), track_life.MATCH_M)
+
+
 def test_ground_truth_has_no_false_positive(
     val_nusc: Any, val_samples: list[str], val_truth: dict[str, Any]
 ) -> None:
-    row = track_life.summarize(track_life.track_lives(val_nusc, val_samples, val_truth, track_life.MATCH_M))
+    row = _summary(val_nusc, val_samples, val_truth)
     assert row["boxes"] > 100 and row["matched"] == 1.0
     assert row["never_matched_tracks"] == 0
     assert row["fp_before_first"] == row["fp_gaps"] == row["fp_after_last"] == 0
@@ -70,8 +82,8 @@ def test_a_track_that_drifts_off_its_object_counts_after_its_last_match(
 ) -> None:
     moved, n = _drifted(val_nusc, val_truth, val_samples)
     assert n >= 3
-    row = track_life.summarize(track_life.track_lives(val_nusc, val_samples, moved, track_life.MATCH_M))
-    base = track_life.summarize(track_life.track_lives(val_nusc, val_samples, val_truth, track_life.MATCH_M))
+    row = _summary(val_nusc, val_samples, moved)
+    base = _summary(val_nusc, val_samples, val_truth)
     # A moved box out of its class range is dropped, as the metrics drop it, so at most n count.
     assert 0 < row["fp_after_last"] <= n
     assert row["fp_before_first"] == row["fp_gaps"] == row["never_matched_tracks"] == 0
@@ -115,7 +127,7 @@ def test_by_age_bins_boxes_by_their_place_along_the_track() -> None:
 def test_duplicates_counts_a_second_track_on_one_object(
     val_nusc: Any, val_samples: list[str], val_truth: dict[str, Any]
 ) -> None:
-    assert track_life.duplicates(val_nusc, val_samples, val_truth, track_life.MATCH_M) == 0
+    assert _duplicates(val_nusc, val_samples, val_truth) == 0
     token = next(t for t in val_samples if len(val_truth.get(t, [])) >= 2)
     doubled = copy.deepcopy(val_truth)
     objects = scored_objects(val_nusc, token)
@@ -138,4 +150,4 @@ def test_duplicates_counts_a_second_track_on_one_object(
     far["translation"][0] = float(spot[0])
     doubled[token] = [*doubled[token], *twins, far]
     # each twin sits on an object its original matched; the far box is near no object
-    assert track_life.duplicates(val_nusc, val_samples, doubled, track_life.MATCH_M) == len(twins)
+    assert _duplicates(val_nusc, val_samples, doubled) == len(twins)

@@ -30,10 +30,11 @@ import argparse
 import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from nuscenes import NuScenes
 from scipy.stats import rankdata
 
@@ -101,37 +102,50 @@ def scored_boxes(
     ]
 
 
-def track_lives(
+@dataclass(frozen=True)
+class SampleMatch:
+    """One sample's kept results boxes and the object each matched (-1: none)."""
+
+    scene: str
+    objects: Objects
+    boxes: list[Mapping[str, Any]]
+    owner: NDArray[np.int64]
+
+
+def match_samples(
     nusc: NuScenes, samples: Sequence[str], results: Mapping[str, Sequence[Mapping[str, Any]]], match_m: float
-) -> dict[tuple[str, str], list[tuple[bool, float]]]:
-    """(scene, tracking id) -> (matched, score) of each of the track's boxes, in time order."""
-    lives: dict[tuple[str, str], list[tuple[bool, float]]] = defaultdict(list)
+) -> list[SampleMatch]:
+    """Every sample's boxes matched to its scored objects, by scene and then time: computed once,
+    read by `track_lives` and `duplicates`."""
+    matches = []
     for token in time_order(nusc, samples):
         objects = scored_objects(nusc, token)
         boxes = scored_boxes(objects, results, token)
         owner = assign(objects, boxes, min_score=-np.inf, match_m=match_m)
-        scene = str(nusc.get("sample", token)["scene_token"])
-        for box, j in zip(boxes, owner, strict=True):
-            lives[(scene, str(box["tracking_id"]))].append((bool(j >= 0), float(box["tracking_score"])))
+        matches.append(SampleMatch(str(nusc.get("sample", token)["scene_token"]), objects, boxes, owner))
+    return matches
+
+
+def track_lives(matches: Sequence[SampleMatch]) -> dict[tuple[str, str], list[tuple[bool, float]]]:
+    """(scene, tracking id) -> (matched, score) of each of the track's boxes, in time order."""
+    lives: dict[tuple[str, str], list[tuple[bool, float]]] = defaultdict(list)
+    for m in matches:
+        for box, j in zip(m.boxes, m.owner, strict=True):
+            lives[(m.scene, str(box["tracking_id"]))].append((bool(j >= 0), float(box["tracking_score"])))
     return lives
 
 
-def duplicates(
-    nusc: NuScenes, samples: Sequence[str], results: Mapping[str, Sequence[Mapping[str, Any]]], match_m: float
-) -> int:
+def duplicates(matches: Sequence[SampleMatch], match_m: float) -> int:
     """Unmatched boxes within `match_m` of an object of their class that a better box matched:
     a second track on one object."""
     count = 0
-    for token in samples:
-        objects = scored_objects(nusc, token)
-        boxes = scored_boxes(objects, results, token)
-        owner = assign(objects, boxes, min_score=-np.inf, match_m=match_m)
-        taken = np.unique(owner[owner >= 0])
-        names = np.asarray(objects.names, dtype=object)[taken]
-        for box, j in zip(boxes, owner, strict=True):
+    for m in matches:
+        taken = np.unique(m.owner[m.owner >= 0])
+        names = np.asarray(m.objects.names, dtype=object)[taken]
+        for box, j in zip(m.boxes, m.owner, strict=True):
             if j >= 0:
                 continue
-            d = np.hypot(*(objects.centers[taken] - np.asarray(box["translation"][:2], float)).T)
+            d = np.hypot(*(m.objects.centers[taken] - np.asarray(box["translation"][:2], float)).T)
             count += int(((names == box["tracking_name"]) & (d <= match_m)).any())
     return count
 
@@ -238,11 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"track_life: {err}", file=sys.stderr)
         return 2
     nusc = NuScenes(args.version, str(args.dataroot), verbose=False)
-    lives = {name: track_lives(nusc, samples, res, args.match_m) for name, res in loaded.items()}
-    rows = {
-        name: {**summarize(lives[name]), "duplicates": duplicates(nusc, samples, res, args.match_m)}
-        for name, res in loaded.items()
-    }
+    matches = {name: match_samples(nusc, samples, res, args.match_m) for name, res in loaded.items()}
+    lives = {name: track_lives(m) for name, m in matches.items()}
+    rows = {}
+    for name, m in matches.items():
+        rows[name] = {**summarize(lives[name]), "duplicates": duplicates(m, args.match_m)}
     print(format_table(rows))
     print()
     print(format_age_table({name: by_age(life) for name, life in lives.items()}))

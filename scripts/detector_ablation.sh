@@ -8,15 +8,20 @@
 #
 #   scripts/detector_ablation.sh                          # every variant, one after the other
 #   VARIANTS="base depth" STEPS=3000 JOBS=2 scripts/detector_ablation.sh
+#   INIT=none STEPS=6000 LR=0.0005 WARMUP=300 VARIANTS="base no_aids" RUNS=runs/aids_ablation \
+#       scripts/detector_ablation.sh                      # the convergence aids, from nothing
 #
 # INIT defaults to the stage-1 detector (checkpoints/stage1_detector.pt), where the shipped model
-# started its tracking stage. Re-running resumes each run from RUNS/<variant>/last.pt.
+# started its tracking stage; INIT=none trains from random weights (the aids speed up a
+# detector's start, so "no_aids" means something only from nothing, as the first cycle of
+# scripts/train_default_model.sh). Re-running resumes each run from RUNS/<variant>/last.pt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs/detector_ablation}
 STEPS=${STEPS:-3000}
 LR=${LR:-0.0002}
+WARMUP=${WARMUP:-100}
 SEED=${SEED:-0}
 JOBS=${JOBS:-1}
 INIT=${INIT:-checkpoints/stage1_detector.pt}
@@ -44,6 +49,10 @@ variant_args() {
             echo "--set train.aug.bev_scale=0.05 --set train.aug.image_zoom=0.06"
             echo "--set train.aug.image_flip=true" ;;
         data) ;;  # the same switches on three times the scenes (variant_scenes)
+        no_aids)  # none of the convergence aids: no dense heads (so no heatmap-seeded queries
+            # and no re-anchoring to them), no denoising; the one-to-many head is off in both
+            echo "--set model.dense_heads=false --set model.dense_queries=0"
+            echo "--set model.track_reanchor_m=0 --set train.aids.denoising=false" ;;
         *) echo "detector_ablation: unknown variant $1" >&2; return 2 ;;
     esac
 }
@@ -59,13 +68,14 @@ synthetic_data
 for v in $VARIANTS; do train_set "$(variant_scenes "$v")" > /dev/null; done  # all written first
 
 train_variant() {
-    local name=$1 args data
+    local name=$1 args data init=()
     args=$(variant_args "$name")
+    if [ "$INIT" != none ]; then init=(--init "$INIT"); fi
     data=$(train_set "$(variant_scenes "$name")")
     # shellcheck disable=SC2086  # the --set words are meant to split
     syncl train --config tiny --dataroot "$data" --out "$RUNS/$name" --resume --no-progress \
-        --init "$INIT" --max-steps "$STEPS" --set train.seed="$SEED" --set train.lr="$LR" \
-        --set train.warmup_steps=100 --set train.checkpoint_every=250 \
+        "${init[@]}" --max-steps "$STEPS" --set train.seed="$SEED" --set train.lr="$LR" \
+        --set train.warmup_steps="$WARMUP" --set train.checkpoint_every=250 \
         --set train.snapshot_every=$((STEPS / 2)) $DETECTION $args >> "$RUNS/$name.log" 2>&1
 }
 mkdir -p "$RUNS"

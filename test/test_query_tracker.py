@@ -102,6 +102,7 @@ def test_config_defaults_and_yaml_parse() -> None:
         ("max_outputs", 2.5),
         ("reset_gap_s", 0.0),
         ("duplicate_distance_m", -0.5),
+        ("coast_score_decay", 1.5),
         ("duplicate_distance_m", math.inf),
         ("tracking_labels_only", 1),
         ("method", "hungarian"),
@@ -620,3 +621,27 @@ def test_nonfinite_rows_rejected_even_with_zero_thresholds() -> None:
     assert tracks[1].frames_since_update == 1
     assert all(t.frames_since_update == 0 for i, t in tracks.items() if i != 1)
     assert all(np.isfinite(t.box).all() for t in tracks.values())
+
+
+def test_coasting_score_decays_per_frame_missed_and_recovers_on_a_hit() -> None:
+    trk = tracker(coast_score_decay=0.5, update_score=0.4, max_missed=3)
+    step(trk, 0.0, [(CAR, 0.9, box(10.0))])
+    slot = trk.slot_of(1)
+    (t,) = step(trk, 0.5, slots={slot: (CAR, 0.3, box(10.0))})
+    assert t.score == pytest.approx(0.15) and t.frames_since_update == 1
+    (t,) = step(trk, 1.0, slots={slot: (CAR, 0.3, box(10.0))})
+    assert t.score == pytest.approx(0.075)
+    (t,) = step(trk, 1.5, slots={slot: (CAR, 0.8, box(10.0))})  # confirmed: its decoded score
+    assert t.score == pytest.approx(0.8)
+    # The decayed score decides what is reported: 0.3 * 0.5 falls below an output threshold of 0.2.
+    trk = tracker(coast_score_decay=0.5, output_score=0.2)
+    step(trk, 0.0, [(CAR, 0.9, box(10.0))])
+    assert step(trk, 0.5, slots={trk.slot_of(1): (CAR, 0.3, box(10.0))}) == []
+    assert trk.num_live == 1  # still coasting, only not reported
+
+
+def test_coasting_score_decay_one_reports_the_decoded_score() -> None:
+    trk = tracker()
+    step(trk, 0.0, [(CAR, 0.9, box(10.0))])
+    (t,) = step(trk, 0.5, slots={trk.slot_of(1): (CAR, 0.3, box(10.0))})
+    assert t.score == pytest.approx(0.3)

@@ -152,6 +152,13 @@ class TrackerConfig:
     # PF-Track: 7 at 800x320, 6 at 1600x640; MUTR3D: 5.
     max_missed: int = setting(6, "query tracker: frames a track may coast unseen before it ends", **_NONNEG)
     output_score: float = setting(0.2, "query tracker: score a track needs to be reported", **_PROB)
+    # A track that has missed its object reports an unconfident decoded score that overlaps its
+    # matched ones; the longer it coasts, the likelier its object is gone (docs/training.md).
+    coast_score_decay: float = setting(
+        1.0,
+        "query tracker: a coasting track reports its score times this per frame missed (1: as decoded)",
+        **_PROB,
+    )
     max_outputs: int = setting(150, "tracks reported per frame at most, best first", **_NONNEG)
     reset_gap_s: float = setting(
         3.0, "a forward gap between frames this long starts the tracker over", **_POS
@@ -173,7 +180,7 @@ class TrackerConfig:
             raise _fail("early_exit", "an EarlyExitConfig", self.early_exit)
         _check_int("max_missed", self.max_missed, 0)
         _check_int("max_outputs", self.max_outputs, 0)
-        for name in ("birth_score", "update_score", "output_score", "measured_velocity"):
+        for name in ("birth_score", "update_score", "output_score", "measured_velocity", "coast_score_decay"):
             _check_probability(name, getattr(self, name))
         if not _is_number(self.reset_gap_s) or self.reset_gap_s <= 0.0:
             raise _fail("reset_gap_s", "a positive number of seconds", self.reset_gap_s)
@@ -189,6 +196,7 @@ class TrackerConfig:
             "birth_score",
             "update_score",
             "output_score",
+            "coast_score_decay",
             "measured_velocity",
             "reset_gap_s",
             "duplicate_distance_m",

@@ -10,7 +10,8 @@ A track lives in one of S fixed slots (static shapes for export). Each frame
 its query is decoded again: a confident result replaces the track's box,
 reference point and features; a weak one lets it coast on its constant
 velocity motion, keeping its stored features, until it has missed more than
-``max_missed`` frames. A confirmed track's velocity comes from its measured
+``max_missed`` frames; a coasting track's reported score is its decoded one times
+``coast_score_decay`` per frame missed. A confirmed track's velocity comes from its measured
 displacement since its last confirmation (``measured_velocity`` sets the share;
 the rest is the network's). Confident detection queries, best first, become new
 tracks in free slots unless they lie closer than ``duplicate_distance_m`` to a
@@ -303,6 +304,7 @@ class QueryTracker:
         # may have drifted to another object or to background, while the box coasts on its motion.
         s.embeddings[hit] = outputs.embeddings[q:][hit]
         s.scores[live] = score[live]
+        s.scores[miss] *= self.config.coast_score_decay ** s.missed[miss]
         dead = live & (s.missed > self.config.max_missed)
         s.free(dead)
         s.age[live & ~dead] += 1

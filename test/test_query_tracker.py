@@ -23,6 +23,7 @@ from syncl_ros.tracking.query_tracker import (
     Track,
     TrackerConfig,
     duplicate_candidates,
+    nearest_pairs,
 )
 
 C = 8  # feature width
@@ -104,6 +105,8 @@ def test_config_defaults_and_yaml_parse() -> None:
         ("duplicate_distance_m", -0.5),
         ("coast_score_decay", 1.5),
         ("duplicate_distance_m", math.inf),
+        ("reattach_distance_m", -1.0),
+        ("reattach_distance_m", math.nan),
         ("tracking_labels_only", 1),
         ("method", "hungarian"),
     ],
@@ -415,6 +418,72 @@ def test_duplicate_candidates_is_best_first_and_strict() -> None:
     assert duplicate_candidates(np.zeros((0, 2)), tracks, 1.0).shape == (0,)
 
 
+# ------------------------------------------------------------------ reattachment
+
+
+def _young_track_missed(reattach: float, dets: Sequence[Row], **overrides: object) -> QueryTracker:
+    """Track 1 born at x=0 standing still; next frame its query misses (0.1) while ``dets`` come."""
+    trk = tracker(num_slots=8, reattach_distance_m=reattach, **overrides)
+    step(trk, 0.0, [(CAR, 0.9, box(0.0))])
+    step(trk, 0.5, dets, slots={trk.slot_of(1): (CAR, 0.1, box(-5.0))})
+    return trk
+
+
+def test_a_missing_track_takes_the_nearest_detection_of_its_class() -> None:
+    dets: list[Row] = [
+        (PED, 0.9, box(1.0)),  # nearer, but another class: a new track
+        (CAR, 0.8, box(3.0)),  # 3 m ahead of where the track stood: taken
+        (CAR, 0.9, box(3.5)),  # farther (though better): 0.5 m from the track's new box, a duplicate
+        (CAR, 0.9, box(9.0)),  # beyond 4 m: a new track
+    ]
+    trk = _young_track_missed(4.0, dets)
+    slot, c = trk.slot_of(1), trk.last_changes
+    (t1,) = [t for t in trk.live_tracks() if t.track_id == 1]
+    assert (t1.box[0], t1.hits, t1.frames_since_update) == (3.0, 2, 0)
+    assert t1.score == pytest.approx(0.8)  # the detection's
+    np.testing.assert_array_equal(c.reattached_rows, [1])
+    np.testing.assert_array_equal(c.reattached_slots, [slot])
+    assert slot not in c.refreshed and trk.reattached == 1 and trk.duplicate_births == 1
+    np.testing.assert_array_equal(c.birth_rows, [0, 3])  # equal scores: query order
+    np.testing.assert_array_equal(trk.prepare(SEC, IDENTITY).embeddings[slot], 2.0)  # row 1's features
+
+
+def test_without_reattachment_the_track_coasts_and_the_object_is_born_again() -> None:
+    trk = _young_track_missed(0.0, [(CAR, 0.8, box(3.0))])
+    (t1,) = [t for t in trk.live_tracks() if t.track_id == 1]
+    assert (t1.box[0], t1.frames_since_update, trk.reattached) == (0.0, 1, 0)
+    assert trk.live_ids == (1, 2) and len(trk.last_changes.reattached_rows) == 0
+
+
+def test_only_a_detection_confident_enough_to_confirm_is_taken() -> None:
+    # Born at >= 0.3, confirmed at >= 0.5: a 0.4 detection starts its own track instead.
+    trk = _young_track_missed(4.0, [(CAR, 0.4, box(3.0))], birth_score=0.3, update_score=0.5)
+    assert trk.reattached == 0 and trk.live_ids == (1, 2)
+    trk = _young_track_missed(4.0, [(CAR, 0.5, box(3.0))], birth_score=0.3, update_score=0.5)
+    assert trk.reattached == 1 and trk.live_ids == (1,)
+
+
+def test_confirmed_tracks_are_not_reattached_and_pairs_are_one_to_one() -> None:
+    trk = tracker(num_slots=8, reattach_distance_m=4.0)
+    step(trk, 0.0, [(CAR, 0.9, box(0.0)), (CAR, 0.9, box(6.0)), (CAR, 0.9, box(20.0))])
+    a, b, c = (trk.slot_of(i) for i in (1, 2, 3))
+    # a and b miss, c is confirmed; the detection at 3.5 is nearer b (2.5 m) than a (3.5 m).
+    dets: list[Row] = [(CAR, 0.9, box(3.5)), (CAR, 0.9, box(9.0)), (CAR, 0.9, box(20.5))]
+    step(trk, 0.5, dets, slots={a: (CAR, 0.1, box()), b: (CAR, 0.1, box()), c: (CAR, 0.9, box(20.0))})
+    moved = {t.track_id: t.box[0] for t in trk.live_tracks()}
+    assert (moved[1], moved[2], moved[3]) == (0.0, 3.5, 20.0)  # a coasts: its only candidate is taken
+    np.testing.assert_array_equal(trk.last_changes.reattached_rows, [0])
+    np.testing.assert_array_equal(trk.last_changes.birth_rows, [1])  # 9.0 is b's no more: a new track
+
+
+def test_nearest_pairs_is_one_to_one_nearest_first() -> None:
+    inf = np.inf
+    rows, cols = nearest_pairs(np.array([[3.5, 9.0, inf], [2.5, 3.0, inf], [inf, inf, inf]]))
+    np.testing.assert_array_equal(rows, [1, 0])
+    np.testing.assert_array_equal(cols, [0, 1])
+    assert all(len(x) == 0 for x in nearest_pairs(np.full((2, 0), inf)))
+
+
 # ------------------------------------------------------------------ memory and changes
 
 
@@ -457,12 +526,14 @@ def mirror(emb: NDArray[np.float32], out: DecoderOutputs, changes: FrameChanges)
     emb = emb.copy()
     emb[changes.ended] = 0.0
     emb[changes.refreshed] = out.embeddings[q + changes.refreshed]
+    emb[changes.reattached_slots] = out.embeddings[changes.reattached_rows]
     emb[changes.birth_slots] = out.embeddings[changes.birth_rows]
     return emb
 
 
-def test_mirroring_last_changes_reproduces_the_stored_embeddings() -> None:
-    trk = QueryTracker(TrackerConfig(max_missed=1), network(16), seed=3)
+@pytest.mark.parametrize("reattach", [0.0, 8.0])
+def test_mirroring_last_changes_reproduces_the_stored_embeddings(reattach: float) -> None:
+    trk = QueryTracker(TrackerConfig(max_missed=1, reattach_distance_m=reattach), network(16), seed=3)
     rng = np.random.default_rng(5)
     mirrored = np.zeros((16, C), dtype=np.float32)
     for frame in range(8):
@@ -477,6 +548,7 @@ def test_mirroring_last_changes_reproduces_the_stored_embeddings() -> None:
         trk.update(out)
         mirrored = mirror(mirrored, out, trk.last_changes)
     assert trk.duplicate_births > 0 and trk.full_table_frames > 0 and trk.resets == 0
+    assert (trk.reattached > 0) == (reattach > 0)
 
 
 # ------------------------------------------------------------------ ego motion

@@ -254,6 +254,33 @@ def test_false_tracks_and_drops_change_the_runtime_tracker_too() -> None:
     assert run.tracker.num_live == 0
 
 
+def test_a_reattached_track_keeps_its_object_and_takes_the_detections_features() -> None:
+    exp = _with(tiny_experiment(), fp_ratio=0.0, track_drop=0.0, reattach_distance_m=4.0)
+    run = ClipPass(TrainingModel(exp), torch.Generator().manual_seed(0))
+    nd, s, dim = 40, exp.model.num_slots, exp.model.embed_dim
+    clip = tiny_clip()  # car id 0 at (10, 2)
+    pose = [Transform.from_matrix(f.model_to_world.numpy()) for f in clip[:2]]
+    slots = run.tracker.prepare(clip[0].timestamp_ns, pose[0])
+    targets = DecoderTargets(torch.tensor([3]), torch.tensor([0]), torch.zeros(1), torch.full((s,), -1), 1)
+    memory, _ = run._update_tracks(
+        _output(nd, s, dim, {3: (10.0, 2.0)}),
+        targets,
+        clip[0],
+        slots,
+        SlotMemory.empty(s, dim, torch.device("cpu")),
+    )
+    (slot,) = run.tracker.live_slots
+    # Next frame the track's own row is silent and a detection query finds the car 2 m on.
+    slots = run.tracker.prepare(clip[1].timestamp_ns, pose[1])
+    x, y = run.tracker.live_tracks()[0].box[:2]  # where the track is expected in this frame
+    out = _output(nd, s, dim, {5: (float(x) + 2.0, float(y))})
+    none = DecoderTargets(*(torch.empty(0, dtype=torch.long),) * 2, torch.zeros(0), torch.full((s,), -1), 0)
+    memory, record = run._update_tracks(out, none, clip[1], slots, memory)
+    assert record.births == 0 and run.tracker.reattached == 1 and run.tracker.num_live == 1
+    torch.testing.assert_close(memory.emb[slot], out.embeddings[0, 5])
+    assert memory.follow[slot] == 0
+
+
 def test_track_gate_judges_the_decoded_box() -> None:
     """A slot whose decoded center is farther than the gate from its object loses it for good."""
     frame = tiny_clip()[0]  # car (id 0) at (10, 2), pedestrian (id 1) at (15, -3)

@@ -421,6 +421,7 @@ class LivePipeline:
                 "resets": tracker.resets,
                 "dropped_births": tracker.dropped_births,
                 "duplicate_births": tracker.duplicate_births,
+                "reattached": tracker.reattached,
                 "full_table_frames": tracker.full_table_frames,
                 "nonfinite_rows": tracker.nonfinite_rows,
             },

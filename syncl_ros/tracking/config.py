@@ -149,6 +149,14 @@ class TrackerConfig:
         "query tracker: no birth this close (m, bird's-eye view) to a track or a better new one; 0: off",
         **_NONNEG,
     )
+    # A young track of a fast mover often decodes behind its object while a detection query finds it
+    # (docs/training.md): without this, the track coasts and the object is born again under a new id.
+    reattach_distance_m: float = setting(
+        0.0,
+        "query tracker: a track that misses takes the nearest detection of its class this close "
+        "(m, bird's-eye view) scoring >= birth_score and update_score; 0: off",
+        **_NONNEG,
+    )
     # PF-Track: 7 at 800x320, 6 at 1600x640; MUTR3D: 5.
     max_missed: int = setting(6, "query tracker: frames a track may coast unseen before it ends", **_NONNEG)
     output_score: float = setting(0.2, "query tracker: score a track needs to be reported", **_PROB)
@@ -184,9 +192,10 @@ class TrackerConfig:
             _check_probability(name, getattr(self, name))
         if not _is_number(self.reset_gap_s) or self.reset_gap_s <= 0.0:
             raise _fail("reset_gap_s", "a positive number of seconds", self.reset_gap_s)
-        dup = self.duplicate_distance_m
-        if not _is_number(dup) or dup < 0.0:
-            raise _fail("duplicate_distance_m", "a distance >= 0 in meters (0: off)", dup)
+        for name in ("duplicate_distance_m", "reattach_distance_m"):
+            value = getattr(self, name)
+            if not _is_number(value) or value < 0.0:
+                raise _fail(name, "a distance >= 0 in meters (0: off)", value)
         if not isinstance(self.tracking_labels_only, bool):
             raise _fail("tracking_labels_only", "true or false", self.tracking_labels_only)
         # Numpy scalars pass the checks; store plain Python numbers so configs serialize cleanly.
@@ -200,6 +209,7 @@ class TrackerConfig:
             "measured_velocity",
             "reset_gap_s",
             "duplicate_distance_m",
+            "reattach_distance_m",
         ):
             object.__setattr__(self, name, float(getattr(self, name)))
 

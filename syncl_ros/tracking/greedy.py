@@ -80,6 +80,7 @@ class GreedyTracker:
         # never a suppressed duplicate; and the track list has no fixed size, so it is never full.
         self.duplicate_births = 0
         self.full_table_frames = 0
+        self.reattached = 0  # every track is matched to detections here: none has a query to miss
         self.nonfinite_rows = 0  # detection rows holding NaN or inf, summed over frames
 
     @property

@@ -11,7 +11,10 @@ its query is decoded again: a confident result replaces the track's box,
 reference point and features; a weak one lets it coast on its constant
 velocity motion, keeping its stored features, until it has missed more than
 ``max_missed`` frames; a coasting track's reported score is its decoded one times
-``coast_score_decay`` per frame missed. A confirmed track's velocity comes from its measured
+``coast_score_decay`` per frame missed. With ``reattach_distance_m`` set, a track whose
+query misses takes the nearest confident detection of its class within that distance
+instead, as tracking by detection would (its row's box, features and score), and that
+detection gives no birth. A confirmed track's velocity comes from its measured
 displacement since its last confirmation (``measured_velocity`` sets the share;
 the rest is the network's). Confident detection queries, best first, become new
 tracks in free slots unless they lie closer than ``duplicate_distance_m`` to a
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -50,6 +53,10 @@ from syncl_ros.tracking.slots import SlotTable
 __all__ = ["DecoderOutputs", "FrameChanges", "QueryTracker", "Track", "TrackSlots", "TrackerConfig"]
 
 
+_EMPTY = np.zeros(0, dtype=np.int64)
+_EMPTY.setflags(write=False)
+
+
 def _slot_list(values: ArrayLike) -> NDArray[np.int64]:
     a = np.array(values, dtype=np.int64).reshape(-1)
     a.setflags(write=False)  # a record of a past frame, never a view of live state
@@ -65,10 +72,12 @@ class FrameChanges:
 
         emb[ended] = 0
         emb[refreshed] = outputs[Q + refreshed]
+        emb[reattached_slots] = outputs[reattached_rows]
         emb[birth_slots] = outputs[birth_rows]
 
-    ``refreshed`` and ``ended`` are disjoint, and so are ``refreshed`` and ``birth_slots``; a slot
-    may be in both ``ended`` and ``birth_slots`` (its track ended and a new one took the slot).
+    ``refreshed``, ``reattached_slots`` and ``ended`` are disjoint, and ``birth_slots`` is disjoint
+    from the first two; a slot may be in both ``ended`` and ``birth_slots`` (its track ended and a
+    new one took the slot). A reattached track goes on with the object it followed.
     Slots a reset frees in ``prepare()`` are not listed: its returned mask shows them.
     """
 
@@ -76,17 +85,26 @@ class FrameChanges:
     birth_slots: NDArray[np.int64]  # (B,) the slot each new track took, same order
     refreshed: NDArray[np.int64]  # (R,) ascending: slots confirmed this frame, embedding := own output row
     ended: NDArray[np.int64]  # (E,) ascending: slots freed because their track missed too often
+    reattached_rows: NDArray[np.int64] = field(default_factory=lambda: _EMPTY)  # (A,) detection row taken
+    reattached_slots: NDArray[np.int64] = field(default_factory=lambda: _EMPTY)  # (A,) by these slots
 
     def __post_init__(self) -> None:
-        for name in ("birth_rows", "birth_slots", "refreshed", "ended"):
+        for name in (
+            "birth_rows",
+            "birth_slots",
+            "refreshed",
+            "ended",
+            "reattached_rows",
+            "reattached_slots",
+        ):
             object.__setattr__(self, name, _slot_list(getattr(self, name)))
-        if len(self.birth_rows) != len(self.birth_slots):
-            raise ValueError("FrameChanges: birth_rows and birth_slots need the same length")
+        for rows, slots in (("birth_rows", "birth_slots"), ("reattached_rows", "reattached_slots")):
+            if len(getattr(self, rows)) != len(getattr(self, slots)):
+                raise ValueError(f"FrameChanges: {rows} and {slots} need the same length")
 
     @classmethod
     def nothing(cls) -> FrameChanges:
-        empty = np.zeros(0, dtype=np.int64)
-        return cls(empty, empty, empty, empty)
+        return cls(_EMPTY, _EMPTY, _EMPTY, _EMPTY)
 
 
 def duplicate_candidates(
@@ -127,6 +145,22 @@ def _closer(a: ArrayLike, b: ArrayLike, distance: float) -> NDArray[np.bool_]:
     return np.asarray(dx < np.float32(distance) ** 2)
 
 
+def nearest_pairs(dist: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """One-to-one pairs (rows, columns) of a distance matrix, nearest first; inf never pairs."""
+    rows: list[int] = []
+    cols: list[int] = []
+    used_r = np.zeros(dist.shape[0], dtype=bool)
+    used_c = np.zeros(dist.shape[1], dtype=bool)
+    finite = np.flatnonzero(np.isfinite(dist.ravel()))
+    for flat in finite[np.argsort(dist.ravel()[finite], kind="stable")]:
+        i, j = divmod(int(flat), dist.shape[1])
+        if not (used_r[i] or used_c[j]):
+            used_r[i] = used_c[j] = True
+            rows.append(i)
+            cols.append(j)
+    return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
+
+
 class QueryTracker:
     """Slot-based tracker state across frames; see the module docstring for the frame protocol."""
 
@@ -149,6 +183,7 @@ class QueryTracker:
         self._last_reset_reason: str | None = None
         self._dropped_births = 0
         self._duplicate_births = 0
+        self._reattached = 0
         self._full_table_frames = 0
         self._nonfinite_rows = 0
         self._last_changes = FrameChanges.nothing()
@@ -174,6 +209,11 @@ class QueryTracker:
     def duplicate_births(self) -> int:
         """Confident detections that took no slot because a track or a better birth was near, summed."""
         return self._duplicate_births
+
+    @property
+    def reattached(self) -> int:
+        """Missing tracks that took a nearby detection instead of coasting, summed over frames."""
+        return self._reattached
 
     @property
     def full_table_frames(self) -> int:
@@ -237,9 +277,15 @@ class QueryTracker:
         score, label = class_scores(outputs.scores, self._allowed)
         score = np.where(finite, score, 0.0)
         self._nonfinite_rows += int((~finite[:q]).sum() + (~finite[q:] & self._slots.mask).sum())
-        refreshed, ended = self._update_live(outputs, q, score[q:], label[q:], finite[q:])
-        rows, slots = self._give_birth(outputs, score[:q], label[:q], finite[:q])
-        self._last_changes = FrameChanges(rows, slots, refreshed, ended)
+        source = q + np.arange(self.num_slots)  # the output row each slot reads this frame
+        taken_rows, taken_slots = self._reattach(outputs, q, score, label, finite)
+        source[taken_slots] = taken_rows
+        refreshed, ended = self._update_live(outputs, source, score[source], label[source], finite[source])
+        refreshed = np.setdiff1d(refreshed, taken_slots)
+        free_rows = finite[:q].copy()
+        free_rows[taken_rows] = False
+        rows, slots = self._give_birth(outputs, score[:q], label[:q], free_rows)
+        self._last_changes = FrameChanges(rows, slots, refreshed, ended, taken_rows, taken_slots)
         self._awaiting_update = False
         return self._report()
 
@@ -276,7 +322,7 @@ class QueryTracker:
             )
         return q
 
-    def _update_live(
+    def _reattach(
         self,
         outputs: DecoderOutputs,
         q: int,
@@ -284,25 +330,52 @@ class QueryTracker:
         label: NDArray[np.int64],
         finite: NDArray[np.bool_],
     ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Pairs (detection rows, slots): live tracks whose own query misses and the nearest detection
+        of their class within ``reattach_distance_m`` confident enough to confirm them, one to one."""
+        cfg, s = self.config, self._slots
+        missing = np.flatnonzero(s.mask & ~(finite[q:] & (score[q:] >= cfg.update_score)))
+        need = max(cfg.birth_score, cfg.update_score)
+        dets = np.flatnonzero(finite[:q] & (score[:q] >= need))
+        if cfg.reattach_distance_m <= 0.0 or len(missing) == 0 or len(dets) == 0:
+            return _EMPTY, _EMPTY
+        # Coasting boxes are this frame's (propagated in prepare()).
+        gap = s.boxes[missing][:, None, :2] - outputs.boxes[dets][None, :, :2]
+        dist = np.hypot(gap[..., 0], gap[..., 1])
+        same = s.labels[missing][:, None] == label[dets][None, :]
+        dist[~same | (dist >= cfg.reattach_distance_m)] = np.inf
+        slot_idx, det_idx = nearest_pairs(dist)
+        self._reattached += len(slot_idx)
+        return dets[det_idx], missing[slot_idx]
+
+    def _update_live(
+        self,
+        outputs: DecoderOutputs,
+        source: NDArray[np.int64],
+        score: NDArray[np.float64],
+        label: NDArray[np.int64],
+        finite: NDArray[np.bool_],
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Confirm or coast every live slot, then end those that missed too often.
 
-        Returns the confirmed slots (their embeddings refreshed) and the ended ones.
+        Slot i reads output row ``source[i]`` (its own, or the detection it was reattached to);
+        ``score``, ``label`` and ``finite`` are per slot. Returns the confirmed slots (their
+        embeddings refreshed) and the ended ones.
         """
         s = self._slots
         live = s.mask.copy()
         # finite is explicit so that update_score = 0 can never let a NaN box in.
         hit = live & finite & (score >= self.config.update_score)
         miss = live & ~hit
-        s.boxes[hit] = self._measured(outputs.boxes[q:][hit], s.seen_xy[hit], s.seen_ns[hit])
+        s.boxes[hit] = self._measured(outputs.boxes[source[hit]], s.seen_xy[hit], s.seen_ns[hit])
         self._mark_seen(hit)
-        s.refs[hit] = outputs.refs[q:][hit]
+        s.refs[hit] = outputs.refs[source[hit]]
         s.labels[hit] = label[hit]
         s.hits[hit] += 1
         s.missed[hit] = 0
         s.missed[miss] += 1
         # Only a confident output refreshes the memory (PF-Track, MixFormer): an unconfident one
         # may have drifted to another object or to background, while the box coasts on its motion.
-        s.embeddings[hit] = outputs.embeddings[q:][hit]
+        s.embeddings[hit] = outputs.embeddings[source[hit]]
         s.scores[live] = score[live]
         s.scores[miss] *= self.config.coast_score_decay ** s.missed[miss]
         dead = live & (s.missed > self.config.max_missed)

@@ -404,6 +404,8 @@ class ClipPass:
         emb[index(changes.refreshed)] = rows[nd + index(changes.refreshed)]
         emb[index(changes.ended)] = 0.0
         follow[changes.ended] = -1
+        # A reattached track goes on following its object, from the detection's features.
+        emb[index(changes.reattached_slots)] = rows[index(changes.reattached_rows)]
         emb[index(changes.birth_slots)] = rows[index(changes.birth_rows)]
         follow[changes.birth_slots] = self._birth_identities(out, changes.birth_rows, s, follow)
         rows_fp, slots_fp = self._false_tracks(outputs, matched, len(changes.birth_rows))
@@ -451,7 +453,8 @@ class ClipPass:
         count = int(ratio * births + u)  # rounds up with probability equal to the fraction
         nd = outputs.num_detections(self.exp.model.num_slots)
         score = outputs.scores[:nd].max(axis=1)
-        taken = set(matched) | set(self.tracker.last_changes.birth_rows.tolist())
+        changes = self.tracker.last_changes
+        taken = set(matched) | set(changes.birth_rows.tolist()) | set(changes.reattached_rows.tolist())
         order = [int(r) for r in np.argsort(-score, kind="stable") if int(r) not in taken][:count]
         rows = np.asarray(order, dtype=np.int64)
         slots = self.tracker.adopt(outputs, rows)

@@ -476,6 +476,15 @@ def test_confirmed_tracks_are_not_reattached_and_pairs_are_one_to_one() -> None:
     np.testing.assert_array_equal(trk.last_changes.birth_rows, [1])  # 9.0 is b's no more: a new track
 
 
+def test_a_confirmed_tracks_second_query_is_not_taken() -> None:
+    trk = tracker(num_slots=8, reattach_distance_m=4.0)
+    step(trk, 0.0, [(CAR, 0.9, box(0.0)), (CAR, 0.9, box(3.0))])
+    a, c = trk.slot_of(1), trk.slot_of(2)
+    # c is confirmed at 3.0; the detection 0.3 m from it is c's object seen twice, not a's.
+    step(trk, 0.5, [(CAR, 0.9, box(3.3))], slots={a: (CAR, 0.1, box()), c: (CAR, 0.9, box(3.0))})
+    assert trk.reattached == 0 and trk.duplicate_births == 1 and trk.live_ids == (1, 2)
+
+
 def test_nearest_pairs_is_one_to_one_nearest_first() -> None:
     inf = np.inf
     rows, cols = nearest_pairs(np.array([[3.5, 9.0, inf], [2.5, 3.0, inf], [inf, inf, inf]]))

@@ -331,13 +331,19 @@ class QueryTracker:
         finite: NDArray[np.bool_],
     ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Pairs (detection rows, slots): live tracks whose own query misses and the nearest detection
-        of their class within ``reattach_distance_m`` confident enough to confirm them, one to one."""
+        of their class within ``reattach_distance_m`` confident enough to confirm them, one to one.
+
+        A detection closer than ``duplicate_distance_m`` to a track confirmed this frame is that
+        track's second query, not a missing track's object."""
         cfg, s = self.config, self._slots
-        missing = np.flatnonzero(s.mask & ~(finite[q:] & (score[q:] >= cfg.update_score)))
+        confirmed = s.mask & finite[q:] & (score[q:] >= cfg.update_score)
+        missing = np.flatnonzero(s.mask & ~confirmed)
         need = max(cfg.birth_score, cfg.update_score)
         dets = np.flatnonzero(finite[:q] & (score[:q] >= need))
         if cfg.reattach_distance_m <= 0.0 or len(missing) == 0 or len(dets) == 0:
             return _EMPTY, _EMPTY
+        seen = outputs.boxes[q:][confirmed][:, :2]
+        dets = dets[~_closer(outputs.boxes[dets][:, :2], seen, cfg.duplicate_distance_m).any(axis=1)]
         # Coasting boxes are this frame's (propagated in prepare()).
         gap = s.boxes[missing][:, None, :2] - outputs.boxes[dets][None, :, :2]
         dist = np.hypot(gap[..., 0], gap[..., 1])

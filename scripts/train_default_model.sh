@@ -35,7 +35,7 @@ DET_CYCLES=${DET_CYCLES:-"7000:0.0005:0:300 6000:0.0003:1:100 6000:0.0002:2:100 
 TRACK_STEPS=${TRACK_STEPS:-14400}
 TRACK_SCENES=${TRACK_SCENES:-80}
 TRACK_RUNS=${TRACK_RUNS:-"syncl:0 plain:0 syncl:1 plain:1"}
-QUERY_GRID=${QUERY_GRID:-"tracker.method=queries tracker.birth_score=0.3,0.4 tracker.measured_velocity=0,0.5 tracker.max_missed=1,3 tracker.output_score=0.2,0.4"}
+QUERY_GRID=${QUERY_GRID:-"tracker.method=queries tracker.birth_score=0.3,0.4 tracker.measured_velocity=0,0.5 tracker.max_missed=1,3 tracker.output_score=0.2,0.4 tracker.reattach_distance_m=0,8"}
 GREEDY_GRID=${GREEDY_GRID:-"tracker.method=greedy tracker.greedy.score=0.3,0.4,0.5 tracker.greedy.max_age=2,3 tracker.greedy.measured_velocity=0.5,1.0"}
 OUT=${OUT:-$RUN/release}
 FEATURES=${FEATURES:-${SYNCL_CACHE_DIR:-$HOME/.cache/syncl_ros}/features}  # encoder feature caches

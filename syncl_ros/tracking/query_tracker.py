@@ -152,12 +152,15 @@ def nearest_pairs(dist: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray
     used_r = np.zeros(dist.shape[0], dtype=bool)
     used_c = np.zeros(dist.shape[1], dtype=bool)
     finite = np.flatnonzero(np.isfinite(dist.ravel()))
+    most = min(dist.shape)
     for flat in finite[np.argsort(dist.ravel()[finite], kind="stable")]:
         i, j = divmod(int(flat), dist.shape[1])
         if not (used_r[i] or used_c[j]):
             used_r[i] = used_c[j] = True
             rows.append(i)
             cols.append(j)
+            if len(rows) == most:  # every row or every column is paired: nothing left to pair
+                break
     return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
 
 

@@ -41,7 +41,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.utilities import try_shutdown  # rclpy imports it without re-exporting it
+from rclpy.utilities import try_shutdown  # rclpy imports them without re-exporting them
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
@@ -327,6 +327,11 @@ def main(args: Sequence[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        # SIGINT shuts the context down from a signal handler: a spin already past its own check
+        # then fails to build its wait set (RCLError) instead of raising ExternalShutdownException.
+        if ok():
+            raise
     finally:
         if node.pipeline is not None:
             node.pipeline.stop()

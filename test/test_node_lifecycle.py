@@ -203,3 +203,23 @@ def test_the_node_process_stays_up_unconfigured_after_a_failed_start(good: Path,
     errors = [line for line in stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and f"model {path}: truncated" in errors[0], errors
     assert proc.returncode == 0, stderr
+
+
+class _FailingExecutor:
+    def spin(self) -> None:
+        raise RuntimeError("failed to initialize wait set")  # what rclpy raises in the shutdown race
+
+
+def test_an_error_while_spinning_ends_quietly_only_after_shutdown() -> None:
+    from rclpy.utilities import ok
+
+    from syncl_ros.ros.node import spin_until_shutdown
+
+    assert not ok()  # the default context, shut down (or never started): the shutdown race
+    spin_until_shutdown(_FailingExecutor())
+    rclpy.init()
+    try:
+        with pytest.raises(RuntimeError, match="wait set"):  # a live context: a real error
+            spin_until_shutdown(_FailingExecutor())
+    finally:
+        rclpy.shutdown()

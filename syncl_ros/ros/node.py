@@ -41,7 +41,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.utilities import try_shutdown  # rclpy imports them without re-exporting them
+from rclpy.utilities import ok, try_shutdown  # rclpy imports them without re-exporting them
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
@@ -307,13 +307,13 @@ def main(args: Sequence[str] | None = None) -> int:
         return 2
     s = node.settings
     if s.build_only:
-        ok = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        if ok:
+        ready = node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        if ready:
             node.get_logger().info("build_only: the model is ready; exiting")
             node.trigger_cleanup()
         node.destroy_node()
         try_shutdown()
-        return 0 if ok else 1
+        return 0 if ready else 1
     if s.autostart:
         if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             node.trigger_activate()
@@ -324,6 +324,18 @@ def main(args: Sequence[str] | None = None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
+        spin_until_shutdown(executor)
+    finally:
+        if node.pipeline is not None:
+            node.pipeline.stop()
+        node.destroy_node()
+        try_shutdown()
+    return 0
+
+
+def spin_until_shutdown(executor: Any) -> None:
+    """Spin until Ctrl-C or a shutdown of the context; any other error propagates."""
+    try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
@@ -332,12 +344,6 @@ def main(args: Sequence[str] | None = None) -> int:
         # then fails to build its wait set (RCLError) instead of raising ExternalShutdownException.
         if ok():
             raise
-    finally:
-        if node.pipeline is not None:
-            node.pipeline.stop()
-        node.destroy_node()
-        try_shutdown()
-    return 0
 
 
 def take_waiting(sub: Any) -> Any | None:

@@ -339,11 +339,13 @@ class QueryTracker:
         A detection closer than ``duplicate_distance_m`` to a track confirmed this frame is that
         track's second query, not a missing track's object."""
         cfg, s = self.config, self._slots
+        if cfg.reattach_distance_m <= 0.0:  # off: no work on every frame
+            return _EMPTY, _EMPTY
         confirmed = s.mask & finite[q:] & (score[q:] >= cfg.update_score)
         missing = np.flatnonzero(s.mask & ~confirmed)
         need = max(cfg.birth_score, cfg.update_score)
         dets = np.flatnonzero(finite[:q] & (score[:q] >= need))
-        if cfg.reattach_distance_m <= 0.0 or len(missing) == 0 or len(dets) == 0:
+        if len(missing) == 0 or len(dets) == 0:
             return _EMPTY, _EMPTY
         seen = outputs.boxes[q:][confirmed][:, :2]
         dets = dets[~_closer(outputs.boxes[dets][:, :2], seen, cfg.duplicate_distance_m).any(axis=1)]

@@ -157,11 +157,21 @@ def test_c_decoder_has_no_loss_on_a_frame_without_tracks() -> None:
     assert torch.isfinite(out["loss"])
 
 
-def test_training_tracks_by_the_runtime_rules() -> None:
+@pytest.mark.parametrize("random_exit", [0.0, 1.0], ids=["full_depth", "exit_after_layer_1"])
+def test_training_tracks_by_the_runtime_rules(random_exit: float) -> None:
     """Training's slots (mask, reference points, carried embeddings) are exactly those of the
-    inference path (QueryTracker on the network's outputs): births, motion, coasting, memory."""
+    inference path (QueryTracker on the network's outputs): births, motion, coasting, memory.
+    With ``train.random_exit`` 1 and early exit allowed after layer 1 of 2, every frame's tracker
+    takes layer 1's outputs, as a runtime that stops there."""
     torch.manual_seed(0)
-    exp = _with(tiny_experiment(aids=AidsConfig()), birth_score=0.015, update_score=0.015, track_drop=0.0)
+    exp = _with(
+        tiny_experiment(aids=AidsConfig()),
+        birth_score=0.015,
+        update_score=0.015,
+        track_drop=0.0,
+        random_exit=random_exit,
+    )
+    exp = replace(exp, tracker=replace(exp.tracker, early_exit=replace(exp.tracker.early_exit, min_layers=1)))
     module = TrainingModel(exp).eval()
     clip = tiny_clip()
     run = ClipPass(module, torch.Generator().manual_seed(0))
@@ -176,10 +186,34 @@ def test_training_tracks_by_the_runtime_rules() -> None:
             emb, refs, mask = (torch.from_numpy(a)[None] for a in (slots.embeddings, slots.refs, slots.mask))
             assert sample.images is not None
             out = net.decode(net.encode(sample.images[None]), sample.img2lidar[None], emb, refs, mask)
-            tracker.update(to_decoder_outputs(out, net))
+            tracker.update(to_decoder_outputs(out.exit_after(0) if random_exit else out, net))
             births += len(tracker.last_changes.birth_rows)
             assert len(tracker.last_changes.birth_rows) == record.births
     assert births > 0 and run.records[-1].live.sum() > 0, "the clip must exercise births and carried tracks"
+
+
+def test_exit_after_gives_a_shallower_layers_outputs() -> None:
+    torch.manual_seed(0)
+    net = TrainingModel(tiny_experiment()).net.eval()
+    sample, s = tiny_clip()[0], TINY_MODEL.num_slots
+    assert sample.images is not None
+    with torch.no_grad():
+        out = net.decode(
+            net.encode(sample.images[None]),
+            sample.img2lidar[None],
+            torch.zeros(1, s, TINY_MODEL.embed_dim),
+            torch.full((1, s, 3), 0.5),
+            torch.zeros(1, s, dtype=torch.bool),
+        )
+    assert out.layer_embeddings is not None and out.layer_embeddings.shape[0] == TINY_MODEL.num_layers
+    torch.testing.assert_close(out.layer_embeddings[-1], out.embeddings)
+    first = out.exit_after(0)
+    assert first.logits.shape[0] == 1 and first.num_det == out.num_det
+    torch.testing.assert_close(first.codes[-1], out.codes[0])
+    torch.testing.assert_close(first.embeddings, out.layer_embeddings[0])
+    assert not torch.equal(first.embeddings, out.embeddings)
+    last = to_decoder_outputs(out.exit_after(TINY_MODEL.num_layers - 1), net)
+    np.testing.assert_array_equal(last.scores, to_decoder_outputs(out, net).scores)
 
 
 def test_no_births_below_the_birth_score_in_training() -> None:

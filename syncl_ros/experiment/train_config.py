@@ -83,6 +83,10 @@ class TrainConfig:
     # False-positive tracks per runtime birth (MUTR3D's fp_ratio): the best-scored unmatched
     # detections also start tracks, taught "no object", so track queries learn to let go.
     fp_ratio: float = field(default=0.0, metadata=_NONNEG)
+    # Share of frames on which the mirrored runtime tracker takes the outputs of a shallower decoder
+    # layer (drawn uniformly from those tracker.early_exit may stop after), as DyTrack trains random
+    # depths: next frame's track queries then also start from a shallow layer's features.
+    random_exit: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     checkpoint_every: int = field(default=500, metadata={"min": 1})
     snapshot_every: int = field(default=0, metadata=_NONNEG)  # keep weights-only step_N.pt (0: never)
     log_every: int = field(default=20, metadata={"min": 1})

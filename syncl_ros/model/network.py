@@ -37,6 +37,21 @@ class DecoderTensors:
     refs: torch.Tensor  # (L, B, M, 3) refined normalized reference points
     embeddings: torch.Tensor  # (B, M, C) last-layer query features
     num_det: int  # detection queries come first, then the S slots, then any extra (denoising) queries
+    layer_embeddings: torch.Tensor | None = None  # (L, B, M, C) every layer's query features
+
+    def exit_after(self, layer: int) -> DecoderTensors:
+        """The outputs as if the decoder had stopped after `layer` (from 0), as early exit does."""
+        if self.layer_embeddings is None:
+            raise ValueError("exit_after needs every layer's query features")
+        end = layer + 1
+        return DecoderTensors(
+            self.logits[:end],
+            self.codes[:end],
+            self.refs[:end],
+            self.layer_embeddings[layer],
+            self.num_det,
+            self.layer_embeddings[:end],
+        )
 
 
 @dataclass
@@ -290,14 +305,16 @@ class TrackerNet(nn.Module):
         x, ref, context = self.decoder_inputs(
             feats, img2lidar, track_emb, track_ref, track_mask, self_attention, extra, dense, camera_mask
         )
-        logits, codes, refs = [], [], []
+        logits, codes, refs, xs = [], [], [], []
         for k in range(len(self.layers)):
             x, logit, code, new_ref = self.decoder_layer(k, x, ref, context)
             logits.append(logit)
             codes.append(code)
             refs.append(new_ref)
+            xs.append(x)
             ref = new_ref.detach()
-        return DecoderTensors(torch.stack(logits), torch.stack(codes), torch.stack(refs), x, context.num_det)
+        stacked = [torch.stack(t) for t in (logits, codes, refs, xs)]
+        return DecoderTensors(stacked[0], stacked[1], stacked[2], x, context.num_det, stacked[3])
 
     def decoder_inputs(
         self,

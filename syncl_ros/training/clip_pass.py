@@ -76,8 +76,14 @@ METRICS = ("depth_err_m",)  # mean absolute error of the per-cell expected depth
 
 def _each(out: DecoderTensors, fn: Callable[[torch.Tensor], torch.Tensor]) -> DecoderTensors:
     """The output with `fn` applied to each of its tensors."""
+    per_layer = None if out.layer_embeddings is None else fn(out.layer_embeddings)
     return replace(
-        out, logits=fn(out.logits), codes=fn(out.codes), refs=fn(out.refs), embeddings=fn(out.embeddings)
+        out,
+        logits=fn(out.logits),
+        codes=fn(out.codes),
+        refs=fn(out.refs),
+        embeddings=fn(out.embeddings),
+        layer_embeddings=per_layer,
     )
 
 
@@ -210,7 +216,8 @@ class ClipPass:
         s_out = _float32(self.net.decode(*args, self_attention=True, extra=extra, dense=dense))
         c_out = _float32(c_decode(self.net, *args, dense=dense)) if syncl.hybrid_matching else None
         gt_code = self.net.coder.encode(s.boxes).to(self.device)
-        follow, lost = self._follow(s_out, s, slots.mask, memory.follow)
+        tracked = self._exit_view(s_out)  # what the runtime tracker reads (losses see every layer)
+        follow, lost = self._follow(tracked, s, slots.mask, memory.follow)
         parts: dict[str, torch.Tensor] = {}
         last_targets = None
         for layer in self._layers():
@@ -236,7 +243,9 @@ class ClipPass:
             parts["coaux"] = aids.coaux_weight * self._coaux_loss(feats, s)
         if dn is not None:
             parts["dn"] = self._denoising_loss(s_out, dn)
-        memory, record = self._update_tracks(s_out, last_targets.s, s, slots, replace(memory, follow=follow))
+        memory, record = self._update_tracks(
+            tracked, last_targets.s, s, slots, replace(memory, follow=follow)
+        )
         self.records.append(replace(record, lost=lost))
         parts.update(
             tracks=torch.tensor(float(record.live.sum())),
@@ -269,6 +278,17 @@ class ClipPass:
             aids.denoising_noise,
             self.gen,
         )
+
+    def _exit_view(self, out: DecoderTensors) -> DecoderTensors:
+        """The outputs the runtime tracker takes on this frame: the last layer's, or with
+        probability ``train.random_exit`` a shallower layer's that early exit may stop after."""
+        share, n = self.exp.train.random_exit, self.exp.model.num_layers
+        first = self.exp.tracker.early_exit.min_layers - 1  # the first layer a frame may stop after
+        if share <= 0.0 or first >= n - 1:  # draws nothing: other runs keep their random streams
+            return out
+        if float(torch.rand((), generator=self.gen)) >= share:
+            return out
+        return out.exit_after(first + int(torch.randint(n - 1 - first, (), generator=self.gen)))
 
     def _layers(self) -> range:
         n = self.exp.model.num_layers

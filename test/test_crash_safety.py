@@ -53,10 +53,14 @@ class Timing:
         # Not in the imports before (nothing to break there), nor in the interpreter's exit after.
         lo, hi = max(0.0, self.first_write_s - 0.5), self.last_write_s + 0.1
         delays = rng.uniform(lo, hi, KILLS)
-        # The first attempt starts from nothing: killed in the first half of the writing, it is
-        # killed even when it runs up to twice as fast as the timed run (the other test worker
-        # may have slowed that one); later attempts resume, so they may finish before their kill.
-        delays[0] = lo + 0.5 * (delays[0] - lo)
+        # The first attempt starts from nothing and must be killed even when it runs up to 1.5
+        # times as fast as the timed run (the other test worker, or any other load, may have
+        # slowed that one): before the timed run's first write and before two thirds of its
+        # length. A job that does all its writing at the end (an export: atomic, within 0.1 s)
+        # is then killed while it works toward it. Later attempts resume, so they may finish
+        # before their kill.
+        latest = min(lo, self.last_write_s / 1.5)
+        delays[0] = rng.uniform(latest / 1.5, latest)
         return delays
 
 

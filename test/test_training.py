@@ -205,7 +205,7 @@ def test_exit_after_gives_a_shallower_layers_outputs() -> None:
             torch.full((1, s, 3), 0.5),
             torch.zeros(1, s, dtype=torch.bool),
         )
-    assert out.layer_embeddings is not None and out.layer_embeddings.shape[0] == TINY_MODEL.num_layers
+    assert len(out.layer_embeddings) == TINY_MODEL.num_layers
     torch.testing.assert_close(out.layer_embeddings[-1], out.embeddings)
     first = out.exit_after(0)
     assert first.logits.shape[0] == 1 and first.num_det == out.num_det

@@ -37,11 +37,12 @@ class DecoderTensors:
     refs: torch.Tensor  # (L, B, M, 3) refined normalized reference points
     embeddings: torch.Tensor  # (B, M, C) last-layer query features
     num_det: int  # detection queries come first, then the S slots, then any extra (denoising) queries
-    layer_embeddings: torch.Tensor | None = None  # (L, B, M, C) every layer's query features
+    # Every layer's (B, M, C) query features, kept as the layers made them (no copy on decode).
+    layer_embeddings: tuple[torch.Tensor, ...] = ()
 
     def exit_after(self, layer: int) -> DecoderTensors:
         """The outputs as if the decoder had stopped after `layer` (from 0), as early exit does."""
-        if self.layer_embeddings is None:
+        if not self.layer_embeddings:
             raise ValueError("exit_after needs every layer's query features")
         end = layer + 1
         return DecoderTensors(
@@ -313,8 +314,9 @@ class TrackerNet(nn.Module):
             refs.append(new_ref)
             xs.append(x)
             ref = new_ref.detach()
-        stacked = [torch.stack(t) for t in (logits, codes, refs, xs)]
-        return DecoderTensors(stacked[0], stacked[1], stacked[2], x, context.num_det, stacked[3])
+        return DecoderTensors(
+            torch.stack(logits), torch.stack(codes), torch.stack(refs), x, context.num_det, tuple(xs)
+        )
 
     def decoder_inputs(
         self,

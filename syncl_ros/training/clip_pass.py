@@ -76,7 +76,7 @@ METRICS = ("depth_err_m",)  # mean absolute error of the per-cell expected depth
 
 def _each(out: DecoderTensors, fn: Callable[[torch.Tensor], torch.Tensor]) -> DecoderTensors:
     """The output with `fn` applied to each of its tensors."""
-    per_layer = None if out.layer_embeddings is None else fn(out.layer_embeddings)
+    per_layer = tuple(fn(t) for t in out.layer_embeddings)
     return replace(
         out,
         logits=fn(out.logits),

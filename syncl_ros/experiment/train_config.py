@@ -87,6 +87,9 @@ class TrainConfig:
     # layer (drawn uniformly from those tracker.early_exit may stop after), as DyTrack trains random
     # depths: next frame's track queries then also start from a shallow layer's features.
     random_exit: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    # Draw clips class-balanced, as CBGS does (training/class_balance.py): each class present gets
+    # the same share of draws, so rare classes (buses, trailers) are seen as often as cars.
+    class_balance: bool = False
     checkpoint_every: int = field(default=500, metadata={"min": 1})
     snapshot_every: int = field(default=0, metadata=_NONNEG)  # keep weights-only step_N.pt (0: never)
     log_every: int = field(default=20, metadata={"min": 1})

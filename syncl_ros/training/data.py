@@ -76,10 +76,22 @@ class ClipDataset(Dataset[list[FrameSample]]):
         ids: dict[str, int] = {}
         return [self._sample(j, ids) for j in self.clips[i]]
 
+    def clip_classes(self) -> list[set[int]]:
+        """The classes of the ground truth each clip keeps (for class-balanced sampling)."""
+        labels = []
+        for j in range(len(self.frames)):
+            frame = self.frames[j]
+            labels.append(set(frame.labels[self._kept(frame)].tolist()))
+        return [set().union(*(labels[j] for j in clip)) for clip in self.clips]
+
+    def _kept(self, frame: Frame) -> NDArray[np.bool_]:
+        kept: NDArray[np.bool_] = in_range(frame.boxes, self.gt_range) & (frame.num_points >= self.min_points)
+        return kept
+
     def _sample(self, index: int, ids: dict[str, int]) -> FrameSample:
         frame = self.frames[index]
         l2i, i2l = frame_geometry(frame, self.cfg)
-        keep = in_range(frame.boxes, self.gt_range) & (frame.num_points >= self.min_points)
+        keep = self._kept(frame)
         instances = [ids.setdefault(tok, len(ids)) for tok, k in zip(frame.instances, keep, strict=True) if k]
         return FrameSample(
             images=None if self.cache is not None else frame_images(frame, self.cfg),

@@ -3,8 +3,9 @@
 A run resumed at step s must see the clips an uninterrupted run saw after step
 s, so the sampler is never re-seeded on resume: it is the run's one seeded
 stream, entered at the position of step s.
-- One process: clips drawn with replacement from one endless seeded stream;
-  step s starts s × batch_size draws into it.
+- One process: clips drawn with replacement from one endless seeded stream
+  (uniform, or with class-balancing weights); step s starts s × batch_size
+  draws into it.
 - torchrun: DistributedSampler epochs (a shuffled partition per rank, reseeded
   by `set_epoch`); step s lies in epoch s // steps_per_epoch.
 """
@@ -16,7 +17,9 @@ import math
 from collections.abc import Iterator, Sized
 from typing import Any, cast
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch.utils.data import Dataset, DistributedSampler, RandomSampler, Sampler
 
 STREAM_LENGTH = 10**9  # draws of the single-process stream: more than any run takes
@@ -35,6 +38,28 @@ class Skipped(Sampler[int]):
         return max(0, len(self.inner) - self.skip)  # type: ignore[arg-type]
 
 
+class WeightedStream(Sampler[int]):
+    """An endless seeded stream of indices drawn with replacement in proportion to `weights`.
+
+    torch's WeightedRandomSampler draws its whole length in one call (8 GB for this stream's
+    10^9 draws), so the draws are made here in small blocks from the same seeded generator.
+    """
+
+    BLOCK = 1024
+
+    def __init__(self, weights: NDArray[np.float64], generator: torch.Generator) -> None:
+        self.weights = torch.as_tensor(weights, dtype=torch.float64)
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[int]:
+        for _ in range(0, STREAM_LENGTH, self.BLOCK):
+            block = torch.multinomial(self.weights, self.BLOCK, replacement=True, generator=self.generator)
+            yield from block.tolist()
+
+    def __len__(self) -> int:
+        return STREAM_LENGTH
+
+
 def steps_per_epoch(size: int, batch_size: int, world: int) -> int | None:
     """Optimizer steps in one DistributedSampler epoch; None for the endless single-process stream."""
     if world == 1:
@@ -49,11 +74,27 @@ def position(step: int, size: int, batch_size: int, world: int) -> tuple[int, in
 
 
 def clip_sampler(
-    data: Sized, seed: int, epoch: int, done_steps: int, batch_size: int, world: int = 1, rank: int = 0
+    data: Sized,
+    seed: int,
+    epoch: int,
+    done_steps: int,
+    batch_size: int,
+    world: int = 1,
+    rank: int = 0,
+    weights: NDArray[np.float64] | None = None,
 ) -> Sampler[int]:
-    """The sampler of epoch `epoch`, without the `done_steps` batches already trained on."""
+    """The sampler of epoch `epoch`, without the `done_steps` batches already trained on.
+
+    `weights` (one per clip; one process only) draw the clips in proportion to them.
+    """
     inner: Sampler[int]
-    if world > 1:
+    if weights is not None:
+        if world > 1:
+            raise ValueError("weighted clip sampling (train.class_balance) runs in one process only")
+        if len(weights) != len(data):
+            raise ValueError(f"{len(weights)} clip weights for {len(data)} clips")
+        inner = WeightedStream(weights, torch.Generator().manual_seed(seed))
+    elif world > 1:
         # It only takes the length of `data`.
         dataset = cast("Dataset[Any]", data)
         distributed: DistributedSampler[Any] = DistributedSampler(dataset, world, rank, seed=seed)

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from numpy.typing import NDArray
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from syncl_ros.atomic import remove_stale_partials
+from syncl_ros.classes import DETECTION_CLASSES
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.experiment import Experiment
 from syncl_ros.experiment.checkpoint import load_across_switches, read_checkpoint, save_checkpoint
@@ -34,6 +37,7 @@ from syncl_ros.inference.backend import default_cache_dir
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.pipeline.feature_cache import FeatureCache
 from syncl_ros.training.bev_aug import gt_range
+from syncl_ros.training.class_balance import balanced_weights, class_draw_shares
 from syncl_ros.training.clip_pass import TrainingModel
 from syncl_ros.training.data import ClipDataset, Indexed, collate_indexed
 from syncl_ros.training.metrics_log import open_metrics_log
@@ -126,6 +130,7 @@ class Trainer:
         for frozen in self.frozen:
             frozen.requires_grad_(False)
         self.cache: FeatureCache | None = None
+        self._weights: NDArray[np.float64] | None = None
         self.optimizer = _optimizer(self.module, exp)
         self.total = spec.max_steps or exp.train.max_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -235,10 +240,24 @@ class Trainer:
             frames, self.exp.model, t.clip_length, cache=self.cache, depth_targets=depth, gt_range=kept
         )
 
+    def _clip_weights(self, data: ClipDataset) -> NDArray[np.float64]:
+        """Class-balanced drawing weights of the clips (train.class_balance), logged once."""
+        if self._weights is None:
+            classes = data.clip_classes()
+            self._weights = balanced_weights(classes)
+            uniform = class_draw_shares(classes, np.full(len(classes), 1.0 / len(classes)))
+            balanced = class_draw_shares(classes, self._weights)
+            shares = [f"{DETECTION_CLASSES[c]} {uniform[c]:.2f} -> {balanced[c]:.2f}" for c in uniform]
+            if self.rank == 0:
+                what = "share of draws holding a class"
+                print(f"syncl train: class-balanced clips ({what}: {', '.join(shares)})", flush=True)
+        return self._weights
+
     def _loader(self, data: ClipDataset, epoch: int, done_steps: int) -> DataLoader[Any]:
         """Batches of (clip indices, clips) of `epoch`, after the `done_steps` already trained."""
         t = self.exp.train
-        sampler = clip_sampler(data, t.seed, epoch, done_steps, t.batch_size, self.world, self.rank)
+        weights = self._clip_weights(data) if t.class_balance else None
+        sampler = clip_sampler(data, t.seed, epoch, done_steps, t.batch_size, self.world, self.rank, weights)
         return DataLoader(
             Indexed(data),
             batch_size=t.batch_size,

@@ -130,7 +130,6 @@ class Trainer:
         for frozen in self.frozen:
             frozen.requires_grad_(False)
         self.cache: FeatureCache | None = None
-        self._weights: NDArray[np.float64] | None = None
         self.optimizer = _optimizer(self.module, exp)
         self.total = spec.max_steps or exp.train.max_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -240,23 +239,25 @@ class Trainer:
             frames, self.exp.model, t.clip_length, cache=self.cache, depth_targets=depth, gt_range=kept
         )
 
-    def _clip_weights(self, data: ClipDataset) -> NDArray[np.float64]:
-        """Class-balanced drawing weights of the clips (train.class_balance), logged once."""
-        if self._weights is None:
-            classes = data.clip_classes()
-            self._weights = balanced_weights(classes)
-            uniform = class_draw_shares(classes, np.full(len(classes), 1.0 / len(classes)))
-            balanced = class_draw_shares(classes, self._weights)
-            shares = [f"{DETECTION_CLASSES[c]} {uniform[c]:.2f} -> {balanced[c]:.2f}" for c in uniform]
-            if self.rank == 0:
-                what = "share of draws holding a class"
-                print(f"syncl train: class-balanced clips ({what}: {', '.join(shares)})", flush=True)
-        return self._weights
+    def _clip_weights(self, data: ClipDataset) -> NDArray[np.float64] | None:
+        """Class-balanced drawing weights of the clips (None: train.class_balance is off), logged."""
+        if not self.exp.train.class_balance:
+            return None
+        classes = data.clip_classes()
+        weights = balanced_weights(classes)
+        uniform = class_draw_shares(classes, np.full(len(classes), 1.0 / len(classes)))
+        balanced = class_draw_shares(classes, weights)
+        shares = [f"{DETECTION_CLASSES[c]} {uniform[c]:.2f} -> {balanced[c]:.2f}" for c in uniform]
+        if self.rank == 0:
+            what = "share of draws holding a class"
+            print(f"syncl train: class-balanced clips ({what}: {', '.join(shares)})", flush=True)
+        return weights
 
-    def _loader(self, data: ClipDataset, epoch: int, done_steps: int) -> DataLoader[Any]:
+    def _loader(
+        self, data: ClipDataset, epoch: int, done_steps: int, weights: NDArray[np.float64] | None
+    ) -> DataLoader[Any]:
         """Batches of (clip indices, clips) of `epoch`, after the `done_steps` already trained."""
         t = self.exp.train
-        weights = self._clip_weights(data) if t.class_balance else None
         sampler = clip_sampler(data, t.seed, epoch, done_steps, t.batch_size, self.world, self.rank, weights)
         return DataLoader(
             Indexed(data),
@@ -312,9 +313,10 @@ class Trainer:
             self.cache = self._build_cache()
         try:
             data = self._clips()
+            weights = self._clip_weights(data)
             epoch, done = position(self.step, len(data), self.exp.train.batch_size, self.world)
             while self.step < self.total:
-                for clips, batch in self._loader(data, epoch, done):
+                for clips, batch in self._loader(data, epoch, done, weights):
                     started = time.perf_counter()
                     stats = self._train_step(batch)
                     self.seconds += time.perf_counter() - started

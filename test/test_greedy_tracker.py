@@ -124,6 +124,28 @@ def test_low_scores_non_tracking_classes_and_non_finite_rows_are_ignored() -> No
     assert step(t, 0, dets) == []
 
 
+def test_a_weak_detection_continues_an_unclaimed_track_but_starts_none() -> None:
+    t = tracker(greedy={"score": 0.4, "update_score": 0.2})
+    (first,) = step(t, 0, [("car", 0.9, car(0, 0))])
+    # The car scores 0.3 for a frame: it continues its track, reported at its own score; a weak
+    # detection far from any track starts nothing.
+    reported = step(t, 1, [("car", 0.3, car(0.5, 0)), ("car", 0.3, car(30, 0))])
+    assert [(tr.track_id, round(tr.score, 3)) for tr in reported] == [(first.track_id, 0.3)]
+    assert t.num_live == 1
+    # A confident detection claims first: the weak one beside it finds no free track.
+    both = step(t, 2, [("car", 0.35, car(0.4, 0)), ("car", 0.8, car(0.6, 0))])
+    assert [(tr.track_id, round(tr.score, 3)) for tr in both] == [(first.track_id, 0.8)]
+
+
+@pytest.mark.parametrize("update_score", [None, 0.5])
+def test_without_a_weaker_update_score_weak_detections_are_ignored(update_score: float | None) -> None:
+    t = tracker(greedy={"score": 0.4, "update_score": update_score})
+    step(t, 0, [("car", 0.9, car(0, 0))])
+    assert step(t, 1, [("car", 0.3, car(0.5, 0))]) == []
+    with pytest.raises(ValueError, match="update_score"):
+        GreedyConfig(update_score=1.5)
+
+
 def walker(x: float) -> list[float]:
     return [x, 0, 0, 0.6, 0.6, 1.7, 0, 0, 0]  # a one-frame detector's box: no velocity
 

@@ -51,7 +51,15 @@ MATCH_DISTANCE_M = {
 class GreedyConfig:
     """Tracking by detection (:mod:`syncl_ros.tracking.greedy`): CenterPoint-style association."""
 
-    score: float = setting(0.1, "greedy tracker: detections below this score are ignored", **_PROB)
+    score: float = setting(0.1, "greedy tracker: detections below this score start no track", **_PROB)
+    # ByteTrack's second association: a detection too weak to start a track may still continue
+    # one that no confident detection claimed, which keeps tracks alive through low-score frames.
+    update_score: float | None = setting(
+        None,
+        "greedy tracker: detections from this score up (below score) may continue a track left "
+        "unclaimed; unset or not below score: one pass",
+        **_PROB,
+    )
     max_detections: int = setting(
         150, "greedy tracker: detections considered per frame, best first", **_NONNEG
     )
@@ -69,6 +77,9 @@ class GreedyConfig:
 
     def __post_init__(self) -> None:
         _check_probability("greedy.score", self.score)
+        if self.update_score is not None:
+            _check_probability("greedy.update_score", self.update_score)
+            object.__setattr__(self, "update_score", float(self.update_score))
         _check_int("greedy.max_detections", self.max_detections, 0)
         _check_int("greedy.max_age", self.max_age, 0)
         if self.measured_velocity is not None:

@@ -7,8 +7,11 @@ from the detection queries. A detection's center, moved back by its predicted
 velocity over the frame interval, is compared with the last center of every
 live track of the same class; detections claim their nearest track greedily,
 best score first, within a per-class distance. Unclaimed detections start new
-tracks; unclaimed tracks coast on their velocity for up to ``max_age`` frames
-and are reported only on frames where a detection confirms them. Once a track
+tracks. With ``update_score`` below ``score``, weaker detections then get a second pass, as in
+ByteTrack: they may continue a track no confident detection claimed, but never start one, so a
+track survives a frame where its object scored low. Unclaimed tracks coast on
+their velocity for up to ``max_age`` frames and are reported only on frames
+where a detection confirms them. Once a track
 has been seen twice, its own measured velocity (``measured_velocity`` share,
 as in the query tracker) replaces the detection's for prediction and output.
 
@@ -103,21 +106,30 @@ class GreedyTracker:
         score, label = class_scores(outputs.scores[:q], self._allowed)
         finite = finite_rows(outputs)[:q]
         self.nonfinite_rows += int((~finite).sum())
-        keep = finite & (score >= self.config.greedy.score)
-        order = np.flatnonzero(keep)[np.argsort(-score[keep], kind="stable")]
-        self.dropped_births += max(0, len(order) - self.config.greedy.max_detections)
-        order = order[: self.config.greedy.max_detections]
+        greedy = self.config.greedy
+        strong = self._best_first(finite & (score >= greedy.score), score)
+        self.dropped_births += max(0, len(strong) - greedy.max_detections)
+        strong = strong[: greedy.max_detections]
+        weak_from = greedy.score if greedy.update_score is None else greedy.update_score
+        weak = self._best_first(finite & (score >= weak_from) & (score < greedy.score), score)
+        weak = weak[: max(0, greedy.max_detections - len(strong))]
+        order = np.concatenate([strong, weak])
         world = box_ops.transform_boxes(outputs.boxes[order], self._pose)
-        claimed = self._assign(world, outputs.boxes[order], label[order])
+        claimed = self._assign(world, outputs.boxes[order], label[order], len(strong))
         seen = set(claimed.values())
         for state in self._tracks:
             if state.track_id not in seen:
                 state.center = state.center + state.velocity * self._dt_s
                 state.missed += 1
                 state.age += 1
-        self._tracks = [s for s in self._tracks if s.missed <= self.config.greedy.max_age]
+        self._tracks = [s for s in self._tracks if s.missed <= greedy.max_age]
         by_id = {state.track_id: state for state in self._tracks}
-        return [self._report(by_id[claimed[i]], float(score[row])) for i, row in enumerate(order)]
+        return [self._report(by_id[tid], float(score[order[i]])) for i, tid in claimed.items()]
+
+    @staticmethod
+    def _best_first(mask: NDArray[np.bool_], score: NDArray[np.float64]) -> NDArray[np.int64]:
+        rows = np.flatnonzero(mask)
+        return rows[np.argsort(-score[rows], kind="stable")]
 
     def reset(self) -> None:
         """Drop all tracks and forget the last frame; track ids keep counting."""
@@ -129,11 +141,17 @@ class GreedyTracker:
         self.last_reset_reason = reason
 
     def _assign(
-        self, world: NDArray[np.float64], boxes: NDArray[np.float64], labels: NDArray[np.int64]
+        self,
+        world: NDArray[np.float64],
+        boxes: NDArray[np.float64],
+        labels: NDArray[np.int64],
+        num_strong: int,
     ) -> dict[int, int]:
         """Detection index -> track id; matched tracks take the detection's state. Each detection,
-        best score first, claims the nearest free track of its class within the class distance,
-        its distances to every track computed at once (a frame may hold hundreds of both)."""
+        in the given order (strong ones first, best score first), claims the nearest free track of
+        its class within the class distance, its distances to every track computed at once (a
+        frame may hold hundreds of both). An unmatched strong detection starts a track; an
+        unmatched weak one (index >= ``num_strong``) is dropped and left out of the result."""
         tracks = list(self._tracks)  # tracks born below are not claimed in their own frame
         centers = np.array([s.center for s in tracks], np.float64).reshape(-1, 2)
         labels_t = np.array([s.label for s in tracks], np.int64)
@@ -152,7 +170,8 @@ class GreedyTracker:
             limit = self.config.greedy.distances[DETECTION_CLASSES[int(lab)]]
             candidates = np.flatnonzero(free & (labels_t == lab) & (dist <= limit))
             if candidates.size == 0:
-                claimed[i] = self._birth(boxes[i], box, int(lab))
+                if i < num_strong:
+                    claimed[i] = self._birth(boxes[i], box, int(lab))
                 continue
             j = int(candidates[np.argmin(dist[candidates])])
             free[j] = False

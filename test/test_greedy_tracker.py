@@ -105,6 +105,25 @@ def test_a_missed_track_coasts_for_max_age_frames_then_ends() -> None:
     assert c.track_id != a.track_id
 
 
+def test_a_coasting_track_is_reported_at_its_prediction_with_a_decayed_score() -> None:
+    t = tracker(greedy={"max_age": 2, "coast_score_decay": 0.5, "measured_velocity": 1.0})
+    step(t, 0, [("car", 0.9, car(0, 0)), ("car", 0.9, car(0, 50))], Transform.from_xy_yaw(0, 0, 0))
+    # The first car moves 1 m per frame (2 m/s, measured); the second is seen once only.
+    (first, _) = step(
+        t, 1, [("car", 0.8, car(1, 0)), ("car", 0.7, car(50, 50))], Transform.from_xy_yaw(0, 0, 0)
+    )
+    # Both missed; the ego drove 5 m forward: the first car is reported at world x 2 m, so at
+    # -3 m in the current frame, with its velocity, its last score halved and one frame missed;
+    # the twice-unconfirmed tracks are not reported.
+    (coast,) = step(t, 2, [], Transform.from_xy_yaw(5, 0, 0))
+    assert coast.track_id == first.track_id and coast.frames_since_update == 1
+    assert coast.score == pytest.approx(0.4)
+    np.testing.assert_allclose(coast.box[[0, 1, 7, 8]], [-3, 0, 2, 0], atol=1e-9)
+    (again,) = step(t, 3, [], Transform.from_xy_yaw(5, 0, 0))
+    assert again.score == pytest.approx(0.2) and again.box[0] == pytest.approx(-2)
+    assert step(t, 4, []) == []  # ended after max_age frames
+
+
 def test_matching_happens_in_the_world_frame() -> None:
     """A parked car seen from a car that drove 10 m forward is the same car."""
     t = tracker()

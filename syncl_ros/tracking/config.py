@@ -72,6 +72,14 @@ class GreedyConfig:
         "tracker's measured_velocity",
         **_PROB,
     )
+    # As SimpleTrack does: a track that misses a frame is still reported, at its predicted center
+    # and a decayed score, so one missed detection need not cost a false negative.
+    coast_score_decay: float = setting(
+        0.0,
+        "greedy tracker: a track confirmed twice and missed this frame is reported at its last "
+        "score times this per frame missed; 0: only confirmed tracks are reported",
+        **_PROB,
+    )
     # Largest center distance (m) for a match, per class.
     distances: dict[str, float] = field(default_factory=lambda: dict(MATCH_DISTANCE_M))
 
@@ -80,6 +88,7 @@ class GreedyConfig:
         if self.update_score is not None:
             _check_probability("greedy.update_score", self.update_score)
             object.__setattr__(self, "update_score", float(self.update_score))
+        _check_probability("greedy.coast_score_decay", self.coast_score_decay)
         _check_int("greedy.max_detections", self.max_detections, 0)
         _check_int("greedy.max_age", self.max_age, 0)
         if self.measured_velocity is not None:
@@ -90,6 +99,7 @@ class GreedyConfig:
             expected = f"a positive distance for each of {sorted(MATCH_DISTANCE_M)}"
             raise _fail("greedy.distances", expected, self.distances)
         object.__setattr__(self, "score", float(self.score))
+        object.__setattr__(self, "coast_score_decay", float(self.coast_score_decay))
         for name in ("max_detections", "max_age"):
             object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "distances", {k: float(v) for k, v in self.distances.items()})

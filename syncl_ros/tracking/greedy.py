@@ -57,6 +57,8 @@ class _State:
     seen_ns: int  # time of the last confirmation
     seen_xy: NDArray[np.float64]  # (2,) world x, y at that confirmation
     box: NDArray[np.float64]  # (9,) model-frame box of the last confirmation, with the track's velocity
+    world_box: NDArray[np.float64]  # (9,) the same box in the world frame
+    score: float  # the last confirmation's detection score
     age: int = 0
     hits: int = 1
     missed: int = 0
@@ -115,7 +117,7 @@ class GreedyTracker:
         weak = weak[: max(0, greedy.max_detections - len(strong))]
         order = np.concatenate([strong, weak])
         world = box_ops.transform_boxes(outputs.boxes[order], self._pose)
-        claimed = self._assign(world, outputs.boxes[order], label[order], len(strong))
+        claimed = self._assign(world, outputs.boxes[order], label[order], score[order], len(strong))
         seen = set(claimed.values())
         for state in self._tracks:
             if state.track_id not in seen:
@@ -124,7 +126,20 @@ class GreedyTracker:
                 state.age += 1
         self._tracks = [s for s in self._tracks if s.missed <= greedy.max_age]
         by_id = {state.track_id: state for state in self._tracks}
-        return [self._report(by_id[tid], float(score[order[i]])) for i, tid in claimed.items()]
+        return [self._report(by_id[tid]) for tid in claimed.values()] + self._coasting()
+
+    def _coasting(self) -> list[Track]:
+        """Tracks confirmed at least twice and missed this frame, at their predicted centers, with
+        their last score times ``coast_score_decay`` per frame missed (none when it is 0)."""
+        decay = self.config.greedy.coast_score_decay
+        states = [s for s in self._tracks if s.missed > 0 and s.hits >= 2] if decay > 0 else []
+        if not states:
+            return []
+        world = np.stack([s.world_box for s in states])
+        world[:, : box_ops.Y + 1] = [s.center for s in states]
+        world[:, box_ops.VX : box_ops.VY + 1] = [s.velocity for s in states]
+        boxes = box_ops.transform_boxes(world, self._pose.inverse())
+        return [self._report(s, box, s.score * decay**s.missed) for s, box in zip(states, boxes, strict=True)]
 
     @staticmethod
     def _best_first(mask: NDArray[np.bool_], score: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -145,6 +160,7 @@ class GreedyTracker:
         world: NDArray[np.float64],
         boxes: NDArray[np.float64],
         labels: NDArray[np.int64],
+        scores: NDArray[np.float64],
         num_strong: int,
     ) -> dict[int, int]:
         """Detection index -> track id; matched tracks take the detection's state. Each detection,
@@ -171,18 +187,22 @@ class GreedyTracker:
             candidates = np.flatnonzero(free & (labels_t == lab) & (dist <= limit))
             if candidates.size == 0:
                 if i < num_strong:
-                    claimed[i] = self._birth(boxes[i], box, int(lab))
+                    claimed[i] = self._birth(boxes[i], box, int(lab), float(scores[i]))
                 continue
             j = int(candidates[np.argmin(dist[candidates])])
             free[j] = False
             matched.append(i)
             matched_tracks.append(tracks[j])
             claimed[i] = tracks[j].track_id
-        self._confirm(matched_tracks, boxes[matched], world[matched])
+        self._confirm(matched_tracks, boxes[matched], world[matched], scores[matched])
         return claimed
 
     def _confirm(
-        self, states: list[_State], model_boxes: NDArray[np.float64], world_boxes: NDArray[np.float64]
+        self,
+        states: list[_State],
+        model_boxes: NDArray[np.float64],
+        world_boxes: NDArray[np.float64],
+        scores: NDArray[np.float64],
     ) -> None:
         """The claimed tracks take their detections' boxes, with velocities measured since each
         track's last confirmation (all at once: the geometry is per call, not per box)."""
@@ -193,28 +213,43 @@ class GreedyTracker:
             model_boxes, self._pose, now, seen_xy, seen_ns, self.config.greedy_measured_velocity
         )
         velocities = box_ops.transform_boxes(measured, self._pose)[:, box_ops.VX : box_ops.VY + 1]
-        for state, box, world_box, velocity in zip(states, measured, world_boxes, velocities, strict=True):
-            state.box, state.velocity = box, velocity
+        rows = zip(states, measured, world_boxes, velocities, scores, strict=True)
+        for state, box, world_box, velocity, score in rows:
+            state.box, state.world_box, state.velocity, state.score = (
+                box,
+                world_box.copy(),
+                velocity,
+                float(score),
+            )
             state.center, state.seen_xy, state.seen_ns = world_box[:2].copy(), world_box[:2].copy(), now
             state.age, state.hits, state.missed = state.age + 1, state.hits + 1, 0
 
-    def _birth(self, model_box: NDArray[np.float64], world_box: NDArray[np.float64], label: int) -> int:
+    def _birth(
+        self, model_box: NDArray[np.float64], world_box: NDArray[np.float64], label: int, score: float
+    ) -> int:
         tid, self._next_id = self._next_id, self._next_id + 1
         raw = uuid.UUID(int=self._rng.getrandbits(128), version=4).bytes
         vel = world_box[box_ops.VX : box_ops.VY + 1].copy()
         xy = world_box[:2].copy()
-        self._tracks.append(_State(tid, raw, label, xy, vel, self._last_ns or 0, xy.copy(), box=model_box))
+        self._tracks.append(
+            _State(
+                tid, raw, label, xy, vel, self._last_ns or 0, xy.copy(), model_box, world_box.copy(), score
+            )
+        )
         return tid
 
-    def _report(self, state: _State, score: float) -> Track:
+    def _report(
+        self, state: _State, box: NDArray[np.float64] | None = None, score: float | None = None
+    ) -> Track:
+        """A confirmed track as confirmed; a coasting one with the given predicted box and score."""
         return Track(
             track_id=state.track_id,
             uuid=state.uuid,
             label=state.label,
             class_name=DETECTION_CLASSES[state.label],
-            score=score,
+            score=state.score if score is None else score,
             age=state.age,
             hits=state.hits,
-            frames_since_update=0,
-            box=state.box.copy(),
+            frames_since_update=state.missed,
+            box=(state.box if box is None else box).copy(),
         )

@@ -129,8 +129,12 @@ def test_greedy_settings_parse_nested_and_are_checked() -> None:
     assert cfg.greedy.distances["pedestrian"] == 1.0  # CenterPoint's, unless given
     with pytest.raises(ConfigError, match=r"greedy\.score"):
         parse(TrackerConfig, {"greedy": {"score": 2.0}})
+    one = parse(TrackerConfig, {"greedy": {"distances": {"pedestrian": 2.0}}}).greedy.distances
+    assert one["pedestrian"] == 2.0 and one["car"] == 4.0  # the classes not given keep theirs
     with pytest.raises(ConfigError, match=r"greedy\.distances"):
-        parse(TrackerConfig, {"greedy": {"distances": {"car": 4.0}}})  # the other classes missing
+        parse(TrackerConfig, {"greedy": {"distances": {"pedestrain": 2.0}}})  # not a class
+    with pytest.raises(ConfigError, match=r"greedy\.distances"):
+        parse(TrackerConfig, {"greedy": {"distances": {"car": -1.0}}})
 
 
 # ------------------------------------------------------------------ life cycle

@@ -80,7 +80,7 @@ class GreedyConfig:
         "score times this per frame missed; 0: only confirmed tracks are reported",
         **_PROB,
     )
-    # Largest center distance (m) for a match, per class.
+    # Largest center distance (m) for a match, per class; classes not given keep CenterPoint's.
     distances: dict[str, float] = field(default_factory=lambda: dict(MATCH_DISTANCE_M))
 
     def __post_init__(self) -> None:
@@ -94,15 +94,18 @@ class GreedyConfig:
         if self.measured_velocity is not None:
             _check_probability("greedy.measured_velocity", self.measured_velocity)
             object.__setattr__(self, "measured_velocity", float(self.measured_velocity))
-        missing = sorted(set(MATCH_DISTANCE_M) - set(self.distances))
-        if missing or not all(_is_number(d) and d > 0 for d in self.distances.values()):
-            expected = f"a positive distance for each of {sorted(MATCH_DISTANCE_M)}"
+        # A class left out keeps CenterPoint's gate, so one class can be set alone
+        # (tracker.greedy.distances.pedestrian=2.0); a name that is not a class is a typo.
+        unknown = sorted(set(self.distances) - set(MATCH_DISTANCE_M))
+        if unknown or not all(_is_number(d) and d > 0 for d in self.distances.values()):
+            expected = f"positive distances for classes among {sorted(MATCH_DISTANCE_M)}"
             raise _fail("greedy.distances", expected, self.distances)
         object.__setattr__(self, "score", float(self.score))
         object.__setattr__(self, "coast_score_decay", float(self.coast_score_decay))
         for name in ("max_detections", "max_age"):
             object.__setattr__(self, name, int(getattr(self, name)))
-        object.__setattr__(self, "distances", {k: float(v) for k, v in self.distances.items()})
+        distances = {**MATCH_DISTANCE_M, **self.distances}
+        object.__setattr__(self, "distances", {k: float(v) for k, v in distances.items()})
 
 
 @dataclass(frozen=True)

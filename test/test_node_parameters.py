@@ -54,13 +54,20 @@ def test_descriptors_carry_the_declared_description_and_range(context: Any) -> N
 
 
 def test_tracker_parameters_given_are_the_overrides_syncl_track_makes(context: Any) -> None:
-    given = {"tracker.method": "greedy", "tracker.birth_score": 0.3, "tracker.greedy.max_age": 5}
+    given = {
+        "tracker.method": "greedy",
+        "tracker.birth_score": 0.3,
+        "tracker.greedy.max_age": 5,
+        "tracker.greedy.distances.pedestrian": 2.5,  # one key of a table
+    }
     settings = declare_and_read(node_with(context, **given, process_period_s=0.0))
     assert settings.process_period_s == 0.0
     exp = load_experiment("tiny")
     node_exp = with_tracker_overrides(exp, settings.tracker, "test")
     cli_exp = with_tracker_overrides(exp, [f"{k}={v}" for k, v in given.items()], "test")  # --set KEY=VALUE
     assert node_exp == cli_exp and node_exp.tracker.greedy.max_age == 5
+    assert node_exp.tracker.greedy.distances["pedestrian"] == 2.5
+    assert node_exp.tracker.greedy.distances["car"] == exp.tracker.greedy.distances["car"]
 
 
 def span(descriptor: Any) -> tuple[float, float]:

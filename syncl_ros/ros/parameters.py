@@ -6,7 +6,8 @@ and read back through the typed parser, as YAML files and `--set` are read.
   stays None unless given.
 - A field declared with ``overrides=<settings dataclass>`` (the model's tracker settings) becomes
   one unset parameter per setting of that dataclass, named by its dotted key (tracker.birth_score,
-  tracker.greedy.score; in a parameter file, a nested `tracker:` section). Those given are read
+  tracker.greedy.score, tracker.greedy.distances.car for each key of a table; in a parameter
+  file, a nested `tracker:` section). Those given are read
   back as "tracker.KEY=VALUE" overrides: what `syncl track --set` takes.
 
 Parameters are read-only: they take effect at configure.
@@ -109,6 +110,10 @@ def _leaves(cls: type[Any], prefix: str) -> Iterator[tuple[str, Any, dataclasses
         name, hint = f"{prefix}.{f.name}", hints[f.name]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             yield from _leaves(hint, name)
+        elif get_origin(hint) is dict and f.default_factory is not dataclasses.MISSING:
+            # a table with fixed keys (the greedy gates per class): one parameter per key
+            for key in f.default_factory():
+                yield f"{name}.{key}", get_args(hint)[1], f
         elif _ros_type(hint) is not None:
             yield name, hint, f
 

@@ -7,11 +7,13 @@ from the detection queries. A detection's center, moved back by its predicted
 velocity over the frame interval, is compared with the last center of every
 live track of the same class; detections claim their nearest track greedily,
 best score first, within a per-class distance. Unclaimed detections start new
-tracks. With ``update_score`` below ``score``, weaker detections then get a second pass, as in
-ByteTrack: they may continue a track no confident detection claimed, but never start one, so a
-track survives a frame where its object scored low. Unclaimed tracks coast on
-their velocity for up to ``max_age`` frames and are reported only on frames
-where a detection confirms them. Once a track
+tracks. With ``update_score`` below ``score``, weaker detections then get a
+second pass, as in ByteTrack: they may continue a track no confident detection
+claimed, but never start one, so a track survives a frame where its object
+scored low. Unclaimed tracks coast on their velocity for up to ``max_age``
+frames and are reported only on frames where a detection confirms them (or,
+with ``coast_score_decay`` above 0, at their prediction with a decayed score,
+as SimpleTrack does). Once a track
 has been seen twice, its own measured velocity (``measured_velocity`` share,
 as in the query tracker) replaces the detection's for prediction and output.
 
@@ -215,12 +217,8 @@ class GreedyTracker:
         velocities = box_ops.transform_boxes(measured, self._pose)[:, box_ops.VX : box_ops.VY + 1]
         rows = zip(states, measured, world_boxes, velocities, scores, strict=True)
         for state, box, world_box, velocity, score in rows:
-            state.box, state.world_box, state.velocity, state.score = (
-                box,
-                world_box.copy(),
-                velocity,
-                float(score),
-            )
+            state.box, state.world_box, state.velocity = box, world_box.copy(), velocity
+            state.score = float(score)
             state.center, state.seen_xy, state.seen_ns = world_box[:2].copy(), world_box[:2].copy(), now
             state.age, state.hits, state.missed = state.age + 1, state.hits + 1, 0
 

@@ -57,9 +57,8 @@ class _State:
     center: NDArray[np.float64]  # (2,) world x, y at the last frame (predicted while coasting)
     velocity: NDArray[np.float64]  # (2,) world vx, vy
     seen_ns: int  # time of the last confirmation
-    seen_xy: NDArray[np.float64]  # (2,) world x, y at that confirmation
     box: NDArray[np.float64]  # (9,) model-frame box of the last confirmation, with the track's velocity
-    world_box: NDArray[np.float64]  # (9,) the same box in the world frame
+    world_box: NDArray[np.float64]  # (9,) that confirmation's detection in the world frame
     score: float  # the last confirmation's detection score
     age: int = 0
     hits: int = 1
@@ -209,7 +208,7 @@ class GreedyTracker:
         """The claimed tracks take their detections' boxes, with velocities measured since each
         track's last confirmation (all at once: the geometry is per call, not per box)."""
         now = self._last_ns or 0
-        seen_xy = np.array([s.seen_xy for s in states], np.float64).reshape(-1, 2)
+        seen_xy = np.array([s.world_box[:2] for s in states], np.float64).reshape(-1, 2)
         seen_ns = np.array([s.seen_ns for s in states], np.int64)
         measured = with_track_velocity(
             model_boxes, self._pose, now, seen_xy, seen_ns, self.config.greedy_measured_velocity
@@ -219,7 +218,7 @@ class GreedyTracker:
         for state, box, world_box, velocity, score in rows:
             state.box, state.world_box, state.velocity = box, world_box.copy(), velocity
             state.score = float(score)
-            state.center, state.seen_xy, state.seen_ns = world_box[:2].copy(), world_box[:2].copy(), now
+            state.center, state.seen_ns = world_box[:2].copy(), now
             state.age, state.hits, state.missed = state.age + 1, state.hits + 1, 0
 
     def _birth(
@@ -230,9 +229,7 @@ class GreedyTracker:
         vel = world_box[box_ops.VX : box_ops.VY + 1].copy()
         xy = world_box[:2].copy()
         self._tracks.append(
-            _State(
-                tid, raw, label, xy, vel, self._last_ns or 0, xy.copy(), model_box, world_box.copy(), score
-            )
+            _State(tid, raw, label, xy, vel, self._last_ns or 0, model_box, world_box.copy(), score)
         )
         return tid
 

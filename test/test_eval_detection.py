@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from syncl_ros.classes import TRACKING_CLASSES
-from syncl_ros.eval.detection import as_detections, evaluate_detection
+from syncl_ros.eval.detection import as_detections, evaluate_detection, is_detection_results
 from syncl_ros.eval.tracking import EvalError, ground_truth_results
 
 VERSION, SPLIT = "v1.0-trainval", "val"
@@ -68,3 +68,37 @@ def test_an_empty_submission_is_a_clear_error(
     empty = {"meta": gt_results["meta"], "results": {t: [] for t in gt_results["results"]}}
     with pytest.raises(EvalError, match="no box"):
         _score(empty, synth_val_root, tmp_path)
+
+
+def test_detection_results_are_scored_as_they_are(
+    gt_results: dict[str, Any], synth_val_root: Path, tmp_path: Path
+) -> None:
+    detections = as_detections(gt_results)
+    assert is_detection_results(detections) and not is_detection_results(gt_results)
+    metrics = _score(detections, synth_val_root, tmp_path)
+    assert metrics["map"] == pytest.approx(1.0, abs=1e-6)
+    # Perfect boxes and velocities; no attribute is predicted, so its error is 1 and NDS 0.9.
+    assert metrics["mave"] == pytest.approx(0.0, abs=1e-6) and metrics["maae"] == 1
+    assert metrics["nds"] == pytest.approx(0.9, abs=1e-6)
+
+
+@pytest.mark.parametrize("false_score", [0.9, 0.1])
+def test_the_detection_score_ranks_the_boxes(
+    false_score: float, gt_results: dict[str, Any], synth_val_root: Path, tmp_path: Path
+) -> None:
+    detections = as_detections(gt_results)
+    for boxes in detections["results"].values():
+        false = copy.deepcopy(boxes)
+        for box in false:
+            box["translation"][0] += 10.0  # beyond every match threshold
+            box["detection_score"] = false_score
+        for box in boxes:
+            box["detection_score"] = 0.5
+        boxes.extend(false)
+    metrics = _score(detections, synth_val_root, tmp_path)
+    if false_score < 0.5:  # every true box ranks first: full precision up to full recall
+        assert metrics["map"] == pytest.approx(1.0, abs=0.01)
+    else:
+        # Every false box first: at recall r the precision is r / (1 + r); the devkit averages it
+        # (less its 0.1 floor) over recall 0.1 to 1 without an envelope: about 0.27 per class.
+        assert 0.2 < metrics["map"] < 0.4

@@ -3,7 +3,9 @@
 Scores a nuScenes tracking results JSON with the official devkit, writes
 DIR/metrics.json (plus the devkit's metrics_summary.json and
 metrics_details.json), a per-class AMOTA bar chart and a bird's-eye view of
-one scene, and prints a short table.
+one scene, and prints a short table. Detection results (`syncl track
+--detections`) get the devkit's detection metrics instead (mAP, NDS, true
+positive errors, AP per class) in DIR/metrics.json, without plots.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from syncl_ros.eval.detection import is_detection_results
 from syncl_ros.eval.tracking import (
     EvalError,
     check_split,
@@ -130,8 +133,42 @@ def _drop_empty_plot_dir(out: Path) -> None:
         (out / "plots").rmdir()
 
 
+DETECTION_COLUMNS = (
+    ("map", "mAP"),
+    ("nds", "NDS"),
+    ("mate", "mATE"),
+    ("mase", "mASE"),
+    ("maoe", "mAOE"),
+    ("mave", "mAVE"),
+)
+
+
+def format_detection_table(metrics: Mapping[str, Any]) -> str:
+    """The detection summary on one row, then AP per class ('-' where a class has no ground truth)."""
+    header = "".join(f"{h:>8}" for _, h in DETECTION_COLUMNS)
+    lines = [header, "".join(f"{_cell(metrics[k], '.3f'):>8}" for k, _ in DETECTION_COLUMNS), ""]
+    lines += [f"{name:<12}{_cell(ap, '.3f'):>8}" for name, ap in metrics["per_class_ap"].items()]
+    return "\n".join(lines)
+
+
+def detection_main(args: argparse.Namespace) -> list[Path]:
+    """Score detection results (``syncl track --detections``) with the devkit's detection metrics."""
+    from syncl_ros.eval.detection import evaluate_detection
+
+    metrics = evaluate_detection(args.results, args.dataroot, args.version, args.split)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_metrics(metrics, args.out / "metrics.json")
+    print(f"nuScenes detection metrics, split {args.split} ({args.version}), {args.results}")
+    print(format_detection_table(metrics))
+    return [args.out / "metrics.json"]
+
+
 def main(args: argparse.Namespace) -> int:
     try:
+        if is_detection_results(load_results(args.results)):
+            written = detection_main(args)
+            print("wrote " + ", ".join(str(p) for p in written))
+            return 0
         # A misspelt --scene should fail before minutes of scoring, not after.
         if args.scene is not None and args.scene not in check_split(args.version, args.split):
             raise EvalError(f"scene {args.scene!r} is not in split {args.split!r}")

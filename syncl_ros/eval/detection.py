@@ -1,16 +1,19 @@
-"""Detection metrics of tracking results with the official devkit (DetectionEval).
+"""Detection metrics of tracking or detection results with the official devkit (DetectionEval).
 
 Early in training a tracker localizes objects to a few metres: AMOTA, which
 matches within 2 m, stays at 0 while detection mAP, averaged over the 0.5, 1, 2
 and 4 m thresholds, already moves. Learning curves therefore report both.
 
-The tracking boxes are scored as detections (tracking score as detection
-score) with the devkit's official detection config. That config insists on
-all ten detection classes, so the devkit also reports the three classes a
-tracker never outputs (barrier, traffic cone, construction vehicle); mAP and
-mATE here are the means of the devkit's per-class values over the tracking
-classes that have ground truth in the split. Every per-class number comes from
-`nuscenes.eval.detection`.
+Tracking boxes are scored as detections (tracking score as detection score)
+with the devkit's official detection config: the mAP of what a tracker reports,
+one class per box and only above its thresholds. Detection results (`syncl
+track --detections`: each frame's top 300 query-class pairs, whatever their
+score) are scored as they are: the detector's own mAP under the benchmark's
+protocol. The config insists on all ten detection classes, so the devkit also
+reports the three classes a tracker never outputs (barrier, traffic cone,
+construction vehicle); mAP and the error means here are the means of the
+devkit's per-class values over the tracking classes that have ground truth in
+the split. Every per-class number comes from `nuscenes.eval.detection`.
 """
 
 from __future__ import annotations
@@ -39,22 +42,39 @@ from syncl_ros.eval.tracking import (
 CONFIG_NAME = "detection_cvpr_2019"
 
 
-def as_detections(results: dict[str, Any]) -> dict[str, Any]:
-    """Tracking results -> detection results (same boxes, tracking score as detection score)."""
+TP_ERRORS = {
+    "mate": "trans_err",
+    "mase": "scale_err",
+    "maoe": "orient_err",
+    "mave": "vel_err",
+    "maae": "attr_err",
+}
+
+
+def detection_box(box: dict[str, Any]) -> dict[str, Any]:
+    """A tracking result box as a detection result box (its tracking score as detection score)."""
     keep = ("sample_token", "translation", "size", "rotation", "velocity")
+    return {
+        **{k: box[k] for k in keep},
+        "detection_name": box["tracking_name"],
+        "detection_score": box["tracking_score"],
+        "attribute_name": "",  # the network predicts no attributes
+    }
+
+
+def as_detections(results: dict[str, Any]) -> dict[str, Any]:
+    """Results as detection results: tracking boxes converted, detection boxes as they are."""
     converted = {
-        token: [
-            {
-                **{k: box[k] for k in keep},
-                "detection_name": box["tracking_name"],
-                "detection_score": box["tracking_score"],
-                "attribute_name": "",
-            }
-            for box in boxes
-        ]
+        token: [box if "detection_name" in box else detection_box(box) for box in boxes]
         for token, boxes in results["results"].items()
     }
     return {"meta": results["meta"], "results": converted}
+
+
+def is_detection_results(results: dict[str, Any]) -> bool:
+    """True when the boxes are detection boxes (``syncl track --detections``), not tracks."""
+    first = next((boxes[0] for boxes in results["results"].values() if boxes), {})
+    return isinstance(first, dict) and "detection_name" in first
 
 
 def evaluate_detection(
@@ -63,9 +83,12 @@ def evaluate_detection(
     version: str,
     split: str,
 ) -> dict[str, Any]:
-    """{"map", "mate" (mean translation error of matches, m), "per_class_ap"} of tracking results.
+    """{"map", "nds", "mate" (mean translation error of matches, m), "mase", "maoe", "mave",
+    "maae", "per_class_ap"} of tracking or detection results, over the tracking classes present.
 
-    Raises EvalError for inputs the devkit cannot score.
+    NDS follows the devkit's formula on those means; the network predicts no attributes, so its
+    attribute error is 1 wherever the devkit scores attributes. Raises EvalError for inputs the
+    devkit cannot score.
     """
     from nuscenes.nuscenes import NuScenes
 
@@ -84,10 +107,25 @@ def evaluate_detection(
     if not present:
         raise EvalError("the split holds no ground truth box of a tracking class")
     ap = {c: float(summary["mean_dist_aps"][c]) for c in present}
-    trans = [summary["label_tp_errors"][c]["trans_err"] for c in present]
-    trans = [float(t) for t in trans if t is not None and math.isfinite(float(t))]
+    mean_ap = sum(ap.values()) / len(ap)
+    errors = {key: _mean_error(summary, present, name) for key, name in TP_ERRORS.items()}
     return {
-        "map": clean_number(sum(ap.values()) / len(ap)),
-        "mate": clean_number(sum(trans) / len(trans)) if trans else None,
+        "map": clean_number(mean_ap),
+        "nds": clean_number(_nds(mean_ap, errors)),
+        **{key: clean_number(value) for key, value in errors.items()},
         "per_class_ap": {c: clean_number(ap[c]) if c in ap else None for c in TRACKING_CLASSES},
     }
+
+
+def _mean_error(summary: dict[str, Any], classes: list[str], name: str) -> float | None:
+    """Mean of one true-positive error over the classes where the devkit defines it."""
+    values = [summary["label_tp_errors"][c][name] for c in classes]
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    return sum(finite) / len(finite) if finite else None
+
+
+def _nds(mean_ap: float, errors: dict[str, float | None]) -> float:
+    """nuScenes detection score: (5 mAP + sum of (1 - min(1, error)) over the five errors) / 10;
+    an error no class defines counts as 1, as in the devkit."""
+    scores = [1.0 - min(1.0, e) if e is not None else 0.0 for e in errors.values()]
+    return (5.0 * mean_ap + sum(scores)) / 10.0

@@ -1,4 +1,5 @@
-"""Offline tracking over every scene of a split -> nuScenes tracking results JSON.
+"""Offline tracking over every scene of a split -> nuScenes tracking results JSON (or, for the
+detector alone, detection results).
 
 Runs the node's frame pipeline (:class:`~syncl_ros.pipeline.frame_pipeline.FramePipeline`:
 same preprocessing, backend, tracker and early exit), one scene at a time with a fresh tracker
@@ -20,6 +21,7 @@ from syncl_ros import boxes as box_ops
 from syncl_ros.atomic import write_json_atomic
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.data.frames import Frame, NuScenesFrames
+from syncl_ros.eval.detection import detection_box
 from syncl_ros.experiment import with_tracker_overrides
 from syncl_ros.experiment.checkpoint import load_model
 from syncl_ros.inference.backend import Backend
@@ -30,6 +32,7 @@ from syncl_ros.pipeline.dataset_inputs import dataset_frame_inputs
 from syncl_ros.pipeline.feature_cache import FeatureCache
 from syncl_ros.pipeline.frame_pipeline import FramePipeline
 from syncl_ros.rig import CAMERA_CHANNELS
+from syncl_ros.tracking.detector_only import DEFAULT_MAX_BOXES, DetectorOnly
 from syncl_ros.tracking.early_exit import EarlyExit, early_exit_for
 from syncl_ros.tracking.factory import make_tracker
 from syncl_ros.tracking.interface import Track, Tracker
@@ -157,14 +160,8 @@ def track_split(
     """
     if tracker is not None:
         overrides = [*overrides, f"tracker.method={tracker}"]
-    net, exp, _ = load_model(model_path, device)
-    exp = with_tracker_overrides(exp, overrides, "tracking time")
-    frames = NuScenesFrames(dataroot, version, split=split)
-    backend: Backend
-    if backend_name == "torch":
-        backend = TorchBackend(net, device)
-    else:
-        backend = create_backend(backend_name, model_path, device, layers=exp.tracker.early_exit.enabled)
+    run = _SplitRun(dataroot, version, split, model_path, device, overrides, backend_name)
+    exp = run.exp
 
     def factory() -> Tracker:
         return make_tracker(exp.tracker, exp.model, seed=0)
@@ -172,13 +169,82 @@ def track_split(
     def exit_factory() -> EarlyExit | None:
         return early_exit_for(exp.tracker, exp.model.num_layers)
 
-    cache = None
-    if feature_cache is not None:  # learning curves and tuning: only the decoder changes
-        cache = FeatureCache(feature_cache, net, frames, exp.model)
-        cache.build(progress)
-    results = track_frames(frames, backend, exp.model, factory, progress, cache, without, exit_factory)
-    payload = {"meta": RESULTS_META, "results": results}
-    write_json_atomic(out, payload)
+    results = run.results(factory, exit_factory, progress, feature_cache, without)
+    write_json_atomic(out, {"meta": RESULTS_META, "results": results})
+    return _stats(results, run.frames)
+
+
+def detect_split(
+    dataroot: Path,
+    version: str,
+    split: str,
+    model_path: Path,
+    out: Path,
+    device: str = "cpu",
+    progress: bool = True,
+    max_boxes: int = DEFAULT_MAX_BOXES,
+    feature_cache: Path | None = None,
+    without: Sequence[str] = (),
+    backend_name: str = "torch",
+) -> dict[str, Any]:
+    """The detector alone over every frame of the split -> nuScenes *detection* results.
+
+    Each sample gets its frame's top ``max_boxes`` (query, class) pairs, unlinked and whatever
+    their score (:class:`DetectorOnly`), every layer decoded: the input of the official
+    detection metrics (mAP, NDS). The other arguments are those of `track_split`.
+    """
+    run = _SplitRun(dataroot, version, split, model_path, device, (), backend_name)
+
+    def factory() -> Tracker:
+        return DetectorOnly(run.exp.model, max_boxes)
+
+    results = run.results(factory, lambda: None, progress, feature_cache, without)
+    detections = {token: [detection_box(box) for box in boxes] for token, boxes in results.items()}
+    write_json_atomic(out, {"meta": RESULTS_META, "results": detections})
+    return _stats(results, run.frames)
+
+
+class _SplitRun:
+    """A split's frames and a checkpoint's network behind the chosen backend."""
+
+    def __init__(
+        self,
+        dataroot: Path,
+        version: str,
+        split: str,
+        model_path: Path,
+        device: str,
+        overrides: Sequence[str],
+        backend_name: str,
+    ) -> None:
+        self.net, exp, _ = load_model(model_path, device)
+        self.exp = with_tracker_overrides(exp, overrides, "tracking time")
+        self.frames = NuScenesFrames(dataroot, version, split=split)
+        self.backend: Backend
+        if backend_name == "torch":
+            self.backend = TorchBackend(self.net, device)
+        else:
+            layers = self.exp.tracker.early_exit.enabled
+            self.backend = create_backend(backend_name, model_path, device, layers=layers)
+
+    def results(
+        self,
+        factory: Callable[[], Tracker],
+        exit_factory: Callable[[], EarlyExit | None],
+        progress: bool,
+        feature_cache: Path | None,
+        without: Sequence[str],
+    ) -> dict[str, list[dict[str, Any]]]:
+        cache = None
+        if feature_cache is not None:  # learning curves and tuning: only the decoder changes
+            cache = FeatureCache(feature_cache, self.net, self.frames, self.exp.model)
+            cache.build(progress)
+        return track_frames(
+            self.frames, self.backend, self.exp.model, factory, progress, cache, without, exit_factory
+        )
+
+
+def _stats(results: dict[str, list[dict[str, Any]]], frames: NuScenesFrames) -> dict[str, Any]:
     boxes = sum(len(v) for v in results.values())
     return {
         "samples": len(results),

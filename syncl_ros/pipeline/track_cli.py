@@ -1,4 +1,5 @@
-"""`syncl track`: offline tracking over a split -> nuScenes tracking results JSON (for `syncl eval`)."""
+"""`syncl track`: offline tracking over a split -> nuScenes tracking results JSON (for `syncl eval`);
+with ``--detections``, the detector alone -> nuScenes detection results."""
 
 from __future__ import annotations
 
@@ -40,6 +41,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "CenterPoint-style center-distance tracker (default: the model's tracker.method)",
     )
     p.add_argument(
+        "--detections",
+        action="store_true",
+        help="write nuScenes detection results instead: the detector alone, each frame's top "
+        "300 (query, class) pairs whatever their score, unlinked (for mAP and NDS with syncl eval)",
+    )
+    p.add_argument(
         "--without-camera",
         dest="without",
         action="append",
@@ -51,23 +58,18 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from syncl_ros.pipeline.offline import track_split
+    from syncl_ros.pipeline.offline import detect_split, track_split
 
     try:
+        if args.detections and (args.tracker or args.overrides):
+            raise ValueError("--detections runs the detector alone: it takes no --tracker or --set")
         model = args.model or default_model_path()
-        stats = track_split(
-            args.dataroot,
-            args.version,
-            args.split,
-            model,
-            args.out,
-            args.device,
-            not args.no_progress,
-            args.overrides,
-            args.tracker,
-            without=args.without,
-            backend_name=args.backend,
-        )
+        common = {"without": args.without, "backend_name": args.backend}
+        where = (args.dataroot, args.version, args.split, model, args.out, args.device, not args.no_progress)
+        if args.detections:
+            stats = detect_split(*where, **common)
+        else:
+            stats = track_split(*where, args.overrides, args.tracker, **common)
     except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError
         print(f"syncl track: {err}", file=sys.stderr)
         return 2

@@ -73,6 +73,7 @@ def test_every_box_is_a_new_id_and_nothing_is_linked() -> None:
     assert detector.num_live == 0 and detector.resets == 0
 
 
-def test_max_boxes_must_be_positive() -> None:
+@pytest.mark.parametrize("max_boxes", [0, 501])
+def test_max_boxes_stays_within_the_benchmark_limit(max_boxes: int) -> None:
     with pytest.raises(ValueError, match="max_boxes"):
-        DetectorOnly(NETWORK, max_boxes=0)
+        DetectorOnly(NETWORK, max_boxes=max_boxes)

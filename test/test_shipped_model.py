@@ -85,15 +85,18 @@ def test_the_default_detector_alone_scores_on_the_detection_metrics(
     assert 0.0 < metrics["nds"] < 1.0 and metrics["mate"] < 1.0
 
 
-def test_the_detector_alone_takes_no_tracker_settings(synth_val_root: Path, tmp_path: Path) -> None:
-    args = [
-        "track",
-        str(synth_val_root),
-        "--detections",
-        "--tracker",
-        "greedy",
-        "--out",
-        str(tmp_path / "r.json"),
-    ]
-    assert main(args) == 2
-    assert not (tmp_path / "r.json").exists()
+WRONG_DETECTOR_ARGS = (
+    ["--detections", "--tracker", "greedy"],
+    ["--detections", "--max-boxes", "501"],
+    ["--max-boxes", "400"],
+)
+
+
+@pytest.mark.parametrize("wrong", WRONG_DETECTOR_ARGS)
+def test_the_detector_alone_refuses_what_it_cannot_do(
+    wrong: list[str], synth_val_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.json"
+    assert main(["track", str(synth_val_root), *wrong, "--out", str(out)]) == 2
+    assert wrong[-2] in capsys.readouterr().err
+    assert not out.exists()

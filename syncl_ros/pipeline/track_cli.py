@@ -9,6 +9,7 @@ from pathlib import Path
 
 from syncl_ros.inference.default_model import default_model_path
 from syncl_ros.tracking.config import TRACKING_METHODS
+from syncl_ros.tracking.detector_only import DEFAULT_MAX_BOXES, MAX_BOXES_LIMIT
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -44,7 +45,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--detections",
         action="store_true",
         help="write nuScenes detection results instead: the detector alone, each frame's top "
-        "300 (query, class) pairs whatever their score, unlinked (for mAP and NDS with syncl eval)",
+        "--max-boxes (query, class) pairs whatever their score, unlinked (for mAP and NDS with "
+        "syncl eval)",
+    )
+    p.add_argument(
+        "--max-boxes",
+        type=int,
+        default=DEFAULT_MAX_BOXES,
+        help="boxes per frame with --detections, 1 to 500 (the benchmark's limit) (default: %(default)s)",
     )
     p.add_argument(
         "--without-camera",
@@ -63,11 +71,15 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.detections and (args.tracker or args.overrides):
             raise ValueError("--detections runs the detector alone: it takes no --tracker or --set")
+        if args.max_boxes != DEFAULT_MAX_BOXES and not args.detections:
+            raise ValueError("--max-boxes goes with --detections (a tracker keeps its own boxes)")
+        if not 1 <= args.max_boxes <= MAX_BOXES_LIMIT:
+            raise ValueError(f"--max-boxes: expected 1 to {MAX_BOXES_LIMIT}, got {args.max_boxes}")
         model = args.model or default_model_path()
         common = {"without": args.without, "backend_name": args.backend}
         where = (args.dataroot, args.version, args.split, model, args.out, args.device, not args.no_progress)
         if args.detections:
-            stats = detect_split(*where, **common)
+            stats = detect_split(*where, args.max_boxes, **common)
         else:
             stats = track_split(*where, args.overrides, args.tracker, **common)
     except (FileNotFoundError, ValueError) as err:  # ConfigError is a ValueError

@@ -26,16 +26,16 @@ from syncl_ros.tracking.interface import (
     finite_rows,
 )
 
-# The nuScenes detection benchmark accepts at most 500 boxes per sample; DETR3D and PETR keep 300.
-DEFAULT_MAX_BOXES = 300
+MAX_BOXES_LIMIT = 500  # the nuScenes detection benchmark's limit per sample
+DEFAULT_MAX_BOXES = 300  # what DETR3D and PETR keep
 
 
 class DetectorOnly:
     """Top ``max_boxes`` (query, class) pairs of each frame, over the tracking classes."""
 
     def __init__(self, model: ModelShape, max_boxes: int = DEFAULT_MAX_BOXES) -> None:
-        if max_boxes < 1:
-            raise ValueError(f"max_boxes: expected at least 1, got {max_boxes}")
+        if not 1 <= max_boxes <= MAX_BOXES_LIMIT:
+            raise ValueError(f"max_boxes: expected 1 to {MAX_BOXES_LIMIT}, got {max_boxes}")
         self.max_boxes = max_boxes
         self._num_slots, self._embed_dim = model.num_slots, model.embed_dim
         self._allowed = np.array(sorted(TRACKING_LABELS))

@@ -9,7 +9,7 @@ from syncl_ros.classes import LABEL_OF, NUM_CLASSES
 from syncl_ros.geometry import Transform
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.tracking.detector_only import DetectorOnly
-from syncl_ros.tracking.interface import DecoderOutputs
+from syncl_ros.tracking.interface import DecoderOutputs, Track
 
 SLOTS, DIM, QUERIES = 4, 8, 6
 NETWORK = ModelConfig(num_slots=SLOTS, embed_dim=DIM)
@@ -29,7 +29,7 @@ def outputs(scores: dict[tuple[int, str], float]) -> DecoderOutputs:
     return DecoderOutputs(probs, boxes, np.full((n, 3), 0.5, np.float32), np.zeros((n, DIM), np.float32))
 
 
-def frame(detector: DetectorOnly, scores: dict[tuple[int, str], float], t_ns: int = 0) -> list:
+def frame(detector: DetectorOnly, scores: dict[tuple[int, str], float], t_ns: int = 0) -> list[Track]:
     slots = detector.prepare(t_ns, Transform.identity())
     assert not slots.mask.any(), "the network must only detect"
     return detector.update(outputs(scores))

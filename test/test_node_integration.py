@@ -22,7 +22,7 @@ from syncl_ros.eval.tracking import evaluate_tracking
 from syncl_ros.experiment import load_experiment
 from syncl_ros.experiment.checkpoint import save_checkpoint
 from syncl_ros.model.network import TrackerNet
-from syncl_ros.pipeline.offline import RESULTS_META
+from syncl_ros.pipeline.results import RESULTS_META
 from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.ros.processes import NODE_TOPICS, ros_env, start_node, start_player, stop
 from syncl_ros.ros.recording import results_from_messages

@@ -38,6 +38,7 @@ from syncl_ros.eval.tracking import (
     quiet_devkit,
     split_sample_tokens,
 )
+from syncl_ros.pipeline.results import detection_box
 
 CONFIG_NAME = "detection_cvpr_2019"
 
@@ -51,17 +52,6 @@ TP_ERRORS = {
 }
 
 
-def detection_box(box: dict[str, Any]) -> dict[str, Any]:
-    """A tracking result box as a detection result box (its tracking score as detection score)."""
-    keep = ("sample_token", "translation", "size", "rotation", "velocity")
-    return {
-        **{k: box[k] for k in keep},
-        "detection_name": box["tracking_name"],
-        "detection_score": box["tracking_score"],
-        "attribute_name": "",  # the network predicts no attributes
-    }
-
-
 def as_detections(results: dict[str, Any]) -> dict[str, Any]:
     """Results as detection results: tracking boxes converted, detection boxes as they are."""
     converted = {
@@ -73,7 +63,7 @@ def as_detections(results: dict[str, Any]) -> dict[str, Any]:
 
 def is_detection_results(results: dict[str, Any]) -> bool:
     """True when the boxes are detection boxes (``syncl track --detections``), not tracks."""
-    first = next((boxes[0] for boxes in results["results"].values() if boxes), {})
+    first: Any = next((boxes[0] for boxes in results["results"].values() if boxes), {})
     return isinstance(first, dict) and "detection_name" in first
 
 

@@ -14,14 +14,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from syncl_ros import boxes as box_ops
 from syncl_ros.atomic import write_json_atomic
 from syncl_ros.classes import TRACKING_CLASSES
 from syncl_ros.data.frames import Frame, NuScenesFrames
-from syncl_ros.eval.detection import detection_box
 from syncl_ros.experiment import with_tracker_overrides
 from syncl_ros.experiment.checkpoint import load_model
 from syncl_ros.inference.backend import Backend
@@ -31,6 +30,7 @@ from syncl_ros.model.config import ModelConfig
 from syncl_ros.pipeline.dataset_inputs import dataset_frame_inputs
 from syncl_ros.pipeline.feature_cache import FeatureCache
 from syncl_ros.pipeline.frame_pipeline import FramePipeline
+from syncl_ros.pipeline.results import RESULTS_META, detection_box, result_box
 from syncl_ros.rig import CAMERA_CHANNELS
 from syncl_ros.tracking.detector_only import DEFAULT_MAX_BOXES, DetectorOnly
 from syncl_ros.tracking.early_exit import EarlyExit, early_exit_for
@@ -42,34 +42,6 @@ class FeatureSource(Protocol):
     """Encoder features of a split's frames by index (e.g. the training's feature cache)."""
 
     def features(self, index: int) -> torch.Tensor: ...
-
-
-RESULTS_META = {
-    "use_camera": True,
-    "use_lidar": False,
-    "use_radar": False,
-    "use_map": False,
-    "use_external": False,
-}
-
-
-def result_box(
-    world_box: ArrayLike, sample_token: str, dt_s: float, track_id: int, name: str, score: float
-) -> dict[str, Any]:
-    """A world-frame box (9,) estimated dt_s before the sample time as a nuScenes result box."""
-    world = np.array(world_box, dtype=np.float64)
-    world[: box_ops.Y + 1] += world[box_ops.VX : box_ops.VY + 1] * dt_s  # move to the sample time
-    nus = box_ops.to_nuscenes(world)
-    return {
-        "sample_token": sample_token,
-        "translation": nus["translation"],
-        "size": nus["size"],
-        "rotation": nus["rotation"],
-        "velocity": nus["velocity"],
-        "tracking_id": str(track_id),
-        "tracking_name": name,
-        "tracking_score": float(score),
-    }
 
 
 def result_entry(track: Track, frame: Frame) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from syncl_ros.data.frames import ANCHOR_CHANNEL
-from syncl_ros.pipeline.offline import result_box
+from syncl_ros.pipeline.results import result_box
 from syncl_ros.ros.messages import msg_to_boxes, stamp_to_ns
 
 

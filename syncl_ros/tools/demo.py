@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from syncl_ros.eval.plots import plot_bev
     from syncl_ros.eval.tracking import EvalError, evaluate_tracking
     from syncl_ros.inference.default_model import default_model_path
-    from syncl_ros.pipeline.offline import RESULTS_META
+    from syncl_ros.pipeline.results import RESULTS_META
     from syncl_ros.ros.recording import results_from_messages
     from syncl_ros.viz.sources import recorded_messages
 

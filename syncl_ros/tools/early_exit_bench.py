@@ -191,7 +191,7 @@ def _track_both(
 def _score(results: dict[str, Any], args: argparse.Namespace, out: Path) -> float:
     from syncl_ros.atomic import write_json_atomic
     from syncl_ros.eval.tracking import evaluate_tracking
-    from syncl_ros.pipeline.offline import RESULTS_META
+    from syncl_ros.pipeline.results import RESULTS_META
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"

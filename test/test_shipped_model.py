@@ -69,7 +69,7 @@ def test_the_default_model_tracks_unseen_synthetic_scenes(synth_val_root: Path, 
 
 
 def test_the_default_detector_alone_scores_on_the_detection_metrics(
-    synth_val_root: Path, tmp_path: Path
+    synth_val_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     detections = tmp_path / "detections.json"
     split = ["--split", "val"]
@@ -83,6 +83,9 @@ def test_the_default_detector_alone_scores_on_the_detection_metrics(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["map"] >= MIN_FIXTURE_MAP, metrics
     assert 0.0 < metrics["nds"] < 1.0 and metrics["mate"] < 1.0
+    per_scene = ["eval", str(detections), "--dataroot", str(synth_val_root), *split, "--per-scene"]
+    assert main([*per_scene, "--out", str(tmp_path / "eval2")]) == 1
+    assert "--per-scene" in capsys.readouterr().err
 
 
 WRONG_DETECTOR_ARGS = (

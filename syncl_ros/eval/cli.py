@@ -155,6 +155,8 @@ def detection_main(args: argparse.Namespace) -> list[Path]:
     """Score detection results (``syncl track --detections``) with the devkit's detection metrics."""
     from syncl_ros.eval.detection import evaluate_detection
 
+    if args.per_scene or args.scene is not None:
+        raise EvalError("--per-scene and --scene score tracks; detection results are scored as a whole")
     metrics = evaluate_detection(args.results, args.dataroot, args.version, args.split)
     args.out.mkdir(parents=True, exist_ok=True)
     write_metrics(metrics, args.out / "metrics.json")

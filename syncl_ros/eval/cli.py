@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from syncl_ros.eval.detection import is_detection_results
+from syncl_ros.eval.detection import evaluate_detection, is_detection_results
 from syncl_ros.eval.tracking import (
     EvalError,
     check_split,
@@ -153,8 +153,6 @@ def format_detection_table(metrics: Mapping[str, Any]) -> str:
 
 def detection_main(args: argparse.Namespace) -> list[Path]:
     """Score detection results (``syncl track --detections``) with the devkit's detection metrics."""
-    from syncl_ros.eval.detection import evaluate_detection
-
     if args.per_scene or args.scene is not None:
         raise EvalError("--per-scene and --scene score tracks; detection results are scored as a whole")
     metrics = evaluate_detection(args.results, args.dataroot, args.version, args.split)

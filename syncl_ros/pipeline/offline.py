@@ -170,7 +170,7 @@ def detect_split(
     def factory() -> Tracker:
         return DetectorOnly(run.exp.model, max_boxes)
 
-    results = run.results(factory, lambda: None, progress, feature_cache, without)
+    results = run.results(factory, None, progress, feature_cache, without)
     detections = {token: [detection_box(box) for box in boxes] for token, boxes in results.items()}
     write_json_atomic(out, {"meta": RESULTS_META, "results": detections})
     return _stats(results, run.frames)
@@ -202,7 +202,7 @@ class _SplitRun:
     def results(
         self,
         factory: Callable[[], Tracker],
-        exit_factory: Callable[[], EarlyExit | None],
+        exit_factory: Callable[[], EarlyExit | None] | None,
         progress: bool,
         feature_cache: Path | None,
         without: Sequence[str],

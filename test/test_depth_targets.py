@@ -1,4 +1,5 @@
-"""Dense lidar depth targets: projection as the devkit does it, per-cell minimum, loader wiring."""
+"""Dense lidar depth targets: projection as the devkit does it, per-cell minimum, objects first,
+loader wiring."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from syncl_ros.training.depth_targets import (
     frame_depth_targets,
     lidar_points_in_model_frame,
     min_depth_grid,
+    points_in_boxes,
     project_points,
 )
 
@@ -129,3 +131,49 @@ def test_clip_samples_carry_depth_targets_only_when_asked(frames: NuScenesFrames
     assert sample.depth is not None and sample.depth.shape == (6, h, w)
     valid = sample.depth[sample.depth > 0]
     assert valid.numel() > 0 and float(valid.min()) >= 1.0 and float(valid.max()) < 80.0
+
+
+def test_points_in_boxes_by_hand() -> None:
+    # a 4 x 2 x 2 m box at (10, 0, 1) turned 90 degrees: it spans x 9..11, y -2..2, z 0..2
+    box = np.array([[10.0, 0.0, 1.0, 4.0, 2.0, 2.0, np.pi / 2, 0.0, 0.0]])
+    points = np.array(
+        [
+            [10.0, 1.9, 1.0],  # inside: along the turned length
+            [10.9, -1.5, 0.1],  # inside, near a corner
+            [11.5, 0.0, 1.0],  # outside: beyond the turned width
+            [10.0, 0.0, 2.5],  # above
+            [30.0, 0.0, 1.0],
+        ]
+    )
+    np.testing.assert_array_equal(points_in_boxes(points, box), [True, True, False, False, False])
+    assert not points_in_boxes(points, np.empty((0, 9))).any()
+
+
+def test_objects_first_takes_the_objects_points_over_nearer_ground(frames: NuScenesFrames) -> None:
+    """A cell holding an object's points takes their nearest depth; every other cell is unchanged."""
+    cfg = TINY_MODEL
+    h, w = cfg.input.height // STRIDE, cfg.input.width // STRIDE
+    farther = 0
+    for index in (0, 3, 7):
+        frame = frames[index]
+        l2i, _ = frame_geometry(frame, cfg)
+        plain = frame_depth_targets(frame, l2i, h, w, STRIDE)
+        first = frame_depth_targets(frame, l2i, h, w, STRIDE, objects_first=True)
+        points = lidar_points_in_model_frame(frame)
+        on_object = points_in_boxes(points, frame.boxes)
+        assert on_object.any()
+        uv, depth = project_points(points[on_object], l2i)
+        objects = min_depth_grid(uv, depth, h, w, STRIDE)
+        held = objects > 0
+        np.testing.assert_array_equal(first[held], objects[held])
+        np.testing.assert_array_equal(first[~held], plain[~held])
+        assert (first >= plain).all()  # never nearer than the nearest point of the cell
+        farther += int((first - plain > 5.0).sum())
+    assert farther > 0  # some objects' cells held road points more than 5 m nearer
+
+
+def test_clip_samples_take_objects_first_when_asked(frames: NuScenesFrames) -> None:
+    plain = ClipDataset(frames, TINY_MODEL, 1, depth_targets=True)[5][0].depth
+    first = ClipDataset(frames, TINY_MODEL, 1, depth_targets=True, depth_objects_first=True)[5][0].depth
+    assert plain is not None and first is not None
+    assert bool((first >= plain).all()) and bool((first > plain).any())

@@ -30,6 +30,9 @@ class AidsConfig:
     # Lidar-supervised per-pixel depth distribution (model.depth_distribution), detection stage only
     # (the tracking stage freezes the encoder): 0 is off and loads no lidar.
     depth_weight: float = field(default=0.0, metadata=_NONNEG)
+    # A cell holding lidar points of an annotated object takes their nearest depth, not the
+    # nearest of all its points (far away that is the road in front of the object).
+    depth_objects_first: bool = False
     coaux: bool = False  # Co-DETR-style one-to-many dense 3D box head on the image features (train only)
     coaux_weight: float = field(default=1.0, metadata=_NONNEG)
     denoising: bool = False  # query denoising: noised ground truth as extra training queries

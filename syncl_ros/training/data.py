@@ -47,7 +47,8 @@ class ClipDataset(Dataset[list[FrameSample]]):
     least `min_points` lidar points (as the nuScenes benchmark filters it).
     With a (built) `cache` of the same frames, samples carry the cached encoder
     features instead of images, and no image is decoded. With `depth_targets`,
-    samples carry the lidar depth of each feature cell (dense depth supervision).
+    samples carry the lidar depth of each feature cell (dense depth supervision), objects'
+    points first with `depth_objects_first` (training/depth_targets.py).
     `gt_range` widens the range of the kept ground truth (for BEV augmentation, which cuts
     it to the detection range after moving the scene).
     """
@@ -61,10 +62,11 @@ class ClipDataset(Dataset[list[FrameSample]]):
         cache: FeatureCache | None = None,
         depth_targets: bool = False,
         gt_range: tuple[float, ...] | None = None,
+        depth_objects_first: bool = False,
     ) -> None:
         self.frames, self.cfg, self.min_points, self.cache = frames, cfg, min_points, cache
         self.gt_range = gt_range or cfg.pc_range
-        self.depth_targets = depth_targets
+        self.depth_targets, self.depth_objects_first = depth_targets, depth_objects_first
         self.clips = frames.clips(length)
         if not self.clips:
             raise ValueError(f"no scene has {length} consecutive key frames")
@@ -108,7 +110,8 @@ class ClipDataset(Dataset[list[FrameSample]]):
 
     def _depth(self, frame: Frame, lidar2img: NDArray[np.float32]) -> torch.Tensor:
         h, w = self.cfg.input.height // STRIDE, self.cfg.input.width // STRIDE
-        return torch.from_numpy(frame_depth_targets(frame, lidar2img, h, w, STRIDE))
+        grid = frame_depth_targets(frame, lidar2img, h, w, STRIDE, objects_first=self.depth_objects_first)
+        return torch.from_numpy(grid)
 
 
 def collate_clips(batch: list[list[FrameSample]]) -> list[list[FrameSample]]:

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from nuscenes.utils.geometry_utils import points_in_box
 
+from syncl_ros.boxes import BOX_DIM, to_devkit_box
 from syncl_ros.data.frames import Frame
 
 MIN_DEPTH_M = 1.0  # the devkit's min_dist: nearer points are the car itself or noise
@@ -89,9 +91,27 @@ def min_depth_grid(
     return grid.reshape(n, h, w).astype(np.float32)
 
 
+def points_in_boxes(points: NDArray[np.float64], boxes: ArrayLike) -> NDArray[np.bool_]:
+    """(M,) whether each point (M, 3) lies inside any box (K, 9) of the same frame (devkit test)."""
+    inside = np.zeros(len(points), dtype=bool)
+    for box in np.asarray(boxes, dtype=np.float64).reshape(-1, BOX_DIM):
+        inside |= points_in_box(to_devkit_box(box), points.T)
+    return inside
+
+
 def frame_depth_targets(
-    frame: Frame, lidar2img: ArrayLike, h: int, w: int, stride: int
+    frame: Frame, lidar2img: ArrayLike, h: int, w: int, stride: int, objects_first: bool = False
 ) -> NDArray[np.float32]:
-    """(N, h, w) per-cell lidar depth of one frame for network-input lidar2img (N, 4, 4); 0: no point."""
-    uv, depth = project_points(lidar_points_in_model_frame(frame), lidar2img)
-    return min_depth_grid(uv, depth, h, w, stride)
+    """(N, h, w) per-cell lidar depth of one frame for network-input lidar2img (N, 4, 4); 0: no point.
+
+    With `objects_first`, cells holding points inside the frame's ground-truth boxes take the
+    nearest of those (module docstring).
+    """
+    points = lidar_points_in_model_frame(frame)
+    uv, depth = project_points(points, lidar2img)
+    grid = min_depth_grid(uv, depth, h, w, stride)
+    if not objects_first or len(frame.boxes) == 0:
+        return grid
+    on_object = points_in_boxes(points, frame.boxes)
+    objects = min_depth_grid(uv[:, on_object], depth[:, on_object], h, w, stride)
+    return np.where(objects > 0, objects, grid)

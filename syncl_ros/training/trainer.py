@@ -236,7 +236,13 @@ class Trainer:
         depth = t.aids.depth_weight > 0 and not t.freeze_encoder  # lidar only where it is supervised
         kept = gt_range(self.exp.model.pc_range, t.aug)  # wider than the detection range when augmenting
         return ClipDataset(
-            frames, self.exp.model, t.clip_length, cache=self.cache, depth_targets=depth, gt_range=kept
+            frames,
+            self.exp.model,
+            t.clip_length,
+            cache=self.cache,
+            depth_targets=depth,
+            gt_range=kept,
+            depth_objects_first=t.aids.depth_objects_first,
         )
 
     def _clip_weights(self, data: ClipDataset) -> NDArray[np.float64] | None:

@@ -112,6 +112,8 @@ def frame_depth_targets(
     grid = min_depth_grid(uv, depth, h, w, stride)
     if not objects_first or len(frame.boxes) == 0:
         return grid
+    # The boxes sit at the frame's reference time, the sweep's points at its own: a fast mover's
+    # trailing points can fall outside its box, and their cell keeps the nearest-point rule.
     on_object = points_in_boxes(points, frame.boxes)
     objects = min_depth_grid(uv[:, on_object], depth[:, on_object], h, w, stride)
     return np.where(objects > 0, objects, grid)

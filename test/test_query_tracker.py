@@ -730,3 +730,47 @@ def test_coasting_score_decay_one_reports_the_decoded_score() -> None:
     step(trk, 0.0, [(CAR, 0.9, box(10.0))])
     (t,) = step(trk, 0.5, slots={trk.slot_of(1): (CAR, 0.3, box(10.0))})
     assert t.score == pytest.approx(0.3)
+
+
+# ------------------------------------------------------------------ coasting tracks not decoded
+
+
+def _coasting_car(**overrides: object) -> QueryTracker:
+    """A car born at x=0 whose own query then misses once (it coasts)."""
+    trk = tracker(num_slots=4, coast_score_decay=0.5, **overrides)
+    step(trk, 0.0, [(CAR, 0.8, box(0.0))])
+    step(trk, 0.5, slots={0: (CAR, 0.3, box(0.0))})
+    return trk
+
+
+def test_a_coasting_track_is_decoded_by_default() -> None:
+    trk = _coasting_car()
+    assert trk.prepare(round(1.0 * SEC), IDENTITY).mask[0]
+
+
+def test_a_withheld_coasting_track_ignores_its_row_and_decays() -> None:
+    trk = _coasting_car(decode_coasting=False)
+    slots = trk.prepare(round(1.0 * SEC), IDENTITY)
+    assert not slots.mask.any()  # the coasting track claims no seed
+    # Its slot row is not read even if it holds a confident car at the track's place.
+    (t,) = trk.update(make_outputs(4, slots={0: (CAR, 0.9, box(0.0))}))
+    assert t.frames_since_update == 2 and t.score == pytest.approx(0.3 * 0.5**1 * 0.5)
+    assert trk.last_changes.refreshed.size == 0
+    # A confirmed track stays decoded.
+    seen = tracker(num_slots=4, decode_coasting=False)
+    step(seen, 0.0, [(CAR, 0.8, box(0.0))])
+    assert seen.prepare(round(0.5 * SEC), IDENTITY).mask[0]
+
+
+def test_a_withheld_coasting_track_comes_back_by_reattachment() -> None:
+    trk = _coasting_car(decode_coasting=False, reattach_distance_m=8.0)
+    trk.prepare(round(1.0 * SEC), IDENTITY)
+    (t,) = trk.update(make_outputs(4, dets=[(CAR, 0.7, box(3.0))]))
+    assert (t.track_id, t.frames_since_update, t.box[0]) == (1, 0, 3.0)
+    assert t.score == pytest.approx(0.7)
+    np.testing.assert_array_equal(trk.last_changes.reattached_slots, [0])
+
+
+def test_decode_coasting_must_be_a_bool() -> None:
+    with pytest.raises(ValueError, match="decode_coasting"):
+        TrackerConfig(decode_coasting="no")  # type: ignore[arg-type]

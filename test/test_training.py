@@ -340,3 +340,12 @@ def test_bfloat16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> 
     assert not use_bf16(True, cpu) and use_bf16(True, cuda) and not use_bf16(False, cuda)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     assert use_bf16(True, cpu) and not use_bf16(False, cpu)
+
+
+def test_training_refuses_a_tracker_that_withholds_coasting_tracks() -> None:
+    """Withholding coasting tracks from the decoder is a runtime setting the tracking stage does not
+    mirror: training with it must stop with a clear error, not teach something else."""
+    exp = tiny_experiment()
+    exp = replace(exp, tracker=replace(exp.tracker, decode_coasting=False))
+    with pytest.raises(ValueError, match="decode_coasting"):
+        ClipPass(TrainingModel(exp), torch.Generator().manual_seed(0))

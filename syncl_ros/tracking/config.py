@@ -181,6 +181,13 @@ class TrackerConfig:
         "(m, bird's-eye view) scoring >= birth_score and update_score; 0: off",
         **_NONNEG,
     )
+    # A coasting track's query has lost its object; decoded, it still claims the nearest seed and
+    # hides that seed's detection row, so the object it sits on may be lost too (docs/training.md).
+    decode_coasting: bool = setting(
+        True,
+        "query tracker: decode a coasting track's query (false: it coasts on its motion alone, its "
+        "score decaying by coast_score_decay per frame, and comes back only by reattachment)",
+    )
     # PF-Track: 7 at 800x320, 6 at 1600x640; MUTR3D: 5.
     max_missed: int = setting(6, "query tracker: frames a track may coast unseen before it ends", **_NONNEG)
     output_score: float = setting(0.2, "query tracker: score a track needs to be reported", **_PROB)
@@ -220,8 +227,9 @@ class TrackerConfig:
             value = getattr(self, name)
             if not _is_number(value) or value < 0.0:
                 raise _fail(name, "a distance >= 0 in meters (0: off)", value)
-        if not isinstance(self.tracking_labels_only, bool):
-            raise _fail("tracking_labels_only", "true or false", self.tracking_labels_only)
+        for name in ("tracking_labels_only", "decode_coasting"):
+            if not isinstance(getattr(self, name), bool):
+                raise _fail(name, "true or false", getattr(self, name))
         # Numpy scalars pass the checks; store plain Python numbers so configs serialize cleanly.
         for name in ("max_missed", "max_outputs"):
             object.__setattr__(self, name, int(getattr(self, name)))

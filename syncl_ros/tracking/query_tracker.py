@@ -178,6 +178,7 @@ class QueryTracker:
         # UUIDs are random but reproducible for a given seed; seed None draws from OS entropy.
         self._rng = random.Random(seed)
         self._slots = SlotTable(self.num_slots, self.embed_dim)
+        self._withheld = np.zeros(self.num_slots, dtype=bool)  # live slots prepare() kept from the decoder
         self._next_id = 1
         self._last_ns: int | None = None
         self._last_pose: Transform | None = None
@@ -269,7 +270,8 @@ class QueryTracker:
         # A prepare() without update() (a dropped frame) is fine: the state already lives in this frame.
         self._awaiting_update = True
         s = self._slots
-        return TrackSlots(s.embeddings.copy(), s.refs.copy(), s.mask.copy(), dt_s)
+        self._withheld = s.mask & (s.missed > 0) & (not self.config.decode_coasting)
+        return TrackSlots(s.embeddings.copy(), s.refs.copy(), s.mask & ~self._withheld, dt_s)
 
     def update(self, outputs: DecoderOutputs) -> list[Track]:
         """Finish the frame prepared last; returns the reported tracks, best score first."""
@@ -279,11 +281,15 @@ class QueryTracker:
         finite = finite_rows(outputs)
         score, label = class_scores(outputs.scores, self._allowed)
         score = np.where(finite, score, 0.0)
-        self._nonfinite_rows += int((~finite[:q]).sum() + (~finite[q:] & self._slots.mask).sum())
+        withheld = self._withheld
+        self._nonfinite_rows += int((~finite[:q]).sum() + (~finite[q:] & self._slots.mask & ~withheld).sum())
+        finite[q:] &= ~withheld  # a withheld track's row was not decoded: it misses
+        held_scores = self._slots.scores.copy()
         source = q + np.arange(self.num_slots)  # the output row each slot reads this frame
         taken_rows, taken_slots = self._reattach(outputs, q, score, label, finite)
         source[taken_slots] = taken_rows
         refreshed, ended = self._update_live(outputs, source, score[source], label[source], finite[source])
+        self._decay_withheld(withheld, held_scores, taken_slots)
         refreshed = np.setdiff1d(refreshed, taken_slots)
         free_rows = finite[:q].copy()
         free_rows[taken_rows] = False
@@ -314,6 +320,15 @@ class QueryTracker:
             return
         s.boxes[live] = propagate_boxes(s.boxes[live], dt_s, prev_to_cur)
         s.refs[live] = refs_from_boxes(s.boxes[live], self.pc_range)
+
+    def _decay_withheld(
+        self, withheld: NDArray[np.bool_], held_scores: NDArray[np.float64], taken: NDArray[np.int64]
+    ) -> None:
+        """A withheld track that goes on coasting reports its last score times the decay once more."""
+        s = self._slots
+        coasting = withheld & s.mask
+        coasting[taken] = False
+        s.scores[coasting] = held_scores[coasting] * self.config.coast_score_decay
 
     def _check_outputs(self, outputs: DecoderOutputs) -> int:
         """Number of detection rows Q, after checking the slot rows and feature width."""

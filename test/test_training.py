@@ -348,4 +348,4 @@ def test_training_refuses_a_tracker_that_withholds_coasting_tracks() -> None:
     exp = tiny_experiment()
     exp = replace(exp, tracker=replace(exp.tracker, decode_coasting=False))
     with pytest.raises(ValueError, match="decode_coasting"):
-        ClipPass(TrainingModel(exp), torch.Generator().manual_seed(0))
+        TrainingModel(exp)  # at construction, before a feature cache is built

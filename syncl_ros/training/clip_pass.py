@@ -111,6 +111,13 @@ class TrainingModel(nn.Module):
             raise ValueError("train.aids.depth_weight supervises model.depth_distribution: turn it on")
         if experiment.train.aug.image and experiment.train.freeze_encoder:
             raise ValueError("train.aug.image_* warps images; freeze_encoder trains on cached features")
+        if not experiment.tracker.decode_coasting:
+            # Mirroring it needs more than the slot mask: a withheld slot keeps its object, whose
+            # detection row must then be taught to fire for reattachment; not built yet.
+            raise ValueError(
+                "tracker.decode_coasting=false is a runtime setting: the tracking stage does not "
+                "mirror it; train with it true (the default) and set it at tracking time"
+            )
         self.net = TrackerNet(cfg)
         self.train_only = nn.ModuleDict(
             {
@@ -163,13 +170,6 @@ class ClipPass:
         self.exp = module.experiment
         self.gen = generator
         self.device = next(module.parameters()).device
-        if not self.exp.tracker.decode_coasting:
-            # Mirroring it needs more than the slot mask: a withheld slot keeps its object, whose
-            # detection row must then be taught to fire for reattachment; not built yet.
-            raise ValueError(
-                "tracker.decode_coasting=false is a runtime setting: the tracking stage does not "
-                "mirror it; train with it true (the default) and set it at tracking time"
-            )
         self.tracker = QueryTracker(self.exp.tracker, self.exp.model, seed=0)
         self.records: list[FrameRecord] = []
 

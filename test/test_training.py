@@ -19,6 +19,7 @@ from syncl_ros.geometry import Transform
 from syncl_ros.inference.torch_backend import to_decoder_outputs
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.network import DecoderTensors
+from syncl_ros.tracking.interface import TrackSlots
 from syncl_ros.tracking.query_tracker import QueryTracker
 from syncl_ros.training.clip_pass import COUNTS, ClipPass, SlotMemory, TrainingModel
 from syncl_ros.training.syncl.matching import DecoderTargets
@@ -342,10 +343,61 @@ def test_bfloat16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> 
     assert use_bf16(True, cpu) and not use_bf16(False, cpu)
 
 
-def test_training_refuses_a_tracker_that_withholds_coasting_tracks() -> None:
-    """Withholding coasting tracks from the decoder is a runtime setting the tracking stage does not
-    mirror: training with it must stop with a clear error, not teach something else."""
-    exp = tiny_experiment()
-    exp = replace(exp, tracker=replace(exp.tracker, decode_coasting=False))
-    with pytest.raises(ValueError, match="decode_coasting"):
-        TrainingModel(exp)  # at construction, before a feature cache is built
+def _withheld_car(reattach_m: float) -> tuple[ClipPass, SlotMemory, TrackSlots, int]:
+    """A car track born on frame 0 (row 3), coasting on frame 1, kept out of the decoder on frame 2."""
+    exp = _with(
+        tiny_experiment(), fp_ratio=0.0, track_drop=0.0, decode_coasting=False, reattach_distance_m=reattach_m
+    )
+    run = ClipPass(TrainingModel(exp), torch.Generator().manual_seed(0))
+    nd, s, dim = 40, exp.model.num_slots, exp.model.embed_dim
+    clip = tiny_clip()  # car id 0 at (10, 2) on every frame
+    memory = SlotMemory.empty(s, dim, torch.device("cpu"))
+    one = DecoderTargets(torch.tensor([3]), torch.tensor([0]), torch.zeros(1), torch.full((s,), -1), 1)
+    none = DecoderTargets(*(torch.empty(0, dtype=torch.long),) * 2, torch.zeros(0), torch.full((s,), -1), 0)
+    for frame, out, targets in ((0, {3: (10.0, 2.0)}, one), (1, {}, none)):
+        pose = Transform.from_matrix(clip[frame].model_to_world.numpy())
+        slots = run.tracker.prepare(clip[frame].timestamp_ns, pose)
+        memory, _ = run._update_tracks(_output(nd, s, dim, out), targets, clip[frame], slots, memory)
+    slots = run.tracker.prepare(clip[2].timestamp_ns, Transform.from_matrix(clip[2].model_to_world.numpy()))
+    (slot,) = run.tracker.live_slots
+    assert not slots.mask[slot] and memory.follow[slot] == 0
+    return run, memory, slots, int(slot)
+
+
+def test_a_withheld_track_keeps_its_object_whose_detection_row_is_taught_to_fire() -> None:
+    """With ``tracker.decode_coasting`` false a coasting track is not decoded: training keeps its
+    object for it, makes that object a target of the detection queries, and the track reattaches
+    to the detection row that fires for it."""
+    run, memory, slots, slot = _withheld_car(reattach_m=6.0)
+    frame, nd, s, dim = tiny_clip()[2], 40, slots.mask.shape[0], memory.emb.shape[1]
+    x, y = run.tracker.live_tracks()[0].box[:2]  # where the withheld track is expected
+    out = _output(nd, s, dim, {5: (10.0, 2.0)})
+    assert np.hypot(x - 10.0, y - 2.0) < 6.0, "the car must lie within the reattachment distance"
+    follow, _ = run._follow(out, frame, slots.mask, memory.follow)
+    kept = run._kept_by_withheld(slots.mask, memory.follow, follow)
+    assert follow[slot] == -1 and kept[slot] == 0
+    gt_code = run.net.coder.encode(frame.boxes)
+    targets = run._assign(out, None, 0, frame, follow, gt_code).s
+    assert 0 in targets.det_gt_idx.tolist(), "the withheld track's car is a detection target"
+    tracked = run._assign(out, None, 0, frame, kept, gt_code).s
+    assert 0 not in tracked.det_gt_idx.tolist(), "a decoded track's car is not"
+    memory, record = run._update_tracks(out, targets, frame, slots, replace(memory, follow=kept))
+    assert run.tracker.reattached == 1 and record.births == 0
+    assert memory.follow[slot] == 0
+    torch.testing.assert_close(memory.emb[slot], out.embeddings[0, 5])
+
+
+def test_a_withheld_track_loses_its_object_to_a_new_track() -> None:
+    """Without reattachment, a detection of the withheld track's car (beyond the duplicate distance)
+    gives birth: the new track follows the car, the withheld one nothing."""
+    run, memory, slots, slot = _withheld_car(reattach_m=0.0)
+    frame, nd, s, dim = tiny_clip()[2], 40, slots.mask.shape[0], memory.emb.shape[1]
+    x, y = run.tracker.live_tracks()[0].box[:2]  # coasted without velocity: behind the car
+    assert np.hypot(x - 10.0, y - 2.0) > run.exp.tracker.duplicate_distance_m
+    out = _output(nd, s, dim, {5: (10.0, 2.0)})
+    follow, _ = run._follow(out, frame, slots.mask, memory.follow)
+    kept = run._kept_by_withheld(slots.mask, memory.follow, follow)
+    targets = run._assign(out, None, 0, frame, follow, run.net.coder.encode(frame.boxes)).s
+    memory, record = run._update_tracks(out, targets, frame, slots, replace(memory, follow=kept))
+    (born,) = run.tracker.last_changes.birth_slots
+    assert record.births == 1 and memory.follow[born] == 0 and memory.follow[slot] == -1

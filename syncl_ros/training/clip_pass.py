@@ -111,13 +111,6 @@ class TrainingModel(nn.Module):
             raise ValueError("train.aids.depth_weight supervises model.depth_distribution: turn it on")
         if experiment.train.aug.image and experiment.train.freeze_encoder:
             raise ValueError("train.aug.image_* warps images; freeze_encoder trains on cached features")
-        if not experiment.tracker.decode_coasting:
-            # Mirroring it needs more than the slot mask: a withheld slot keeps its object, whose
-            # detection row must then be taught to fire for reattachment; not built yet.
-            raise ValueError(
-                "tracker.decode_coasting=false is a runtime setting: the tracking stage does not "
-                "mirror it; train with it true (the default) and set it at tracking time"
-            )
         self.net = TrackerNet(cfg)
         self.train_only = nn.ModuleDict(
             {
@@ -225,6 +218,7 @@ class ClipPass:
         gt_code = self.net.coder.encode(s.boxes).to(self.device)
         tracked = self._exit_view(s_out)  # what the runtime tracker reads (losses see every layer)
         follow, lost = self._follow(tracked, s, slots.mask, memory.follow)
+        kept = self._kept_by_withheld(slots.mask, memory.follow, follow)  # follow: decoded slots only
         parts: dict[str, torch.Tensor] = {}
         last_targets = None
         for layer in self._layers():
@@ -251,7 +245,7 @@ class ClipPass:
         if dn is not None:
             parts["dn"] = self._denoising_loss(s_out, dn)
         memory, record = self._update_tracks(
-            tracked, last_targets.s, s, slots, replace(memory, follow=follow)
+            tracked, last_targets.s, s, slots, replace(memory, follow=kept)
         )
         self.records.append(replace(record, lost=lost))
         parts.update(
@@ -329,6 +323,21 @@ class ClipPass:
                 follow[k] = -1
                 lost += 1
         return follow, lost
+
+    def _kept_by_withheld(
+        self, decoded: NDArray[np.bool_], carried: NDArray[np.int64], follow: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
+        """``follow`` plus the objects of the live tracks the runtime kept out of the decoder
+        (``tracker.decode_coasting`` false). Such a track is not decoded, so its object counts as
+        new-born for the detection queries this frame (``follow`` leaves it out): its detection
+        row is taught to fire, which is what the track needs to reattach."""
+        return np.where(self._withheld(decoded), carried, follow)
+
+    def _withheld(self, decoded: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Live tracks that this frame's ``prepare()`` kept out of the decoder (call before update)."""
+        live = np.zeros(len(decoded), dtype=bool)
+        live[self.tracker.live_slots] = True
+        return live & ~decoded
 
     def _assign(
         self,
@@ -418,6 +427,7 @@ class ClipPass:
     ) -> tuple[SlotMemory, FrameRecord]:
         """Run the runtime tracker's update on this frame's outputs and mirror it on the memory."""
         outputs = to_decoder_outputs(_detached(out), self.net)
+        withheld = self._withheld(slots.mask)
         self.tracker.update(outputs)
         changes = self.tracker.last_changes
         matched = set(t.det_query_idx.tolist())
@@ -434,7 +444,15 @@ class ClipPass:
         # A reattached track goes on following its object, from the detection's features.
         emb[index(changes.reattached_slots)] = rows[index(changes.reattached_rows)]
         emb[index(changes.birth_slots)] = rows[index(changes.birth_rows)]
-        follow[changes.birth_slots] = self._birth_identities(out, changes.birth_rows, s, follow)
+        # The object of a withheld track that reattached nothing may be born again.
+        waiting = withheld.copy()
+        waiting[changes.reattached_slots] = False
+        waiting[changes.ended] = False
+        owned = np.where(waiting, -1, follow)
+        born = self._birth_identities(out, changes.birth_rows, s, owned)
+        follow[changes.birth_slots] = born
+        # A withheld track whose object a new track took has lost it.
+        follow[waiting & np.isin(follow, born[born >= 0])] = -1
         rows_fp, slots_fp = self._false_tracks(outputs, matched, len(changes.birth_rows))
         emb[index(slots_fp)] = rows[index(rows_fp)]
         follow[slots_fp] = -1

@@ -244,9 +244,7 @@ class ClipPass:
             parts["coaux"] = aids.coaux_weight * self._coaux_loss(feats, s)
         if dn is not None:
             parts["dn"] = self._denoising_loss(s_out, dn)
-        memory, record = self._update_tracks(
-            tracked, last_targets.s, s, slots, replace(memory, follow=kept)
-        )
+        memory, record = self._update_tracks(tracked, last_targets.s, s, slots, replace(memory, follow=kept))
         self.records.append(replace(record, lost=lost))
         parts.update(
             tracks=torch.tensor(float(record.live.sum())),

@@ -752,6 +752,7 @@ def test_a_withheld_coasting_track_ignores_its_row_and_decays() -> None:
     trk = _coasting_car(decode_coasting=False)
     slots = trk.prepare(round(1.0 * SEC), IDENTITY)
     assert not slots.mask.any()  # the coasting track claims no seed
+    assert trk.withheld.tolist() == [True, False, False, False]
     # Its slot row is not read even if it holds a confident car at the track's place.
     (t,) = trk.update(make_outputs(4, slots={0: (CAR, 0.9, box(0.0))}))
     assert t.frames_since_update == 2 and t.score == pytest.approx(0.3 * 0.5**1 * 0.5)

@@ -360,7 +360,7 @@ def _withheld_car(reattach_m: float) -> tuple[ClipPass, SlotMemory, TrackSlots, 
         memory, _ = run._update_tracks(_output(nd, s, dim, out), targets, clip[frame], slots, memory)
     slots = run.tracker.prepare(clip[2].timestamp_ns, Transform.from_matrix(clip[2].model_to_world.numpy()))
     (slot,) = run.tracker.live_slots
-    assert not slots.mask[slot] and memory.follow[slot] == 0
+    assert not slots.mask[slot] and run.tracker.withheld[slot] and memory.follow[slot] == 0
     return run, memory, slots, int(slot)
 
 
@@ -374,7 +374,7 @@ def test_a_withheld_track_keeps_its_object_whose_detection_row_is_taught_to_fire
     out = _output(nd, s, dim, {5: (10.0, 2.0)})
     assert np.hypot(x - 10.0, y - 2.0) < 6.0, "the car must lie within the reattachment distance"
     follow, _ = run._follow(out, frame, slots.mask, memory.follow)
-    kept = run._kept_by_withheld(slots.mask, memory.follow, follow)
+    kept = run._kept_by_withheld(memory.follow, follow)
     assert follow[slot] == -1 and kept[slot] == 0
     gt_code = run.net.coder.encode(frame.boxes)
     targets = run._assign(out, None, 0, frame, follow, gt_code).s
@@ -396,7 +396,7 @@ def test_a_withheld_track_loses_its_object_to_a_new_track() -> None:
     assert np.hypot(x - 10.0, y - 2.0) > run.exp.tracker.duplicate_distance_m
     out = _output(nd, s, dim, {5: (10.0, 2.0)})
     follow, _ = run._follow(out, frame, slots.mask, memory.follow)
-    kept = run._kept_by_withheld(slots.mask, memory.follow, follow)
+    kept = run._kept_by_withheld(memory.follow, follow)
     targets = run._assign(out, None, 0, frame, follow, run.net.coder.encode(frame.boxes)).s
     memory, record = run._update_tracks(out, targets, frame, slots, replace(memory, follow=kept))
     (born,) = run.tracker.last_changes.birth_slots

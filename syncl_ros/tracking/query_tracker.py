@@ -250,6 +250,11 @@ class QueryTracker:
             raise KeyError(f"no live track with id {track_id}")
         return int(hits[0])
 
+    @property
+    def withheld(self) -> NDArray[np.bool_]:
+        """(S,) live slots the last ``prepare()`` kept out of the decoder (``decode_coasting`` false)."""
+        return self._withheld.copy()
+
     def live_tracks(self) -> list[Track]:
         """Every live track in slot order, regardless of the output threshold."""
         return [self._track(int(i)) for i in self._slots.live_indices()]

@@ -218,7 +218,7 @@ class ClipPass:
         gt_code = self.net.coder.encode(s.boxes).to(self.device)
         tracked = self._exit_view(s_out)  # what the runtime tracker reads (losses see every layer)
         follow, lost = self._follow(tracked, s, slots.mask, memory.follow)
-        kept = self._kept_by_withheld(slots.mask, memory.follow, follow)  # follow: decoded slots only
+        kept = self._kept_by_withheld(memory.follow, follow)  # follow: decoded slots only
         parts: dict[str, torch.Tensor] = {}
         last_targets = None
         for layer in self._layers():
@@ -322,20 +322,12 @@ class ClipPass:
                 lost += 1
         return follow, lost
 
-    def _kept_by_withheld(
-        self, decoded: NDArray[np.bool_], carried: NDArray[np.int64], follow: NDArray[np.int64]
-    ) -> NDArray[np.int64]:
+    def _kept_by_withheld(self, carried: NDArray[np.int64], follow: NDArray[np.int64]) -> NDArray[np.int64]:
         """``follow`` plus the objects of the live tracks the runtime kept out of the decoder
         (``tracker.decode_coasting`` false). Such a track is not decoded, so its object counts as
         new-born for the detection queries this frame (``follow`` leaves it out): its detection
         row is taught to fire, which is what the track needs to reattach."""
-        return np.where(self._withheld(decoded), carried, follow)
-
-    def _withheld(self, decoded: NDArray[np.bool_]) -> NDArray[np.bool_]:
-        """Live tracks that this frame's ``prepare()`` kept out of the decoder (call before update)."""
-        live = np.zeros(len(decoded), dtype=bool)
-        live[self.tracker.live_slots] = True
-        return live & ~decoded
+        return np.where(self.tracker.withheld, carried, follow)
 
     def _assign(
         self,
@@ -425,7 +417,6 @@ class ClipPass:
     ) -> tuple[SlotMemory, FrameRecord]:
         """Run the runtime tracker's update on this frame's outputs and mirror it on the memory."""
         outputs = to_decoder_outputs(_detached(out), self.net)
-        withheld = self._withheld(slots.mask)
         self.tracker.update(outputs)
         changes = self.tracker.last_changes
         matched = set(t.det_query_idx.tolist())
@@ -443,7 +434,7 @@ class ClipPass:
         emb[index(changes.reattached_slots)] = rows[index(changes.reattached_rows)]
         emb[index(changes.birth_slots)] = rows[index(changes.birth_rows)]
         # The object of a withheld track that reattached nothing may be born again.
-        waiting = withheld.copy()
+        waiting = self.tracker.withheld  # a copy: this frame's, until the next prepare()
         waiting[changes.reattached_slots] = False
         waiting[changes.ended] = False
         owned = np.where(waiting, -1, follow)

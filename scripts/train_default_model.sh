@@ -35,7 +35,7 @@ DET_CYCLES=${DET_CYCLES:-"7000:0.0005:0:300 6000:0.0003:1:100 6000:0.0002:2:100 
 TRACK_STEPS=${TRACK_STEPS:-14400}
 TRACK_SCENES=${TRACK_SCENES:-80}
 TRACK_RUNS=${TRACK_RUNS:-"syncl:0 plain:0 syncl:1 plain:1"}
-QUERY_GRID=${QUERY_GRID:-"tracker.method=queries tracker.birth_score=0.3,0.4 tracker.measured_velocity=0,0.5 tracker.max_missed=1,3 tracker.output_score=0.2,0.4 tracker.reattach_distance_m=0,8"}
+QUERY_GRID=${QUERY_GRID:-"tracker.method=queries tracker.decode_coasting=false tracker.birth_score=0.3,0.4 tracker.measured_velocity=0,0.5 tracker.max_missed=1,3 tracker.output_score=0.2,0.4 tracker.reattach_distance_m=0,8"}
 # The greedy gates (m) are the shipped model's, tuned one class at a time on 16 development
 # scenes (docs/training.md, "Greedy gates for a camera detector"): a camera detector's boxes
 # jump further between frames than the lidar boxes CenterPoint's gates were set for.
@@ -85,6 +85,15 @@ curve "${runs[@]}" --dataroot "$DATA/synth_val" "${greedy[@]}" --plot "$RUN/lear
 curve "${tracking[@]}" --dataroot "$DATA/synth_dev" --feature-cache "$FEATURES" \
     --plot "$RUN/tracking_curve.png"
 mkdir -p "$RUN"
+# Graph switches the release runs with (docs/training.md, "The memory update on a seed"): set on
+# each run's weights before tuning, so that tuning scores what the release will run.
+GRAPH=${GRAPH:-"model.track_seed_memory=false"}
+switched() {  # RUN_CKPT: releases it with the GRAPH switches beside it and prints that path
+    local args=() item out="${1%.pt}_graph.pt"
+    for item in $GRAPH; do args+=(--set "$item"); done
+    syncl release "$1" "$out" "${args[@]}" > /dev/null
+    echo "$out"
+}
 tune() {  # CKPT GRID LOG: prints the best setting's --set arguments, its dev AMOTA on the last line
     local grid=() item
     for item in $2; do grid+=(--grid "$item"); done
@@ -95,12 +104,14 @@ tune() {  # CKPT GRID LOG: prints the best setting's --set arguments, its dev AM
 if [ -z "${RELEASE:-}" ]; then
     best_amota=-1
     for run in "${tracking[@]}"; do  # every run tuned alike: snapshots at fixed settings swing
-        mapfile -t tuned < <(tune "$run/last.pt" "$QUERY_GRID" "$run/tune_queries.log")
+        ckpt=$(switched "$run/last.pt")
+        mapfile -t tuned < <(tune "$ckpt" "$QUERY_GRID" "$run/tune_queries.log")
         if awk "BEGIN { exit !(${tuned[1]} > $best_amota) }"; then
-            RELEASE=$run/last.pt best_amota=${tuned[1]} query=("${tuned[@]}")
+            RELEASE=$ckpt best_amota=${tuned[1]} query=("${tuned[@]}")
         fi
     done
 else
+    RELEASE=$(switched "$RELEASE")
     mapfile -t query < <(tune "$RELEASE" "$QUERY_GRID" "$RUN/tune_queries.log")
 fi
 mapfile -t greedy_best < <(tune "$RELEASE" "$GREEDY_GRID" "$RUN/tune_greedy.log")

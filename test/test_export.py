@@ -72,6 +72,25 @@ def reanchored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+def seed_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Claiming tracks whose query at a seed is the seed's content without their memory's update
+    (model.track_seed_memory off, with a non-zero update so that the switch shows); tracks that
+    lose a contested seed still read their memory."""
+    root = tmp_path_factory.mktemp("seed_only")
+    model = replace(
+        TINY_MODEL, track_reanchor_m=500.0, track_seed_content=True, track_claims_seed=True, track_seed_memory=False
+    )
+    torch.manual_seed(0)
+    net = TrackerNet(model).eval()
+    with torch.no_grad():
+        for p in net.track_update.parameters():
+            p.normal_(0.0, 0.5)
+    ckpt = save_checkpoint(root / "seed_only.pt", net, tiny_experiment(model=model), {"weights": "random"})
+    export_model(ckpt, root / "out")
+    return ckpt, root / "out"
+
+
+@pytest.fixture(scope="module")
 def depth_pe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The depth switches on: a per-cell depth distribution whose mean places each image token."""
     root = tmp_path_factory.mktemp("depth_pe")
@@ -183,7 +202,7 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("graphs", ["small", "reanchored", "depth_pe"])
+@pytest.mark.parametrize("graphs", ["small", "reanchored", "seed_only", "depth_pe"])
 def test_onnx_graphs_match_torch(graphs: str, request: pytest.FixtureRequest) -> None:
     ckpt, out = request.getfixturevalue(graphs)
     from syncl_ros.experiment.checkpoint import load_model

@@ -256,6 +256,38 @@ def test_a_fresh_claiming_track_leaves_the_detector_output_unchanged() -> None:
     assert bool((tracked.logits[:, 0, seed_row] <= -1e3).all())
 
 
+@pytest.mark.parametrize("seed_memory", [True, False])
+def test_without_seed_memory_a_track_at_its_seed_decodes_as_that_seed_and_a_seedless_one_reads_its_memory(
+    seed_memory: bool,
+) -> None:
+    cfg = replace(
+        SMALL, track_reanchor_m=3.0, track_seed_content=True, track_claims_seed=True, track_seed_memory=seed_memory
+    )
+    net = TrackerNet(cfg).eval()
+    with torch.no_grad():
+        for p in net.track_update.parameters():
+            p.normal_(0.0, 0.5)  # a trained memory update, not the zero it starts from
+    images, i2l = frame_inputs(cfg)
+    feats = net.encode(images)
+    s, c = cfg.num_slots, cfg.embed_dim
+    live = torch.zeros(1, s, dtype=torch.bool)
+    live[0, :2] = True
+    with torch.no_grad():
+        _, seeds = net._dense_queries(feats, i2l)
+        ref = torch.full((1, s, 3), 0.5)
+        ref[0, 0] = seeds[0, 4] + torch.tensor([0.5 / 102.4, 0.0, 0.0])
+        ref[0, 1] = torch.tensor([0.0, 0.0, 0.5])  # 51 m from the ego: no seed within 3 m
+        emb = torch.randn(1, s, c)
+        alone = net.decode(feats, i2l, emb, ref, live & (torch.arange(s) == 1))  # the seedless track only
+        a, b = (net.decode(feats, i2l, e, ref, live) for e in (emb, emb + torch.randn_like(emb)))
+    idx, holds, _ = net.claim_seeds(ref, seeds, live)
+    assert holds[0, :2].tolist() == [True, False]
+    row, seed_row = a.num_det, cfg.num_queries + int(idx[0, 0])  # the nearest seed (several lie within 1 m)
+    at_seed = torch.allclose(a.codes[:, 0, row], alone.codes[:, 0, seed_row], atol=1e-5)
+    assert at_seed is not seed_memory
+    assert not torch.allclose(a.codes[:, 0, row + 1], b.codes[:, 0, row + 1], atol=1e-3)  # the seedless track
+
+
 def test_a_masked_camera_cannot_change_the_decoded_frame() -> None:
     # A frame without one camera's image: whatever that camera's slot holds (zeros, garbage),
     # no query reads its tokens and no heatmap seed comes from it.

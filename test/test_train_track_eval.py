@@ -71,12 +71,17 @@ def test_train_track_eval_round_trip(synth_val_root: Path, tmp_path: Path) -> No
         assert torch.equal(tensor, payload_model(ckpt)[name]), name
     assert main(["release", str(tmp_path / "missing.pt"), str(tmp_path / "x.pt")]) == 2
 
-    # tuned tracker settings travel with the weights; nothing else may change at release
+    # tuned tracker settings and the graph switches travel with the weights; nothing else may
+    # change at release
     tuned = tmp_path / "tuned.pt"
-    assert main(["release", str(ckpt), str(tuned), "--set", "tracker.birth_score=0.3"]) == 0
+    switch = "model.track_seed_memory=false"
+    assert main(["release", str(ckpt), str(tuned), "--set", "tracker.birth_score=0.3", "--set", switch]) == 0
     tuned_payload = torch.load(tuned, weights_only=True)
     assert tuned_payload["experiment"]["tracker"]["birth_score"] == 0.3
+    assert tuned_payload["experiment"]["model"]["track_seed_memory"] is False
     assert tuned_payload["metadata"]["tracker_overrides"] == ["tracker.birth_score=0.3"]
+    assert tuned_payload["metadata"]["model_overrides"] == [switch]
+    assert shipped["experiment"]["model"]["track_seed_memory"] is True
     assert shipped["experiment"]["tracker"]["birth_score"] == 0.4  # the config's, untouched
     assert main(["release", str(ckpt), str(tmp_path / "y.pt"), "--set", "model.embed_dim=64"]) == 2
     assert main(["release", str(ckpt), str(tmp_path / "z.pt"), "--set", "tracker.birth_score=2"]) == 2

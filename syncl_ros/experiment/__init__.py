@@ -94,6 +94,19 @@ def with_overrides(exp: Experiment, overrides: Sequence[str]) -> Experiment:
     return parse(Experiment, data, "overrides")
 
 
+# Model settings that switch the exported graph without touching a weight: a release may set them
+# (the released file carries them, so every backend and cached export follows).
+GRAPH_SWITCHES = ("model.track_seed_memory",)
+
+
+def with_release_overrides(exp: Experiment, overrides: Sequence[str]) -> Experiment:
+    """`with_overrides` limited to what a release may store: tracker.* settings and GRAPH_SWITCHES."""
+    for item in overrides:
+        if not item.startswith("tracker.") and item.partition("=")[0] not in GRAPH_SWITCHES:
+            raise ValueError(f"a release stores tracker.* settings and {', '.join(GRAPH_SWITCHES)}, not {item!r}")
+    return with_overrides(exp, overrides)
+
+
 def with_tracker_overrides(exp: Experiment, overrides: Sequence[str], when: str) -> Experiment:
     """`with_overrides` limited to tracker.* settings (what may change after training)."""
     if any(not item.startswith("tracker.") for item in overrides):

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from syncl_ros.atomic import write_atomic
-from syncl_ros.experiment import Experiment, with_tracker_overrides
+from syncl_ros.experiment import Experiment, with_release_overrides
 from syncl_ros.model.network import TrackerNet
 
 FORMAT = "syncl_ros.checkpoint/1"
@@ -86,7 +86,7 @@ def release_checkpoint(
     src: str | Path,
     dst: str | Path,
     notes: dict[str, Any] | None = None,
-    tracker_overrides: Sequence[str] = (),
+    overrides: Sequence[str] = (),
 ) -> Path:
     """Write the deployable part of a training checkpoint: network weights, experiment and metadata.
 
@@ -95,10 +95,12 @@ def release_checkpoint(
     """
     payload = read_checkpoint(src)
     experiment = Experiment.from_dict(payload["experiment"], where=str(src))  # refuse what cannot load
-    experiment = with_tracker_overrides(experiment, tracker_overrides, "release")
+    experiment = with_release_overrides(experiment, overrides)
     metadata = {**payload["metadata"], "released_from": Path(src).name, **(notes or {})}
-    if tracker_overrides:
-        metadata["tracker_overrides"] = list(tracker_overrides)
+    for key in ("tracker", "model"):  # a release of a release keeps the first one's record too
+        chosen = [o for o in overrides if o.startswith(f"{key}.")]
+        if chosen:
+            metadata[f"{key}_overrides"] = [*metadata.get(f"{key}_overrides", []), *chosen]
     released = {
         "format": FORMAT,
         "experiment": experiment.to_dict(),

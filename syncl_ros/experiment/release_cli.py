@@ -27,8 +27,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         dest="overrides",
         action="append",
         default=[],
-        metavar="tracker.KEY=VALUE",
-        help="store a tracker setting with the weights (e.g. thresholds tuned on a dev split); repeatable",
+        metavar="KEY=VALUE",
+        help="store a tracker setting (tracker.KEY=VALUE, e.g. thresholds tuned on a dev split) or a "
+        "graph switch (model.track_seed_memory) with the weights; repeatable",
     )
 
 

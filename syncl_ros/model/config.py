@@ -54,6 +54,11 @@ class ModelConfig:
     track_reanchor_m: float = field(default=0.0, metadata={"min": 0.0})
     # A re-anchored track's query is its seed's detection content plus the update of its memory.
     track_seed_content: bool = False
+    # Whether that query adds the memory's update to the seed's content. Off, a track that holds a
+    # seed decodes exactly what the detector sees there and its memory serves only the frames it
+    # holds none; a switch of the exported graph, not of the weights, so a release may set it
+    # (see docs/training.md, "The memory update on a seed").
+    track_seed_memory: bool = True
     # A re-anchored track claims its seed: that seed's detection row is hidden from the other
     # queries and cannot give birth, so track and detection never decode the same object twice
     # (the nearest live track wins a seed that several reach; the others coast). With a zero

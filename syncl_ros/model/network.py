@@ -246,8 +246,9 @@ class TrackerNet(nn.Module):
 
         A track starts from its normalized memory. With ``track_reanchor_m`` it moves to its nearest
         heatmap seed (content (B, k, C), refs (B, k, 3)), and with ``track_seed_content`` its query
-        is then the seed's detection content plus the update of its memory: what the decoder learnt
-        to localize and score, told which object to keep.
+        is then the seed's detection content plus the update of its memory (without that update
+        when ``track_seed_memory`` is off): what the decoder learnt to localize and score, told
+        which object to keep.
         """
         update = self.track_update(track_emb)
         content = self.track_norm(track_emb + update)
@@ -262,7 +263,9 @@ class TrackerNet(nn.Module):
         track_ref = self._move_to_seeds(track_ref, seed_r, idx, took)
         if self.cfg.track_seed_content:
             at_seed = seed_c.gather(1, idx[..., None].expand(-1, -1, seed_c.shape[-1]))
-            content = torch.where(took[..., None], at_seed + update, content)
+            if self.cfg.track_seed_memory:
+                at_seed = at_seed + update
+            content = torch.where(took[..., None], at_seed, content)
         return content, track_ref, claimed
 
     # -- decoder -------------------------------------------------------------------

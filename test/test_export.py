@@ -78,7 +78,11 @@ def seed_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     lose a contested seed still read their memory."""
     root = tmp_path_factory.mktemp("seed_only")
     model = replace(
-        TINY_MODEL, track_reanchor_m=500.0, track_seed_content=True, track_claims_seed=True, track_seed_memory=False
+        TINY_MODEL,
+        track_reanchor_m=500.0,
+        track_seed_content=True,
+        track_claims_seed=True,
+        track_seed_memory=False,
     )
     torch.manual_seed(0)
     net = TrackerNet(model).eval()

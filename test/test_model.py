@@ -261,7 +261,11 @@ def test_without_seed_memory_a_track_at_its_seed_decodes_as_that_seed_and_a_seed
     seed_memory: bool,
 ) -> None:
     cfg = replace(
-        SMALL, track_reanchor_m=3.0, track_seed_content=True, track_claims_seed=True, track_seed_memory=seed_memory
+        SMALL,
+        track_reanchor_m=3.0,
+        track_seed_content=True,
+        track_claims_seed=True,
+        track_seed_memory=seed_memory,
     )
     net = TrackerNet(cfg).eval()
     with torch.no_grad():

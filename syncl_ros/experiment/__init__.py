@@ -103,7 +103,8 @@ def with_release_overrides(exp: Experiment, overrides: Sequence[str]) -> Experim
     """`with_overrides` limited to what a release may store: tracker.* settings and GRAPH_SWITCHES."""
     for item in overrides:
         if not item.startswith("tracker.") and item.partition("=")[0] not in GRAPH_SWITCHES:
-            raise ValueError(f"a release stores tracker.* settings and {', '.join(GRAPH_SWITCHES)}, not {item!r}")
+            allowed = ", ".join(GRAPH_SWITCHES)
+            raise ValueError(f"a release stores tracker.* settings and {allowed}, not {item!r}")
     return with_overrides(exp, overrides)
 
 

@@ -16,7 +16,7 @@ from syncl_ros.inference.default_model import DEFAULT_MODEL, default_model_path
 pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
 
 # Measured on the fixture's 2 short scenes with the shipped weights and their stored tracker
-# (greedy): AMOTA 0.621, recall 0.743; its track queries 0.424, recall 0.648 (docs/training.md
+# (track queries): AMOTA 0.500, recall 0.787; greedy linking 0.621, recall 0.743 (docs/training.md
 # has the 12-scene val figures).
 # The bounds are half of an older release's (its track queries: 0.480, recall 0.552): an
 # untrained network reports no box at the shipped thresholds, so `syncl eval` fails for it.

@@ -54,18 +54,17 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return ckpt, root / "out"
 
 
+# Tracks re-anchored to heatmap seeds within a gate wide enough for every track (so several
+# compete for one seed), reading their seed's content and claiming it.
+CLAIMING = replace(TINY_MODEL, track_reanchor_m=500.0, track_seed_content=True, track_claims_seed=True)
+
+
 @pytest.fixture(scope="module")
 def reanchored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Tracks re-anchored to heatmap seeds, reading their content and claiming them (gate wide
     enough for every track, so several tracks compete for one seed), with asymmetric attention."""
     root = tmp_path_factory.mktemp("reanchored")
-    model = replace(
-        TINY_MODEL,
-        track_reanchor_m=500.0,
-        track_seed_content=True,
-        track_claims_seed=True,
-        track_attention="asymmetric",
-    )
+    model = replace(CLAIMING, track_attention="asymmetric")
     ckpt = write_checkpoint(root / "reanchored.pt", tiny_experiment(model=model))
     export_model(ckpt, root / "out")
     return ckpt, root / "out"
@@ -77,13 +76,7 @@ def seed_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (model.track_seed_memory off, with a non-zero update so that the switch shows); tracks that
     lose a contested seed still read their memory."""
     root = tmp_path_factory.mktemp("seed_only")
-    model = replace(
-        TINY_MODEL,
-        track_reanchor_m=500.0,
-        track_seed_content=True,
-        track_claims_seed=True,
-        track_seed_memory=False,
-    )
+    model = replace(CLAIMING, track_seed_memory=False)
     torch.manual_seed(0)
     net = TrackerNet(model).eval()
     with torch.no_grad():

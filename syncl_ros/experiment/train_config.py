@@ -99,6 +99,10 @@ class TrainConfig:
     # Tracking stage: the image encoder (backbone and the dense heatmap/depth heads) is frozen and
     # its features are read from the on-disk cache (pipeline/feature_cache.py) instead of recomputed.
     freeze_encoder: bool = False
+    # Detection training: the backbone's first N stages frozen, weights and BatchNorm statistics
+    # (mmdetection's frozen_stages). Their backward pass is skipped: with the `small` backbone at
+    # 352x128, 2 stages cut a step's backbone forward and backward by half (docs/training.md).
+    frozen_stages: int = field(default=0, metadata=_NONNEG)
     seed: int = 0
     workers: int = field(default=1, metadata=_NONNEG)
     syncl: SynCLConfig = field(default_factory=SynCLConfig)

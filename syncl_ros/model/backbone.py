@@ -22,7 +22,15 @@ def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
     )
 
 
-class SmallBackbone(nn.Module):
+class Backbone(nn.Module):
+    """Images (N, 3, H, W) -> stride-16 features (N, C, H/16, W/16), in stages."""
+
+    def stages(self) -> list[nn.Module]:
+        """The stages, input first: what `train.frozen_stages` counts."""
+        raise NotImplementedError
+
+
+class SmallBackbone(Backbone):
     """Four stride-2 stages (16x down), each followed by a residual pair of 3x3 convs."""
 
     def __init__(self, out_dim: int) -> None:
@@ -31,6 +39,9 @@ class SmallBackbone(nn.Module):
         cins = (3, *widths[:-1])
         self.down = nn.ModuleList(conv_bn(cin, w, 3, 2) for cin, w in zip(cins, widths, strict=True))
         self.blocks = nn.ModuleList(nn.Sequential(conv_bn(w, w), conv_bn(w, w)) for w in widths)
+
+    def stages(self) -> list[nn.Module]:
+        return [nn.ModuleList([down, block]) for down, block in zip(self.down, self.blocks, strict=True)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for down, block in zip(self.down, self.blocks, strict=True):
@@ -62,7 +73,7 @@ class Bottleneck(nn.Module):
         return F.relu(y + (x if self.downsample is None else self.downsample(x)))
 
 
-class ResNet50Backbone(nn.Module):
+class ResNet50Backbone(Backbone):
     def __init__(self, out_dim: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
@@ -79,6 +90,11 @@ class ResNet50Backbone(nn.Module):
         self.lateral5 = nn.Conv2d(2048, out_dim, 1)
         self.smooth = conv_bn(out_dim, out_dim)
 
+    def stages(self) -> list[nn.Module]:
+        """The stages, input first (the stem goes with layer1, as in mmdetection's frozen_stages)."""
+        stem = nn.ModuleList([self.conv1, self.bn1, self.layer1])
+        return [stem, self.layer2, self.layer3, self.layer4]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
         c4 = self.layer3(self.layer2(self.layer1(x)))
@@ -88,7 +104,7 @@ class ResNet50Backbone(nn.Module):
         return out
 
 
-def build_backbone(kind: str, out_dim: int) -> nn.Module:
+def build_backbone(kind: str, out_dim: int) -> Backbone:
     if kind == "small":
         return SmallBackbone(out_dim)
     if kind == "resnet50":

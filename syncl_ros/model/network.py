@@ -19,7 +19,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from syncl_ros.model.backbone import STRIDE, build_backbone
+from syncl_ros.model.backbone import STRIDE, Backbone, build_backbone
 from syncl_ros.model.box_coder import CODE_DIM, BoxCoder
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.decoder import MASKED, DecoderLayer, key_bias_from_mask, mlp
@@ -81,7 +81,7 @@ class TrackerNet(nn.Module):
         self.cfg = cfg
         dim = cfg.embed_dim
         self.coder = BoxCoder(cfg.pc_range)
-        self.backbone = build_backbone(cfg.backbone, dim)
+        self.backbone: Backbone = build_backbone(cfg.backbone, dim)
         # Only the selected embedding exists, so a checkpoint's keys say which one it was trained with.
         if cfg.position_embedding == "depth":
             self.depth_position = DepthPositionEmbedding(dim, cfg.pc_range, STRIDE)

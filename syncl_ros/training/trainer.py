@@ -33,6 +33,7 @@ from syncl_ros.classes import DETECTION_CLASSES
 from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.experiment import Experiment
 from syncl_ros.experiment.checkpoint import load_across_switches, read_checkpoint, save_checkpoint
+from syncl_ros.experiment.train_config import TrainConfig
 from syncl_ros.inference.backend import default_cache_dir
 from syncl_ros.model.network import TrackerNet
 from syncl_ros.pipeline.feature_cache import FeatureCache
@@ -95,6 +96,16 @@ def frozen_encoder(net: TrackerNet) -> list[torch.nn.Module]:
     return [getattr(net, n) for n in names if hasattr(net, n)]
 
 
+def frozen_modules(net: TrackerNet, train: TrainConfig) -> list[torch.nn.Module]:
+    """What a run keeps fixed: the whole encoder (`freeze_encoder`) or its first stages."""
+    if train.freeze_encoder:
+        return frozen_encoder(net)
+    stages = net.backbone.stages()
+    if train.frozen_stages > len(stages):
+        raise ValueError(f"train.frozen_stages={train.frozen_stages}: the backbone has {len(stages)} stages")
+    return stages[: train.frozen_stages]
+
+
 def _optimizer(module: TrainingModel, exp: Experiment) -> torch.optim.Optimizer:
     # Frozen parameters stay out; both groups always exist, so group indices match across runs.
     params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
@@ -126,7 +137,7 @@ class Trainer:
         torch.manual_seed(exp.train.seed + self.rank)
         self.module = TrainingModel(exp).to(self.device)
         # Frozen before the optimizer is built: requires_grad does not depend on weights loaded later.
-        self.frozen = frozen_encoder(self.module.net) if exp.train.freeze_encoder else []
+        self.frozen = frozen_modules(self.module.net, exp.train)
         for frozen in self.frozen:
             frozen.requires_grad_(False)
         self.cache: FeatureCache | None = None
@@ -280,7 +291,7 @@ class Trainer:
     def _train_step(self, batch: list[list[Any]]) -> dict[str, float]:
         self.model.train()
         for frozen in self.frozen:
-            frozen.eval()  # BatchNorm keeps the running statistics the cached features were made with
+            frozen.eval()  # BatchNorm keeps its running statistics (the cached features were made with them)
         self.optimizer.zero_grad(set_to_none=True)
         stats: dict[str, float] = {}
         for clip in batch:
@@ -315,7 +326,7 @@ class Trainer:
         bar = tqdm(
             total=self.total, initial=self.step, desc="train", disable=not self.spec.progress or self.rank
         )
-        if self.frozen and self.cache is None:
+        if self.exp.train.freeze_encoder and self.cache is None:
             self.cache = self._build_cache()
         try:
             data = self._clips()

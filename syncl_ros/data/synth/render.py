@@ -51,8 +51,7 @@ class Frame:
     def visible_pixels(self) -> dict[int, int]:
         """Pixels of each instance in the final image."""
         # A bincount over the ids is linear; np.unique sorts every pixel (a quarter of a scene's rendering).
-        ids = self.instance[self.instance >= 0]
-        counts = np.bincount(ids) if ids.size else np.zeros(0, dtype=np.int64)
+        counts = np.bincount(self.instance[self.instance >= 0])  # empty where nothing is drawn
         return {int(i): int(counts[i]) for i in np.flatnonzero(counts)}
 
 

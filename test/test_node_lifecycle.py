@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,11 +210,14 @@ class _FailingExecutor:
     def spin(self) -> None:
         raise RuntimeError("failed to initialize wait set")  # what rclpy raises in the shutdown race
 
+    def spin_once(self, timeout_sec: float) -> None:
+        self.spin()
+
 
 def test_an_error_while_spinning_ends_quietly_only_after_shutdown() -> None:
     from rclpy.utilities import ok
 
-    from syncl_ros.ros.node import spin_until_shutdown
+    from syncl_ros.ros.spin import spin_until_shutdown
 
     assert not ok()  # the default context, shut down (or never started): the shutdown race
     spin_until_shutdown(_FailingExecutor())
@@ -221,5 +225,38 @@ def test_an_error_while_spinning_ends_quietly_only_after_shutdown() -> None:
     try:
         with pytest.raises(RuntimeError, match="wait set"):  # a live context: a real error
             spin_until_shutdown(_FailingExecutor())
+    finally:
+        rclpy.shutdown()
+
+
+class _ShutdownRaceExecutor:
+    """Each spin_once: the context shut down by 'a signal' while the wait set is built."""
+
+    def spin_once(self, timeout_sec: float) -> None:
+        rclpy.shutdown()
+        raise RuntimeError("failed to initialize wait set")
+
+
+def test_a_bounded_spin_stops_at_its_deadline_and_ends_quietly_in_the_shutdown_race() -> None:
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.utilities import ok
+
+    from syncl_ros.ros.spin import spin_until_shutdown
+
+    rclpy.init()
+    try:
+        executor = SingleThreadedExecutor()
+        start = time.monotonic()
+        spin_until_shutdown(executor, seconds=0.3)  # nothing to run: it returns at the deadline
+        assert 0.3 <= time.monotonic() - start < 5.0
+        executor.shutdown()
+        spin_until_shutdown(_ShutdownRaceExecutor(), seconds=60.0)  # the race: quiet, at once
+    finally:
+        if ok():
+            rclpy.shutdown()
+    rclpy.init()
+    try:
+        with pytest.raises(RuntimeError, match="wait set"):  # a live context: a real error
+            spin_until_shutdown(_FailingExecutor(), seconds=60.0)
     finally:
         rclpy.shutdown()

@@ -37,11 +37,11 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.utilities import ok, try_shutdown  # rclpy imports them without re-exporting them
+from rclpy.utilities import try_shutdown  # rclpy imports it without re-exporting it
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection3DArray
@@ -65,6 +65,7 @@ from syncl_ros.ros.messages import (
 )
 from syncl_ros.ros.overlay_topic import overlay_message
 from syncl_ros.ros.settings import NodeSettings, declare_and_read
+from syncl_ros.ros.spin import spin_until_shutdown
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -331,19 +332,6 @@ def main(args: Sequence[str] | None = None) -> int:
         node.destroy_node()
         try_shutdown()
     return 0
-
-
-def spin_until_shutdown(executor: Any) -> None:
-    """Spin until Ctrl-C or a shutdown of the context; any other error propagates."""
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        # SIGINT shuts the context down from a signal handler: a spin already past its own check
-        # then fails to build its wait set (RCLError) instead of raising ExternalShutdownException.
-        if ok():
-            raise
 
 
 def take_waiting(sub: Any) -> Any | None:

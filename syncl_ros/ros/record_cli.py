@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 
@@ -27,11 +26,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
-    from rclpy.utilities import ok, try_shutdown  # rclpy imports them without re-exporting them
+    from rclpy.utilities import try_shutdown  # rclpy imports it without re-exporting it
 
     from syncl_ros.ros.recorder import DEFAULT_TOPICS, McapRecorder
+    from syncl_ros.ros.spin import spin_until_shutdown
 
     def log(text: str) -> None:
         print(f"syncl record: {text}", file=sys.stderr, flush=True)
@@ -48,12 +48,10 @@ def main(args: argparse.Namespace) -> int:
         try_shutdown()
         return 2
     log(f"recording to {recorder.mcap_path} (Ctrl-C to stop)")
-    deadline = time.monotonic() + args.seconds if args.seconds > 0 else None
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        while ok() and (deadline is None or time.monotonic() < deadline):
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(executor, args.seconds if args.seconds > 0 else None)
     finally:
         recorder.close()
         log(recorder.summary())

@@ -35,6 +35,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "eval": Command("score tracking results with the official nuScenes metrics", "syncl_ros.eval.cli"),
     "train": Command("train the tracker with the SynCL strategy", "syncl_ros.training.cli"),
+    "fit-depth": Command(
+        "give a trained model the fine center-depth head (stride-8 level) and fit it alone",
+        "syncl_ros.training.fine_depth_fit",
+    ),
     "release": Command(
         "strip a training checkpoint to the weights a deployment needs", "syncl_ros.experiment.release_cli"
     ),

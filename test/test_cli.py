@@ -22,6 +22,7 @@ EXPECTED = {
     "bench",
     "node",
     "release",
+    "fit-depth",
 }
 
 

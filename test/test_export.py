@@ -98,6 +98,17 @@ def depth_pe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+def fine_depth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The shipped model's switches plus the fine center depth, computed in the encoder graph from
+    the stride-8 level and handed to the decoder graph as one more feature channel."""
+    root = tmp_path_factory.mktemp("fine_depth")
+    model = replace(TINY_MODEL, depth_distribution=True, position_embedding="depth", fine_center_depth=True)
+    ckpt = write_checkpoint(root / "fine_depth.pt", tiny_experiment(model=model))
+    export_model(ckpt, root / "out")
+    return ckpt, root / "out"
+
+
+@pytest.fixture(scope="module")
 def tiny_default(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """config/tiny.yaml (the shipped model's shapes) with random weights, exported."""
     root = tmp_path_factory.mktemp("tiny")
@@ -153,7 +164,10 @@ def test_export_is_deterministic(small: tuple[Path, Path], tmp_path: Path) -> No
 
 @pytest.mark.slow  # exports or benchmarks a whole model: seconds
 def test_graphs_stay_within_tensorrt_parser_support(
-    tiny_default: Path, reanchored: tuple[Path, Path], depth_pe: tuple[Path, Path]
+    tiny_default: Path,
+    reanchored: tuple[Path, Path],
+    depth_pe: tuple[Path, Path],
+    fine_depth: tuple[Path, Path],
 ) -> None:
     reanchored_out = reanchored[1]
     supported = read_operator_list(TENSORRT_OPS_FILE)
@@ -174,6 +188,10 @@ def test_graphs_stay_within_tensorrt_parser_support(
     assert "Softmax" in operator_types(depth_decoder)  # the depth distribution is in the graph
     assert operator_types(depth_decoder) <= supported, operator_types(depth_decoder) - supported
     assert dynamic_tensors(depth_decoder) == [] and tensorrt_problems(depth_decoder, supported) == []
+    for name in ("encoder.onnx", "decoder.onnx"):
+        model = onnx.load(str(fine_depth[1] / name))
+        assert operator_types(model) <= supported, operator_types(model) - supported
+        assert dynamic_tensors(model) == [] and tensorrt_problems(model, supported) == []
     decoder = onnx.load(str(tiny_default / "decoder.onnx"))
     assert topk_constant_k(decoder) == [cfg.dense_queries]
     topk = next(n for n in decoder.graph.node if n.op_type == "TopK")
@@ -199,7 +217,7 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("graphs", ["small", "reanchored", "seed_only", "depth_pe"])
+@pytest.mark.parametrize("graphs", ["small", "reanchored", "seed_only", "depth_pe", "fine_depth"])
 def test_onnx_graphs_match_torch(graphs: str, request: pytest.FixtureRequest) -> None:
     ckpt, out = request.getfixturevalue(graphs)
     from syncl_ros.experiment.checkpoint import load_model

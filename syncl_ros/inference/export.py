@@ -143,8 +143,9 @@ Specs = tuple[list[TensorSpec], list[TensorSpec]]  # a graph's inputs and output
 
 
 def feature_shape(cfg: ModelConfig, cameras: int = NUM_CAMERAS) -> tuple[int, ...]:
+    """The encoder output: the image features, then the fine center depth's channel if any."""
     h, w = cfg.input.height // STRIDE, cfg.input.width // STRIDE
-    return (1, cameras, cfg.embed_dim, h, w)
+    return (1, cameras, cfg.embed_dim + int(cfg.fine_center_depth), h, w)
 
 
 def encoder_specs(cfg: ModelConfig) -> Specs:
@@ -173,7 +174,8 @@ def decoder_specs(cfg: ModelConfig) -> Specs:
 
 def layer_context_specs(cfg: ModelConfig) -> list[TensorSpec]:
     """What layer 1's graph hands every further layer: fixed for the frame (LAYER_CONTEXT)."""
-    _, n, c, h, w = feature_shape(cfg)
+    _, n, _, h, w = feature_shape(cfg)
+    c = cfg.embed_dim
     tokens, m = n * h * w, num_detections(cfg) + cfg.num_slots
     bias_rows = m if cfg.track_attention == "asymmetric" else 1
     shapes: list[tuple[int, ...]] = [(1, tokens, c), (1, tokens, c), (1, bias_rows, m), (1, 1, tokens)]

@@ -25,8 +25,14 @@ def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
 class Backbone(nn.Module):
     """Images (N, 3, H, W) -> stride-16 features (N, C, H/16, W/16), in stages."""
 
+    stride8_channels: int  # channels of the stride-8 level `levels` returns
+
     def stages(self) -> list[nn.Module]:
         """The stages, input first: what `train.frozen_stages` counts."""
+        raise NotImplementedError
+
+    def levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> (stride-8 features, the stride-16 output `forward` returns)."""
         raise NotImplementedError
 
 
@@ -39,15 +45,21 @@ class SmallBackbone(Backbone):
         cins = (3, *widths[:-1])
         self.down = nn.ModuleList(conv_bn(cin, w, 3, 2) for cin, w in zip(cins, widths, strict=True))
         self.blocks = nn.ModuleList(nn.Sequential(conv_bn(w, w), conv_bn(w, w)) for w in widths)
+        self.stride8_channels = widths[2]
 
     def stages(self) -> list[nn.Module]:
         return [nn.ModuleList([down, block]) for down, block in zip(self.down, self.blocks, strict=True)]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outs = []
         for down, block in zip(self.down, self.blocks, strict=True):
             x = down(x)
             x = x + block(x)
-        return x
+            outs.append(x)
+        return outs[2], outs[3]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.levels(x)[1]
 
 
 class Bottleneck(nn.Module):
@@ -89,19 +101,24 @@ class ResNet50Backbone(Backbone):
         self.lateral4 = nn.Conv2d(1024, out_dim, 1)
         self.lateral5 = nn.Conv2d(2048, out_dim, 1)
         self.smooth = conv_bn(out_dim, out_dim)
+        self.stride8_channels = 512  # layer2's output
 
     def stages(self) -> list[nn.Module]:
         """The stages, input first (the stem goes with layer1, as in mmdetection's frozen_stages)."""
         stem = nn.ModuleList([self.conv1, self.bn1, self.layer1])
         return [stem, self.layer2, self.layer3, self.layer4]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
-        c4 = self.layer3(self.layer2(self.layer1(x)))
+        c3 = self.layer2(self.layer1(x))
+        c4 = self.layer3(c3)
         c5 = self.layer4(c4)
         up = F.interpolate(self.lateral5(c5), size=c4.shape[-2:], mode="nearest")
         out: torch.Tensor = self.smooth(self.lateral4(c4) + up)
-        return out
+        return c3, out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.levels(x)[1]
 
 
 def build_backbone(kind: str, out_dim: int) -> Backbone:

@@ -44,6 +44,9 @@ class ModelConfig:
     # (PETR); "depth" places one point per cell at its predicted depth (3DPPE) -- the expected
     # depth of the distribution when `depth_distribution` is on, else the depth head's value.
     position_embedding: Literal["frustum", "depth"] = "frustum"
+    # The heatmap seeds' center depth from a head that also reads the backbone's stride-8 level
+    # (model/fine_depth.py), computed in the encoder; replaces the stride-16 depth head.
+    fine_center_depth: bool = False
     dense_queries: int = field(
         default=0, metadata={"min": 0}
     )  # extra detection queries from the heatmap top-k
@@ -93,3 +96,5 @@ class ModelConfig:
             raise ValueError(f"depth_range must be increasing and positive, got {self.depth_range}")
         if (self.depth_distribution or self.position_embedding == "depth") and not self.dense_heads:
             raise ValueError("depth_distribution and position_embedding 'depth' need dense_heads")
+        if self.fine_center_depth and not self.dense_heads:
+            raise ValueError("fine_center_depth needs dense_heads")

@@ -24,6 +24,7 @@ from syncl_ros.model.box_coder import CODE_DIM, BoxCoder
 from syncl_ros.model.config import ModelConfig
 from syncl_ros.model.decoder import MASKED, DecoderLayer, key_bias_from_mask, mlp
 from syncl_ros.model.depth_position import DepthPositionEmbedding, expected_depth
+from syncl_ros.model.fine_depth import FineDepthHead
 from syncl_ros.model.position import PositionEmbedding3D, lid_depths, sine_embed
 
 
@@ -112,9 +113,12 @@ class TrackerNet(nn.Module):
                 nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, cfg.num_classes, 1)
             )
             nn.init.constant_(cast(torch.Tensor, cast(nn.Conv2d, self.heatmap_head[-1]).bias), prior)
-            self.depth_head = nn.Sequential(
-                nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, 1, 1)
-            )
+            if cfg.fine_center_depth:
+                self.fine_depth_head = FineDepthHead(dim, self.backbone.stride8_channels)
+            else:
+                self.depth_head = nn.Sequential(
+                    nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, 1, 1)
+                )
             self.dense_content = nn.Linear(dim, dim)
         if cfg.depth_distribution:
             self.depth_dist_head = nn.Sequential(
@@ -124,19 +128,39 @@ class TrackerNet(nn.Module):
 
     # -- encoder ---------------------------------------------------------------
 
+    @property
+    def feature_channels(self) -> int:
+        """Channels of what `encode` returns: the features, then the fine center depth if any."""
+        return self.cfg.embed_dim + int(self.cfg.fine_center_depth)
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, N, 3, H, W) normalized images -> (B, N, C, H/16, W/16) features."""
+        """(B, N, 3, H, W) normalized images -> (B, N, feature_channels, H/16, W/16) encoder output."""
         b, n = images.shape[:2]
-        feats: torch.Tensor = self.backbone(images.flatten(0, 1))
+        flat = images.flatten(0, 1)
+        if self.cfg.fine_center_depth:
+            f8, feats = self.backbone.levels(flat)
+            feats = torch.cat([feats, self.fine_depth_head(feats, f8)], dim=1)
+        else:
+            feats = self.backbone(flat)
         return feats.reshape(b, n, *feats.shape[1:])
 
+    def image_features(self, encoded: torch.Tensor) -> torch.Tensor:
+        """The image features (B, N, C, h, w) of an encoder output (without its depth channel)."""
+        return encoded[:, :, : self.cfg.embed_dim]
+
     def dense(self, feats: torch.Tensor) -> DenseOutput:
+        """The dense heads on an encoder output (B, N, feature_channels, h, w)."""
         if not self.cfg.dense_heads:
             raise RuntimeError("this model was built without dense heads")
         b, n = feats.shape[:2]
+        if self.cfg.fine_center_depth:
+            raw = feats[:, :, self.cfg.embed_dim :].flatten(0, 1)
+            feats = self.image_features(feats)
         flat = feats.flatten(0, 1)
+        if not self.cfg.fine_center_depth:
+            raw = self.depth_head(flat)
         heat = self.heatmap_head(flat)
-        depth = nn.functional.softplus(self.depth_head(flat)) + self.cfg.depth_range[0]
+        depth = nn.functional.softplus(raw) + self.cfg.depth_range[0]
         logits = None
         if self.cfg.depth_distribution:
             bins = self.depth_dist_head(flat)
@@ -338,6 +362,7 @@ class TrackerNet(nn.Module):
         b = feats.shape[0]
         if dense is None and (self.cfg.dense_queries or self.cfg.position_embedding == "depth"):
             dense = self.dense(feats)  # once, for the seeds and the depth-aware embedding
+        feats = self.image_features(feats)
         det_c, det_r = self._detection_queries(b)
         parts_c, parts_r = [det_c], [det_r]
         seeds = None

@@ -8,7 +8,8 @@ Layout: `root/<key>/<scene>.npy`, float16 `(frames_in_scene, N, C, h, w)`, plus
 `manifest.json`. The key hashes the encoder weights, the input configuration and
 the data, so a changed model or dataset never reads stale features.
 
-Size: float16, N × C × (H/16) × (W/16) × 2 bytes per frame (N = 6 cameras), e.g.
+Size: float16, N × C × (H/16) × (W/16) × 2 bytes per frame (N = 6 cameras; C + 1 with
+`model.fine_center_depth`, whose depth is the last channel), e.g.
 tiny (C=128, 352×128): 6 × 128 × 22 × 8 × 2 B = 264 KiB per frame;
 r50_704x256 (C=256): 6 × 256 × 44 × 16 × 2 B = 2.1 MiB per frame (about 58 GiB
 for the 28k key frames of nuScenes trainval).
@@ -51,6 +52,15 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def encoder_digest(net: TrackerNet) -> str:
+    """What the cached encoder output depends on: the backbone, and the fine depth head if any
+    (it runs in the encoder; a model without one keeps the backbone's digest as its key part)."""
+    digest = weights_digest(net.backbone)
+    if net.cfg.fine_center_depth:
+        digest += "+" + weights_digest(net.fine_depth_head)
+    return digest
+
+
 def data_digest(frames: NuScenesFrames) -> str:
     """sha256 over every frame's token and its images' relative paths, sizes and mtimes.
 
@@ -87,7 +97,7 @@ class FeatureCache:
         self.root, self.net, self.frames, self.cfg = Path(root), net, frames, cfg
         self.parts: dict[str, Any] = {
             "format": FORMAT,
-            "weights": weights_digest(net.backbone),
+            "weights": encoder_digest(net),
             "input": asdict(cfg.input),
             "data": data_digest(frames),
         }

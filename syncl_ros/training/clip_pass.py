@@ -241,7 +241,7 @@ class ClipPass:
         if dense is not None and aids.depth_weight > 0 and not self.exp.train.freeze_encoder:
             parts.update(self._depth_loss(dense, s))
         if aids.coaux and not self.exp.train.freeze_encoder:
-            parts["coaux"] = aids.coaux_weight * self._coaux_loss(feats, s)
+            parts["coaux"] = aids.coaux_weight * self._coaux_loss(self.net.image_features(feats), s)
         if dn is not None:
             parts["dn"] = self._denoising_loss(s_out, dn)
         memory, record = self._update_tracks(tracked, last_targets.s, s, slots, replace(memory, follow=kept))

@@ -82,6 +82,10 @@ def dense_loss(
     mask = torch.stack([t[2] for t in targets]).to(dense.depth.device)
     loss = heatmap_focal_loss(dense.heatmap, heat)
     if mask.any():
-        pred = dense.depth[:, :, 0][mask].float()
-        loss = loss + F.l1_loss(pred.log(), depth[mask].log())
+        loss = loss + center_depth_loss(dense.depth[:, :, 0], depth, mask)
     return loss
+
+
+def center_depth_loss(pred: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L1 on log depth at the center cells: predicted depths (metres, > 0), targets and mask alike shaped."""
+    return F.l1_loss(pred[mask].float().log(), depth[mask].log())

@@ -92,7 +92,7 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
 
 def frozen_encoder(net: TrackerNet) -> list[torch.nn.Module]:
     """The modules `train.freeze_encoder` freezes: the backbone and the dense heads it feeds."""
-    names = ("backbone", "heatmap_head", "depth_head", "depth_dist_head")
+    names = ("backbone", "heatmap_head", "depth_head", "fine_depth_head", "depth_dist_head")
     return [getattr(net, n) for n in names if hasattr(net, n)]
 
 

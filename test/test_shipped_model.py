@@ -16,13 +16,13 @@ from syncl_ros.inference.default_model import DEFAULT_MODEL, default_model_path
 pytestmark = pytest.mark.slow  # processes, datasets or training: see `make test-fast`
 
 # Measured on the fixture's 2 short scenes with the shipped weights and their stored tracker
-# (track queries): AMOTA 0.681, recall 0.776; greedy linking 0.640, recall 0.767 (docs/training.md
+# (track queries): AMOTA 0.704, recall 0.777; greedy linking 0.648, recall 0.734 (docs/training.md
 # has the 12-scene val figures).
 # The bounds are half of an older release's (its track queries: 0.480, recall 0.552): an
 # untrained network reports no box at the shipped thresholds, so `syncl eval` fails for it.
 MIN_FIXTURE_AMOTA = 0.24
 MIN_FIXTURE_RECALL = 0.27
-# The detector alone (`--detections`) there: mAP 0.573, NDS 0.479; the bound is half of an older one's.
+# The detector alone (`--detections`) there: mAP 0.596, NDS 0.506; the bound is half of an older one's.
 MIN_FIXTURE_MAP = 0.28
 
 

@@ -205,7 +205,7 @@ def main(args: argparse.Namespace) -> int:
         **payload["metadata"],
         "fine_depth_fit": {
             "from": args.checkpoint.name,
-            "data": f"{args.dataroot.name} {args.split}, every {args.every}th key frame",
+            "data": f"{args.dataroot.name} {args.split}, one key frame in {args.every}",
             "frames": len(train.f16),
             "steps": args.steps,
             "batch": args.batch,

@@ -56,6 +56,8 @@ def test_a_fitted_model_starts_as_the_model_it_came_from(tmp_path: Path) -> None
         torch.testing.assert_close(fine.image_features(encoded), coarse.encode(images))
         torch.testing.assert_close(fine.dense(encoded).depth, coarse.dense(coarse.encode(images)).depth)
     torch.testing.assert_close(_decode(fine, images), _decode(coarse, images))
+    with pytest.raises(ValueError, match="encoder output"):  # the features without their depth channel
+        fine.dense(fine.image_features(encoded))
 
 
 def test_a_cell_reads_the_stride8_cells_of_its_neighbourhood_only() -> None:

@@ -153,6 +153,9 @@ class TrackerNet(nn.Module):
         if not self.cfg.dense_heads:
             raise RuntimeError("this model was built without dense heads")
         b, n = feats.shape[:2]
+        if feats.shape[2] != self.feature_channels:
+            got, want = feats.shape[2], self.feature_channels
+            raise ValueError(f"dense heads read the encoder output ({want} channels), not {got} channels")
         if self.cfg.fine_center_depth:
             raw = feats[:, :, self.cfg.embed_dim :].flatten(0, 1)
             feats = self.image_features(feats)

@@ -76,6 +76,11 @@ class DenseOutput:
     depth_logits: torch.Tensor | None = None  # (B, N, D, h, w) per-cell depth bins (model.depth_distribution)
 
 
+def center_depth_head(dim: int) -> nn.Sequential:
+    """The stride-16 center-depth head: 3x3 conv, ReLU, 1x1 conv to one raw depth per cell."""
+    return nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, 1, 1))
+
+
 class TrackerNet(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -116,9 +121,7 @@ class TrackerNet(nn.Module):
             if cfg.fine_center_depth:
                 self.fine_depth_head = FineDepthHead(dim, self.backbone.stride8_channels)
             else:
-                self.depth_head = nn.Sequential(
-                    nn.Conv2d(dim, dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(dim, 1, 1)
-                )
+                self.depth_head = center_depth_head(dim)
             self.dense_content = nn.Linear(dim, dim)
         if cfg.depth_distribution:
             self.depth_dist_head = nn.Sequential(
@@ -156,11 +159,11 @@ class TrackerNet(nn.Module):
         if feats.shape[2] != self.feature_channels:
             got, want = feats.shape[2], self.feature_channels
             raise ValueError(f"dense heads read the encoder output ({want} channels), not {got} channels")
-        if self.cfg.fine_center_depth:
+        if self.cfg.fine_center_depth:  # computed by the encoder: its output's last channel
             raw = feats[:, :, self.cfg.embed_dim :].flatten(0, 1)
-            feats = self.image_features(feats)
-        flat = feats.flatten(0, 1)
-        if not self.cfg.fine_center_depth:
+            flat = self.image_features(feats).flatten(0, 1)
+        else:
+            flat = feats.flatten(0, 1)
             raw = self.depth_head(flat)
         heat = self.heatmap_head(flat)
         depth = nn.functional.softplus(raw) + self.cfg.depth_range[0]

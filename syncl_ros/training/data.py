@@ -40,6 +40,13 @@ def in_range(boxes: NDArray[np.float64], pc_range: tuple[float, ...]) -> NDArray
     return inside
 
 
+def kept_ground_truth(frame: Frame, box_range: tuple[float, ...], min_points: int = 1) -> NDArray[np.bool_]:
+    """The boxes training learns from: inside `box_range`, with at least `min_points` lidar points
+    (as the nuScenes benchmark filters its ground truth)."""
+    kept: NDArray[np.bool_] = in_range(frame.boxes, box_range) & (frame.num_points >= min_points)
+    return kept
+
+
 class ClipDataset(Dataset[list[FrameSample]]):
     """Every run of `length` consecutive key frames of the selected scenes.
 
@@ -87,8 +94,7 @@ class ClipDataset(Dataset[list[FrameSample]]):
         return [set().union(*(labels[j] for j in clip)) for clip in self.clips]
 
     def _kept(self, frame: Frame) -> NDArray[np.bool_]:
-        kept: NDArray[np.bool_] = in_range(frame.boxes, self.gt_range) & (frame.num_points >= self.min_points)
-        return kept
+        return kept_ground_truth(frame, self.gt_range, self.min_points)
 
     def _sample(self, index: int, ids: dict[str, int]) -> FrameSample:
         frame = self.frames[index]

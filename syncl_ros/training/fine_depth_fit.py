@@ -31,9 +31,9 @@ from syncl_ros.data.frames import NuScenesFrames
 from syncl_ros.data.tables import require_tables
 from syncl_ros.experiment import Experiment, with_overrides
 from syncl_ros.experiment.checkpoint import read_checkpoint, save_checkpoint
-from syncl_ros.model.network import TrackerNet
+from syncl_ros.model.network import TrackerNet, center_depth_head
 from syncl_ros.pipeline.dataset_inputs import frame_geometry, frame_images
-from syncl_ros.training.data import in_range
+from syncl_ros.training.data import kept_ground_truth
 from syncl_ros.training.dense import center_depth_loss, dense_targets
 
 RANGE_BINS_M = (0.0, 10.0, 20.0, 35.0, math.inf)  # as eval/range_errors.py
@@ -61,14 +61,16 @@ def fine_model(payload: dict[str, Any]) -> tuple[TrackerNet, Experiment]:
         return net, exp
     exp = with_overrides(exp, ["model.fine_center_depth=true"])
     net = TrackerNet(exp.model)
-    coarse = TrackerNet(with_overrides(exp, ["model.fine_center_depth=false"]).model)
-    coarse.load_state_dict(state)
     result = net.load_state_dict(state, strict=False)
     unexpected = [k for k in result.unexpected_keys if not k.startswith("depth_head.")]
     missing = [k for k in result.missing_keys if not k.startswith("fine_depth_head.")]
     if unexpected or missing:
         raise ValueError(f"weights do not fit: {', '.join(unexpected + missing)}")
-    net.fine_depth_head.init_from(coarse.depth_head)
+    coarse = center_depth_head(exp.model.embed_dim)
+    coarse.load_state_dict(
+        {k.removeprefix("depth_head."): v for k, v in state.items() if k.startswith("depth_head.")}
+    )
+    net.fine_depth_head.init_from(coarse)
     return net, exp
 
 
@@ -81,7 +83,7 @@ def encode_levels(net: TrackerNet, frames: NuScenesFrames, every: int, progress:
     for i in tqdm(range(0, len(frames), every), desc="encode", unit="frame", disable=not progress):
         frame = frames[i]
         f8, f16 = net.backbone.levels(frame_images(frame, cfg))
-        keep = in_range(frame.boxes, cfg.pc_range) & (frame.num_points >= 1)
+        keep = kept_ground_truth(frame, cfg.pc_range)
         lidar2img, _ = frame_geometry(frame, cfg)
         _, depth, mask = dense_targets(
             torch.from_numpy(frame.boxes[keep]).float(),

@@ -25,6 +25,8 @@ def _seeded() -> None:
     """Random weights drawn from a fixed seed: the nets here are built before any input is seeded,
     and under pytest-xdist the global generator's state depends on which tests ran before."""
     torch.manual_seed(0)
+
+
 K = np.array([[1266.0, 0.0, 816.0], [0.0, 1266.0, 491.0], [0.0, 0.0, 1.0]])
 FRONT = Transform(optical_to_body(0.0), np.array([1.7, 0.0, 1.5]))
 

@@ -117,6 +117,15 @@ def test_fit_depth_fits_the_centers_and_writes_a_loadable_model(synth_val_root: 
     )
 
 
+def test_a_fit_shorter_than_one_logging_stretch_still_reports_its_loss(
+    synth_val_root: Path, tmp_path: Path
+) -> None:
+    ckpt = _coarse_checkpoint(tmp_path / "coarse.pt")
+    assert fine_depth_fit.main(_args(ckpt, tmp_path / "fine.pt", synth_val_root, steps=3)) == 0
+    first, last = load_model(tmp_path / "fine.pt")[2]["fine_depth_fit"]["loss_first_last"]
+    assert first == last > 0.0  # one stretch of 3 steps
+
+
 def test_fit_depth_refuses_a_model_without_dense_heads(
     synth_val_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -127,7 +127,7 @@ def errors_by_range(net: TrackerNet, levels: Levels, batch: int = 32) -> list[tu
 
 
 def fit(net: TrackerNet, levels: Levels, steps: int, batch: int, lr: float, seed: int) -> list[float]:
-    """AdamW on the fine head alone, cosine schedule; the mean loss of each 100 steps."""
+    """AdamW on the fine head alone, cosine schedule; the mean loss of each 100 steps (and of the rest)."""
     head = net.fine_depth_head.train()
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(seed)
@@ -147,6 +147,8 @@ def fit(net: TrackerNet, levels: Levels, steps: int, batch: int, lr: float, seed
         if len(window) == 100:
             losses.append(sum(window) / len(window))
             window = []
+    if window:  # the last, shorter stretch (all of a run under 100 steps)
+        losses.append(sum(window) / len(window))
     head.eval()
     return losses
 
@@ -191,10 +193,13 @@ def main(args: argparse.Namespace) -> int:
     train = encode_levels(
         net, NuScenesFrames(args.dataroot, args.version, split=args.split), args.every, not args.no_progress
     )
+    if not train.mask.any():
+        print(f"syncl fit-depth: no object center in the selected frames of {args.dataroot}", file=sys.stderr)
+        return 2
     dev = None
     if args.dev is not None:
         dev = encode_levels(net, NuScenesFrames(args.dev, args.version, split="val"), 1, not args.no_progress)
-        print_errors("before (the stride-16 head):", errors_by_range(net, dev))
+        print_errors("before:", errors_by_range(net, dev))
     encoded_s = time.monotonic() - start
     losses = fit(net, train, args.steps, args.batch, args.lr, args.seed)
     print(
@@ -202,7 +207,7 @@ def main(args: argparse.Namespace) -> int:
         f"{time.monotonic() - start - encoded_s:.0f} s; loss {losses[0]:.4f} -> {losses[-1]:.4f}"
     )
     if dev is not None:
-        print_errors("after (the fine head):", errors_by_range(net, dev))
+        print_errors("after:", errors_by_range(net, dev))
     metadata = {
         **payload["metadata"],
         "fine_depth_fit": {
